@@ -1,0 +1,1 @@
+"""The downloader: `model-cache download` and `model-cache gc`."""
