@@ -1,0 +1,109 @@
+"""A pod's `model.cache/*` annotations parsed into one request, or a clear error."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Mapping
+
+from kubernetes.utils.quantity import parse_quantity
+
+from webhook.errors import AnnotationError
+
+PREFIX = "model.cache/"
+NAME = PREFIX + "name"
+STRATEGY = PREFIX + "strategy"
+MOUNT_PATH = PREFIX + "mount-path"
+CONTAINERS = PREFIX + "containers"
+PRELOAD = PREFIX + "preload"
+SHM_SIZE = PREFIX + "shm-size"
+INJECTED = PREFIX + "injected"
+
+INPUTS = (NAME, STRATEGY, MOUNT_PATH, CONTAINERS, PRELOAD, SHM_SIZE)
+STRATEGIES = ("pvc", "hostpath", "memory", "oci", "image")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,126}[A-Za-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class InjectionRequest:
+    """What the pod author asked for; None means "use the policy's"."""
+
+    model: str
+    strategy: str | None = None
+    mount_path: str | None = None
+    containers: tuple[str, ...] | None = None
+    preload: bool = True
+    shm_size: str | None = None
+
+
+def _strategy(value: str) -> str:
+    v = value.strip()
+    if v not in STRATEGIES:
+        raise AnnotationError(f'{STRATEGY}: "{value}" is not a strategy; use one of {", ".join(STRATEGIES)}')
+    return v
+
+
+def _mount_path(value: str) -> str:
+    v = value.strip()
+    if not v.startswith("/") or any(p == ".." for p in v.split("/")) or ":" in v:
+        raise AnnotationError(f'{MOUNT_PATH}: "{value}" must be an absolute path without "..", such as /models')
+    v = v.rstrip("/")
+    if v in ("", "/dev/shm", "/dev", "/proc", "/sys", "/etc", "/usr", "/bin", "/lib", "/var/run/secrets"):
+        raise AnnotationError(f'{MOUNT_PATH}: "{value}" would hide a system directory; use a path such as /models')
+    return v
+
+
+def _containers(value: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    if not names:
+        raise AnnotationError(f'{CONTAINERS}: "{value}" names no container; give comma-separated container names')
+    return names
+
+
+def _preload(value: str) -> bool:
+    v = value.strip().lower()
+    if v not in ("true", "false"):
+        raise AnnotationError(f'{PRELOAD}: "{value}" must be "true" or "false"')
+    return v == "true"
+
+
+def _shm_size(value: str) -> str:
+    v = value.strip()
+    try:
+        size = parse_quantity(v)
+    except ValueError:
+        raise AnnotationError(f'{SHM_SIZE}: "{value}" is not a Kubernetes quantity; write e.g. 2Gi, or "0" for no /dev/shm') from None
+    if size < 0:
+        raise AnnotationError(f'{SHM_SIZE}: "{value}" is negative; write e.g. 2Gi, or "0" for no /dev/shm')
+    return v
+
+
+def parse(annotations: Mapping[str, str] | None) -> InjectionRequest | None:
+    """The request the annotations make; None when the pod does not ask for a model."""
+    annotations = annotations or {}
+    model = annotations.get(NAME)
+    if model is None:
+        return None
+    model = model.strip()
+    if not _MODEL_NAME.match(model):
+        raise AnnotationError(f'{NAME}: "{model}" is not a model name; use the key of a model in the policy, e.g. llama-3-8b')
+    # A typo such as model.cache/stratgy would otherwise be ignored in silence.
+    unknown = sorted(k for k in annotations if k.startswith(PREFIX) and k not in INPUTS and k != INJECTED)
+    if unknown:
+        raise AnnotationError(
+            f"unknown annotation {', '.join(unknown)}; model-cache reads {', '.join(INPUTS)}"
+        )
+
+    def value(key: str, convert):  # type: ignore[no-untyped-def]
+        raw = annotations.get(key)
+        return None if raw is None else convert(raw)
+
+    preload = value(PRELOAD, _preload)
+    return InjectionRequest(
+        model=model,
+        strategy=value(STRATEGY, _strategy),
+        mount_path=value(MOUNT_PATH, _mount_path),
+        containers=value(CONTAINERS, _containers),
+        preload=True if preload is None else preload,
+        shm_size=value(SHM_SIZE, _shm_size),
+    )

@@ -1,0 +1,151 @@
+"""The Flask app: routes, metrics, logs. A thin shell over admission.py."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from webhook import admission, metrics, validation
+from webhook.errors import MalformedReview, TooLarge
+from webhook.policy import PolicyStore
+
+log = logging.getLogger("webhook.app")
+JSON = "application/json"
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    import json
+
+    return Response(json.dumps(body, separators=(",", ":")), status=status, mimetype=JSON)
+
+
+def _metrics_payload() -> bytes:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest()
+
+
+def create_app(policies: Path | str, certfile: str | None = None, keyfile: str | None = None) -> Flask:
+    app = Flask("model-cache")
+    # Flask refuses larger bodies with 413 before reading them.
+    app.config["MAX_CONTENT_LENGTH"] = admission.MAX_BODY_BYTES
+    store = PolicyStore(Path(policies))
+    facts = validation.create_facts_provider()
+    app.extensions["model_cache_store"] = store
+
+    def read_review(endpoint: str) -> tuple[dict[str, Any] | None, Response | None]:
+        length = request.content_length
+        if length is not None and length > admission.MAX_BODY_BYTES:
+            return None, _too_large(endpoint, length)
+        body = request.get_data(cache=False)
+        try:
+            return admission.parse_review(body), None
+        except TooLarge as err:
+            return None, _malformed(endpoint, str(err), admission.request_uid(b""), 413)
+        except MalformedReview as err:
+            return None, _malformed(endpoint, str(err), admission.request_uid(body), 400)
+
+    def _too_large(endpoint: str, length: int) -> Response:
+        return _malformed(endpoint, f"request body is {length} bytes; the limit is {admission.MAX_BODY_BYTES}", "", 413)
+
+    def _malformed(endpoint: str, reason: str, uid: str, status: int) -> Response:
+        metrics.REVIEWS.labels(endpoint=endpoint, result="malformed", strategy="none").inc()
+        log.warning("malformed review: %s", reason, extra={"uid": uid, "endpoint": endpoint})
+        return _json(admission.malformed_answer(reason, uid, status), status)
+
+    def finish(endpoint: str, answer: admission.Answer, req: dict[str, Any], started: float) -> Response:
+        elapsed = time.perf_counter() - started
+        metrics.LATENCY.labels(endpoint=endpoint).observe(elapsed)
+        metrics.REVIEWS.labels(endpoint=endpoint, result=answer.result, strategy=answer.strategy).inc()
+        if answer.result != "skipped":
+            obj = req.get("object") or {}
+            log.info(
+                "%s %s", endpoint, answer.result,
+                extra={
+                    "uid": answer.uid,
+                    "namespace": req.get("namespace"),
+                    "name": (obj.get("metadata") or {}).get("name") or (obj.get("metadata") or {}).get("generateName"),
+                    "strategy": answer.strategy,
+                    "reason": answer.message,
+                    "warnings": answer.warnings or None,
+                    "dryRun": bool(req.get("dryRun")),
+                    "ms": round(elapsed * 1000, 3),
+                },
+            )
+        return _json(answer.review())
+
+    @app.post("/mutate")
+    def mutate() -> Response:
+        started = time.perf_counter()
+        req, error = read_review("mutate")
+        if error is not None:
+            return error
+        assert req is not None
+        try:
+            answer = admission.answer_mutation(req, store)
+        except Exception:  # noqa: BLE001 - a bug must still give the API server an answer
+            log.exception("mutation failed", extra={"uid": req["uid"]})
+            answer = admission.Answer(
+                uid=req["uid"], allowed=False, code=500, result="error",
+                message=f"model-cache failed on this pod (a bug; see the webhook log for uid {req['uid']})",
+            )
+        return finish("mutate", answer, req, started)
+
+    @app.post("/validate")
+    def validate() -> Response:
+        started = time.perf_counter()
+        req, error = read_review("validate")
+        if error is not None:
+            return error
+        assert req is not None
+        answer = admission.Answer(uid=req["uid"])
+        try:
+            outcome = validation.review(req, store, facts)
+            answer.allowed, answer.warnings = outcome.allowed, list(outcome.warnings)
+            if not outcome.allowed:
+                answer.message, answer.code, answer.result = outcome.message, 403, "denied"
+            elif outcome.warnings:
+                answer.result = "warned"
+            elif (((req.get("object") or {}).get("metadata") or {}).get("annotations") or {}).get("model.cache/name"):
+                answer.result = "allowed"
+        except Exception:  # noqa: BLE001 - never fail a pod for a bug in an advisory check
+            log.exception("validation failed", extra={"uid": req["uid"]})
+            answer.warnings = ["model-cache could not check this pod (webhook error; see its log)"]
+            answer.result = "error"
+        return finish("validate", answer, req, started)
+
+    @app.errorhandler(413)
+    def too_large(_: Exception) -> Response:
+        return _too_large(request.path.strip("/") or "unknown", request.content_length or 0)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response("ok\n", mimetype="text/plain")
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        store.maybe_reload()
+        ok, detail = store.readiness()
+        problems = [] if ok else [detail]
+        for path in (certfile, keyfile):
+            if path and not os.path.exists(path):
+                problems.append(f"certificate file {path} is missing")
+        if problems:
+            return Response("not ready: " + "; ".join(problems) + "\n", status=503, mimetype="text/plain")
+        return Response(f"ready: {detail}\n", mimetype="text/plain")
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        return Response(_metrics_payload(), mimetype=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,105 @@
+"""`model-cache serve`: the Flask app under gunicorn, over TLS.
+
+gthread workers, because the API server keeps HTTP/1.1 connections alive and
+each request must not pay a TLS handshake; the keep-alive timeout is longer
+than the API server's idle timeout would otherwise cut.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from webhook.errors import ModelCacheError
+
+
+class ServeError(ModelCacheError):
+    pass
+
+
+def gunicorn_options(args: argparse.Namespace) -> dict[str, Any]:
+    from webhook import cert_manager, tls
+    from webhook.logs import logging_config
+
+    def when_ready(server: Any) -> None:
+        cert_manager.start_background(args)
+
+    def child_exit(server: Any, worker: Any) -> None:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(worker.pid)
+
+    return {
+        "bind": [f"{args.host}:{args.port}"],
+        "workers": args.workers,
+        "worker_class": "gthread",
+        "threads": args.threads,
+        "certfile": args.cert,
+        "keyfile": args.key,
+        "ssl_context": tls.gunicorn_ssl_context,
+        # Longer than the API server's 90 s idle timeout is pointless; shorter
+        # than it forces new handshakes. 75 s mirrors common load balancers.
+        "keepalive": 75,
+        "timeout": 30,
+        "graceful_timeout": 20,
+        "accesslog": None,
+        "logconfig_dict": logging_config(args.log_level),
+        "loglevel": args.log_level,
+        "when_ready": when_ready,
+        "child_exit": child_exit,
+        "proc_name": "model-cache",
+        "forwarded_allow_ips": "",
+    }
+
+
+def serve(args: argparse.Namespace) -> int:
+    from webhook import cert_manager
+
+    cert_manager.prepare(args)
+    for path, what in ((args.cert, "certificate"), (args.key, "key")):
+        if not os.path.exists(path):
+            raise ServeError(
+                f"serving {what} {path} not found; run `model-cache certs generate --out {Path(path).parent}` "
+                "or pass --cert/--key"
+            )
+    if not Path(args.policies).is_dir():
+        raise ServeError(f"policy directory {args.policies} not found; pass --policies DIR")
+    # Metrics from every worker are summed through files in this directory.
+    metrics_dir = tempfile.mkdtemp(prefix="model-cache-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        _Server(args).run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def _make_application() -> Any:
+    from gunicorn.app.base import BaseApplication
+
+    class Application(BaseApplication):  # type: ignore[misc]
+        def __init__(self, args: argparse.Namespace) -> None:
+            self.args = args
+            super().__init__()
+
+        def load_config(self) -> None:
+            for key, value in gunicorn_options(self.args).items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            from webhook.app import create_app
+
+            return create_app(self.args.policies, certfile=self.args.cert, keyfile=self.args.key)
+
+    return Application
+
+
+def _Server(args: argparse.Namespace) -> Any:  # noqa: N802 - reads like a class at the call site
+    sys.argv = [sys.argv[0]]  # gunicorn parses sys.argv too; ours are already parsed
+    return _make_application()(args)
