@@ -74,7 +74,7 @@ def create_app(policies: Path | str, certfile: str | None = None, keyfile: str |
                 extra={
                     "uid": answer.uid,
                     "namespace": req.get("namespace"),
-                    "name": (obj.get("metadata") or {}).get("name") or (obj.get("metadata") or {}).get("generateName"),
+                    "pod": (obj.get("metadata") or {}).get("name") or (obj.get("metadata") or {}).get("generateName"),
                     "strategy": answer.strategy,
                     "reason": answer.message,
                     "warnings": answer.warnings or None,
@@ -123,6 +123,15 @@ def create_app(policies: Path | str, certfile: str | None = None, keyfile: str |
             answer.warnings = ["model-cache could not check this pod (webhook error; see its log)"]
             answer.result = "error"
         return finish("validate", answer, req, started)
+
+    @app.errorhandler(Exception)
+    def unexpected(err: Exception) -> Response:
+        from werkzeug.exceptions import HTTPException
+
+        if isinstance(err, HTTPException):  # 404, 405: Flask's own answer is right
+            return err  # type: ignore[return-value]
+        log.exception("unhandled error on %s", request.path)
+        return _json(admission.malformed_answer("model-cache internal error; see the webhook log", "", 500), 500)
 
     @app.errorhandler(413)
     def too_large(_: Exception) -> Response:

@@ -1,0 +1,91 @@
+"""Shared test helpers: schema validation, review builders, a TLS client."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import socket
+import ssl
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import kubernetes_validate
+
+REPO = Path(__file__).resolve().parent.parent
+POLICIES = REPO / "policies"
+# Image volumes with subPath need 1.33; the newest schema the package ships is used too.
+SCHEMA_VERSIONS = ("1.33", kubernetes_validate.latest_version())
+SERVICE_DNS_NAME = "model-cache.model-cache.svc"
+
+
+def assert_schema_valid(obj: dict[str, Any]) -> None:
+    """What `kubernetes-validate --strict` checks, with a short message on failure."""
+    for version in SCHEMA_VERSIONS:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            path = "/".join(str(p) for p in err.path)
+            raise AssertionError(f"not a valid {obj.get('kind')} for Kubernetes {version} at {path}: {err.message}") from None
+
+
+def pod_review(pod: dict[str, Any], namespace: str | None = None, operation: str = "CREATE",
+               kind: str = "Pod", uid: str | None = None, **extra: Any) -> dict[str, Any]:
+    namespace = namespace or (pod.get("metadata") or {}).get("namespace") or "default"
+    request: dict[str, Any] = {
+        "uid": uid or str(uuid.uuid4()),
+        "kind": {"group": "", "version": "v1", "kind": kind},
+        "resource": {"group": "", "version": "v1", "resource": kind.lower() + "s"},
+        "requestKind": {"group": "", "version": "v1", "kind": kind},
+        "namespace": namespace,
+        "operation": operation,
+        "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+        "object": pod,
+        "oldObject": None,
+        "dryRun": False,
+    }
+    request.update(extra)
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+
+
+def apply_response(pod: dict[str, Any], review_response: dict[str, Any]) -> dict[str, Any]:
+    response = review_response["response"]
+    if "patch" not in response:
+        return pod
+    assert response["patchType"] == "JSONPatch"
+    patch = json.loads(base64.b64decode(response["patch"]))
+    return jsonpatch.apply_patch(pod, patch)
+
+
+class TLSClient:
+    """HTTP/1.1 over one kept-alive TLS connection to 127.0.0.1, verifying the
+    certificate for `server_name` as the API server does for the Service."""
+
+    def __init__(self, port: int, cafile: str | Path, server_name: str = SERVICE_DNS_NAME,
+                 context: ssl.SSLContext | None = None) -> None:
+        self.context = context or ssl.create_default_context(cafile=str(cafile))
+        self.port, self.server_name = port, server_name
+        self.conn = self._connect()
+
+    def _connect(self) -> http.client.HTTPConnection:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        conn.sock = self.context.wrap_socket(raw, server_hostname=self.server_name)
+        return conn
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        self.conn.request(method, path, body=body, headers=hdrs)
+        resp = self.conn.getresponse()
+        data = resp.read()
+        return resp.status, data, dict(resp.getheaders())
+
+    def post_json(self, path: str, obj: Any) -> tuple[int, dict[str, Any]]:
+        status, data, _ = self.request("POST", path, json.dumps(obj).encode())
+        return status, json.loads(data)
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,68 @@
+"""Golden files: each tests/golden/<case>.in.yaml is a realistic pod as the API
+server sends it; <case>.out.yaml is what model-cache makes of it under the
+example policies in policies/. They read as documentation of what gets injected.
+
+Regenerate after an intended change with UPDATE_GOLDEN=1, then read the diff.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jsonpatch
+import pytest
+import yaml
+
+from tests.helpers import POLICIES, assert_schema_valid
+from webhook import admission
+from webhook.policy import PolicyStore
+
+GOLDEN = Path(__file__).parent / "golden"
+CASES = sorted(p.name.removesuffix(".in.yaml") for p in GOLDEN.glob("*.in.yaml"))
+
+
+@pytest.fixture(scope="module")
+def store() -> PolicyStore:
+    return PolicyStore(POLICIES)
+
+
+def _mutate(case: str, store: PolicyStore) -> tuple[dict, dict]:
+    pod = yaml.safe_load((GOLDEN / f"{case}.in.yaml").read_text())
+    mutated, plan = admission.mutate_pod(pod, pod["metadata"]["namespace"], store)
+    assert mutated is not None and plan is not None, f"{case}: the pod was not mutated"
+    return pod, mutated
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden(case: str, store: PolicyStore) -> None:
+    pod, mutated = _mutate(case, store)
+    out = GOLDEN / f"{case}.out.yaml"
+    if os.environ.get("UPDATE_GOLDEN"):
+        out.write_text(yaml.safe_dump(mutated, sort_keys=False))
+    assert mutated == yaml.safe_load(out.read_text())
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden_inputs_and_outputs_are_schema_valid(case: str, store: PolicyStore) -> None:
+    pod, mutated = _mutate(case, store)
+    assert_schema_valid(pod)
+    assert_schema_valid(mutated)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_patch_only_adds_except_memory_quantities(case: str, store: PolicyStore) -> None:
+    pod, mutated = _mutate(case, store)
+    patch = jsonpatch.make_patch(pod, mutated).patch
+    for op in patch:
+        if op["op"] == "add":
+            continue
+        assert op["op"] == "replace" and op["path"].endswith("/memory"), f"unexpected patch op {op}"
+    assert jsonpatch.apply_patch(pod, patch) == mutated
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_mutated_pod_is_not_changed_again(case: str, store: PolicyStore) -> None:
+    _, mutated = _mutate(case, store)
+    again, plan = admission.mutate_pod(mutated, mutated["metadata"]["namespace"], store)
+    assert again is None and plan is None
