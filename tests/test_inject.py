@@ -1,0 +1,296 @@
+"""The pure mutation: behaviours one at a time, and every denial."""
+
+from __future__ import annotations
+
+import copy
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes.utils.quantity import parse_quantity
+
+from tests.helpers import assert_schema_valid
+from webhook import admission, inject
+from webhook.errors import AnnotationError, Denied
+from webhook.policy import PolicyStore
+
+POLICY = """
+apiVersion: model.cache/v1alpha1
+kind: ModelCachePolicy
+defaults:
+  strategy: pvc
+  allowedStrategies: [pvc, hostpath, memory]
+  pvc: {claimName: shared-models}
+  hostPath: {path: /var/lib/models}
+  shmSize: 1Gi
+  downloader:
+    image: registry.local/model-cache:1
+    resources: {requests: {cpu: 100m, memory: 256Mi}, limits: {memory: 512Mi}}
+    env: {HF_ENDPOINT: "https://hf-mirror.internal"}
+  env: {HF_HUB_OFFLINE: 1, TRANSFORMERS_OFFLINE: "1"}
+models:
+  llama:
+    source: hf://meta-llama/Llama-3.1-8B-Instruct
+    revision: abc123
+    size: 16Gi
+    authSecretName: hf-token
+  small:
+    source: https://models.internal/small.tar.gz
+    size: 1536Mi
+    strategy: memory
+  car:
+    source: oci://registry.local/car:v1
+    size: 2Gi
+"""
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> PolicyStore:
+    (tmp_path / "ml.yaml").write_text(POLICY)
+    return PolicyStore(tmp_path)
+
+
+def pod(annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"generateName": "srv-", "namespace": "ml", "annotations": {"model.cache/name": "llama", **(annotations or {})}},
+        "spec": {
+            "containers": [
+                {"name": "server", "image": "vllm/vllm-openai:v0.6.3",
+                 "resources": {"requests": {"memory": "8Gi", "nvidia.com/gpu": "1"}, "limits": {"memory": "10Gi", "nvidia.com/gpu": "1"}}},
+                {"name": "proxy", "image": "envoyproxy/envoy:v1.31.0"},
+            ]
+        },
+    }
+    base["spec"].update(spec)
+    return base
+
+
+def mutate(p: dict[str, Any], store: PolicyStore) -> dict[str, Any]:
+    mutated, plan = admission.mutate_pod(p, "ml", store)
+    assert mutated is not None
+    assert_schema_valid(mutated)
+    return mutated
+
+
+def by_name(items: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return next(i for i in items if i["name"] == name)
+
+
+def test_pod_without_annotation_is_untouched(store: PolicyStore) -> None:
+    p = pod()
+    del p["metadata"]["annotations"]
+    assert admission.mutate_pod(p, "ml", store) == (None, None)
+
+
+def test_mirror_pod_is_untouched(store: PolicyStore) -> None:
+    p = pod({"kubernetes.io/config.mirror": "abc"})
+    assert admission.mutate_pod(p, "ml", store) == (None, None)
+
+
+def test_input_pod_is_not_modified(store: PolicyStore) -> None:
+    p = pod()
+    before = copy.deepcopy(p)
+    mutate(p, store)
+    assert p == before
+
+
+def test_unknown_fields_survive(store: PolicyStore) -> None:
+    p = pod()
+    p["spec"]["futureField"] = {"x": 1}
+    p["spec"]["containers"][0]["futureContainerField"] = "kept"
+    p["status"] = {"phase": "Pending"}
+    mutated, _ = admission.mutate_pod(p, "ml", store)
+    assert mutated["spec"]["futureField"] == {"x": 1}
+    assert mutated["spec"]["containers"][0]["futureContainerField"] == "kept"
+    assert mutated["status"] == {"phase": "Pending"}
+
+
+def test_pvc_strategy_mounts_read_only_with_subpath_in_every_container(store: PolicyStore) -> None:
+    m = mutate(pod(), store)
+    assert by_name(m["spec"]["volumes"], "model-cache") == {"name": "model-cache", "persistentVolumeClaim": {"claimName": "shared-models"}}
+    for c in m["spec"]["containers"]:
+        mount = by_name(c["volumeMounts"], "model-cache")
+        assert mount == {"name": "model-cache", "mountPath": "/model-cache", "readOnly": True, "subPath": "llama/abc123"}
+    assert m["metadata"]["annotations"]["model.cache/injected"] == "pvc/llama/abc123"
+
+
+def test_downloader_carries_credentials_as_secret_refs_and_a_restricted_context(store: PolicyStore) -> None:
+    m = mutate(pod(), store)
+    (dl,) = m["spec"]["initContainers"]
+    assert dl["name"] == "model-cache-download" and dl["image"] == "registry.local/model-cache:1"
+    assert dl["args"][:5] == ["download", "--source", "hf://meta-llama/Llama-3.1-8B-Instruct", "--dest", "/model-cache/llama/abc123"]
+    token = by_name(dl["env"], "HF_TOKEN")
+    assert token == {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "HF_TOKEN"}}}
+    assert by_name(dl["env"], "HF_ENDPOINT")["value"] == "https://hf-mirror.internal"
+    sc = dl["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    # Credentials never reach the serving containers.
+    for c in m["spec"]["containers"]:
+        assert all("secretKeyRef" not in str(e) for e in c.get("env", []))
+
+
+def test_serving_env_is_policy_env_plus_cache_path_and_never_overrides(store: PolicyStore) -> None:
+    p = pod()
+    p["spec"]["containers"][0]["env"] = [{"name": "TRANSFORMERS_OFFLINE", "value": "0"}]
+    m = mutate(p, store)
+    env = m["spec"]["containers"][0]["env"]
+    assert env == [
+        {"name": "TRANSFORMERS_OFFLINE", "value": "0"},
+        {"name": "HF_HUB_OFFLINE", "value": "1"},
+        {"name": "MODEL_CACHE_PATH", "value": "/model-cache"},
+    ]
+
+
+def test_memory_strategy_grows_first_serving_container_and_downloader(store: PolicyStore) -> None:
+    m = mutate(pod({"model.cache/name": "small"}), store)
+    server = m["spec"]["containers"][0]
+    assert parse_quantity(server["resources"]["requests"]["memory"]) == parse_quantity("8Gi") + parse_quantity("1536Mi")
+    assert parse_quantity(server["resources"]["limits"]["memory"]) == parse_quantity("10Gi") + parse_quantity("1536Mi")
+    assert server["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert "resources" not in m["spec"]["containers"][1]  # only the first serving container
+    dl = m["spec"]["initContainers"][0]
+    assert parse_quantity(dl["resources"]["limits"]["memory"]) == parse_quantity("512Mi") + parse_quantity("1536Mi")
+    assert dl["resources"]["requests"]["memory"] == "256Mi"
+    vol = by_name(m["spec"]["volumes"], "model-cache")
+    assert vol["emptyDir"] == {"medium": "Memory", "sizeLimit": "1536Mi"}
+
+
+def test_memory_strategy_leaves_unset_limits_unset(store: PolicyStore) -> None:
+    p = pod({"model.cache/name": "small"})
+    del p["spec"]["containers"][0]["resources"]
+    m = mutate(p, store)
+    assert "resources" not in m["spec"]["containers"][0]
+
+
+def test_hostpath_strategy_by_annotation(store: PolicyStore) -> None:
+    m = mutate(pod({"model.cache/strategy": "hostpath"}), store)
+    assert by_name(m["spec"]["volumes"], "model-cache")["hostPath"] == {"path": "/var/lib/models", "type": "DirectoryOrCreate"}
+    assert m["metadata"]["annotations"]["model.cache/injected"] == "hostpath/llama/abc123"
+
+
+def test_containers_annotation_limits_targets(store: PolicyStore) -> None:
+    m = mutate(pod({"model.cache/containers": "server"}), store)
+    assert any(v["name"] == "model-cache" for v in m["spec"]["containers"][0]["volumeMounts"])
+    assert "volumeMounts" not in m["spec"]["containers"][1]
+    assert "env" not in m["spec"]["containers"][1]
+
+
+def test_native_sidecars_come_first_then_downloader_then_own_init(store: PolicyStore) -> None:
+    p = pod(initContainers=[
+        {"name": "istio-proxy", "image": "istio/proxyv2:1.23.2", "restartPolicy": "Always"},
+        {"name": "migrate", "image": "busybox:1.36"},
+        {"name": "log-shipper", "image": "fluent/fluent-bit:3.1", "restartPolicy": "Always"},
+        {"name": "warmup", "image": "busybox:1.36"},
+    ])
+    m = mutate(p, store)
+    names = [c["name"] for c in m["spec"]["initContainers"]]
+    assert names == ["istio-proxy", "migrate", "log-shipper", "model-cache-download", "warmup"]
+
+
+def test_existing_dev_shm_is_kept(store: PolicyStore) -> None:
+    p = pod(volumes=[{"name": "dshm", "emptyDir": {"medium": "Memory"}}])
+    p["spec"]["containers"][1]["volumeMounts"] = [{"name": "dshm", "mountPath": "/dev/shm"}]
+    m = mutate(p, store)
+    assert [v["name"] for v in m["spec"]["volumes"]] == ["dshm", "model-cache"]
+    assert all(mt["mountPath"] != "/dev/shm" for mt in m["spec"]["containers"][0]["volumeMounts"])
+
+
+def test_shm_size_annotation(store: PolicyStore) -> None:
+    m = mutate(pod({"model.cache/shm-size": "16Gi"}), store)
+    assert by_name(m["spec"]["volumes"], "model-cache-shm")["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"}
+    m0 = mutate(pod({"model.cache/shm-size": "0"}), store)
+    assert all(v["name"] != "model-cache-shm" for v in m0["spec"]["volumes"])
+
+
+def test_preload_false_adds_no_downloader(store: PolicyStore) -> None:
+    m = mutate(pod({"model.cache/preload": "false"}), store)
+    assert "initContainers" not in m["spec"]
+
+
+def test_mount_path_annotation(store: PolicyStore) -> None:
+    m = mutate(pod({"model.cache/mount-path": "/models/llama/"}), store)
+    mount = by_name(m["spec"]["containers"][0]["volumeMounts"], "model-cache")
+    assert mount["mountPath"] == "/models/llama"
+    assert by_name(m["spec"]["containers"][0]["env"], "MODEL_CACHE_PATH")["value"] == "/models/llama"
+
+
+def test_oci_credentials_become_image_pull_secrets(tmp_path: Path) -> None:
+    (tmp_path / "ml.yaml").write_text(textwrap.dedent("""
+        apiVersion: model.cache/v1alpha1
+        kind: ModelCachePolicy
+        models:
+          car: {source: "oci://registry.local/car@sha256:0000000000000000000000000000000000000000000000000000000000000000", size: 2Gi, strategy: oci, authSecretName: regcred}
+    """))
+    m = mutate(pod({"model.cache/name": "car"}), PolicyStore(tmp_path))
+    assert m["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    assert m["spec"]["initContainers"][0]["name"] == "model-cache-oci-copy"
+
+
+@pytest.mark.parametrize(
+    ("annotations", "expected"),
+    [
+        ({"model.cache/name": "gpt-5"}, 'model "gpt-5" is not in the model-cache policy for namespace ml; known models: car, llama, small'),
+        ({"model.cache/strategy": "image"}, 'strategy "image" (model.cache/strategy) is not allowed in namespace ml; allowed: pvc, hostpath, memory'),
+        ({"model.cache/strategy": "ramdisk"}, 'model.cache/strategy: "ramdisk" is not a strategy; use one of pvc, hostpath, memory, oci, image'),
+        ({"model.cache/preload": "yes"}, 'model.cache/preload: "yes" must be "true" or "false"'),
+        ({"model.cache/shm-size": "lots"}, 'model.cache/shm-size: "lots" is not a Kubernetes quantity'),
+        ({"model.cache/mount-path": "models"}, 'model.cache/mount-path: "models" must be an absolute path'),
+        ({"model.cache/mount-path": "/dev/shm"}, "would hide a system directory"),
+        ({"model.cache/containers": "vllm"}, "model.cache/containers names vllm, not in this pod; its containers are server, proxy"),
+        ({"model.cache/strategey": "pvc"}, "unknown annotation model.cache/strategey"),
+        ({"model.cache/name": "car"}, 'strategy "pvc" cannot serve'),
+    ],
+)
+def test_denials_name_the_problem_and_the_fix(store: PolicyStore, annotations: dict[str, str], expected: str) -> None:
+    with pytest.raises(Denied) as err:
+        admission.mutate_pod(pod(annotations), "ml", store)
+    assert expected in str(err.value)
+
+
+def test_strategy_not_allowed_from_policy_is_denied(tmp_path: Path) -> None:
+    (tmp_path / "ml.yaml").write_text(POLICY.replace("allowedStrategies: [pvc, hostpath, memory]", "allowedStrategies: [pvc]"))
+    with pytest.raises(Denied, match="the policy's strategy for small.*allowed: pvc"):
+        admission.mutate_pod(pod({"model.cache/name": "small"}), "ml", PolicyStore(tmp_path))
+
+
+def test_existing_volume_name_is_denied(store: PolicyStore) -> None:
+    with pytest.raises(Denied, match='already has a volume named "model-cache", which model-cache injects; rename that volume'):
+        admission.mutate_pod(pod(volumes=[{"name": "model-cache", "emptyDir": {}}]), "ml", store)
+
+
+def test_existing_mount_path_is_denied(store: PolicyStore) -> None:
+    p = pod(volumes=[{"name": "weights", "emptyDir": {}}])
+    p["spec"]["containers"][0]["volumeMounts"] = [{"name": "weights", "mountPath": "/model-cache/"}]
+    with pytest.raises(Denied, match="container server already mounts weights at /model-cache; set model.cache/mount-path"):
+        admission.mutate_pod(p, "ml", store)
+
+
+def test_no_policy_for_namespace_is_denied(store: PolicyStore) -> None:
+    with pytest.raises(Denied, match="no model-cache policy for namespace other: .*other.yaml"):
+        admission.mutate_pod(pod(), "other", store)
+
+
+def test_annotation_error_is_a_denial() -> None:
+    assert issubclass(AnnotationError, Denied)
+
+
+def test_format_bytes_keeps_whole_units() -> None:
+    assert inject.format_bytes(parse_quantity("16Gi")) == "16Gi"
+    assert inject.format_bytes(parse_quantity("16Gi") + parse_quantity("512Mi")) == "16896Mi"
+    assert inject.format_bytes(parse_quantity("1G")) == "1000000000"
+
+
+def test_reinvocation_after_another_webhook_keeps_our_work(store: PolicyStore) -> None:
+    """reinvocationPolicy: IfNeeded: a later webhook (e.g. Istio) changes the pod and
+    we are called again; the injected annotation stops a second injection."""
+    m = mutate(pod(), store)
+    m["spec"]["initContainers"].insert(0, {"name": "istio-init", "image": "istio/proxyv2:1.23.2"})
+    assert admission.mutate_pod(m, "ml", store) == (None, None)
+    stripped = copy.deepcopy(m)
+    del stripped["metadata"]["annotations"]["model.cache/injected"]
+    assert admission.mutate_pod(stripped, "ml", store) == (None, None)
