@@ -1,17 +1,272 @@
-"""Placeholder for self-managed certificates in the cluster (issue 4)."""
+"""Self-managed certificates in the cluster: the imperative shell around
+cert_rotation (what to do) and cert_kube (the API calls).
+
+`model-cache serve --tls-secret NAME` turns it on; without that option serve
+uses the files at --cert/--key as they are (local runs, the cert-manager
+overlay). Three hooks, called by server.py:
+
+- add_arguments(parser): the serve options below.
+- prepare(args): before gunicorn starts. Creates the Secret if absent (a 409
+  means another replica won the race: read theirs), patches the caBundle of
+  both webhook configurations, renews what is due, writes the files.
+- start_background(args): in the gunicorn master once it listens. A thread
+  repeats the same reconcile pass every --cert-check-interval seconds: it
+  renews before expiry, rolls the CA over in two steps, re-patches a caBundle
+  that something reset, and rewrites the files, which tls.py then reloads.
+
+Every replica runs the same pass. They agree through the Secret: updates carry
+its resourceVersion, so of two replicas renewing at once one gets 409 and
+takes the other's result.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from webhook import certs
+from webhook.cert_errors import CertConfigError, CertSecretInvalid, KubeAccessError
+from webhook.cert_kube import Conflict, SecretStore, WebhookConfigRef, WebhookConfigs, api_client, parse_config_refs
+from webhook.cert_rotation import Action, CertState, Facts, RotationPolicy, apply, new_state, plan
+from webhook.cert_secret import build_secret, resource_version, state_from_secret
+
+log = logging.getLogger(__name__)
+
+NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+DEFAULT_CONFIGS = "mutating:model-cache,validating:model-cache"
+# More passes than any chain of actions needs (replace, fix, renew, prune);
+# a bound so that a bug cannot spin.
+MAX_STEPS = 6
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds `model-cache serve` options for in-cluster certificate management."""
+    """Adds the `model-cache serve` options of self-managed certificates."""
+    g = parser.add_argument_group("self-managed certificates (in a cluster)")
+    g.add_argument("--tls-secret", metavar="NAME", default=None,
+                   help="keep the CA and serving certificate in this Secret, create and rotate them, "
+                        "and patch the caBundle of the webhook configurations (off when absent)")
+    g.add_argument("--tls-namespace", metavar="NS", default=None,
+                   help="namespace of the Secret and the Service (default: $POD_NAMESPACE, "
+                        "else the pod's own namespace, else model-cache)")
+    g.add_argument("--tls-service", metavar="NAME", default="model-cache",
+                   help="Service the API server calls; the certificate names NAME.NS.svc")
+    g.add_argument("--webhook-configs", metavar="KIND:NAME,...", default=DEFAULT_CONFIGS,
+                   help=f"webhook configurations whose caBundle to keep patched (default {DEFAULT_CONFIGS}; "
+                        "'' for none)")
+    g.add_argument("--cert-check-interval", metavar="SECONDS", type=float, default=30.0,
+                   help="how often each replica re-checks the Secret and the caBundles")
+
+
+@dataclass
+class Settings:
+    secret: str
+    namespace: str
+    service: str
+    configs: tuple[WebhookConfigRef, ...]
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+    interval: float
+    policy: RotationPolicy = field(default_factory=RotationPolicy)
+
+    @property
+    def dns_names(self) -> tuple[str, ...]:
+        return tuple(certs.service_dns_names(self.service, self.namespace))
+
+
+def _default_namespace() -> str:
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        return Path(NAMESPACE_FILE).read_text().strip() or "model-cache"
+    except OSError:
+        return "model-cache"
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings | None:
+    """None when self-managed certificates are off (no --tls-secret)."""
+    secret = getattr(args, "tls_secret", None)
+    if not secret:
+        return None
+    try:
+        configs = parse_config_refs(args.webhook_configs)
+    except ValueError as err:
+        raise CertConfigError(f"--webhook-configs {err}") from err
+    if args.cert_check_interval <= 0:
+        raise CertConfigError("--cert-check-interval must be positive")
+    cert_file = Path(args.cert)
+    return Settings(
+        secret=secret,
+        namespace=args.tls_namespace or _default_namespace(),
+        service=args.tls_service,
+        configs=configs,
+        cert_file=cert_file,
+        key_file=Path(args.key),
+        ca_file=cert_file.parent / "ca.crt",
+        interval=args.cert_check_interval,
+    )
+
+
+@dataclass
+class PassResult:
+    """What one reconcile pass did, for logs and tests."""
+
+    created: bool = False
+    lost_create_race: bool = False
+    actions: list[Action] = field(default_factory=list)
+    patched: list[str] = field(default_factory=list)
+    missing_configs: list[str] = field(default_factory=list)
+    files_written: bool = False
+    state: CertState | None = None
+
+
+class Reconciler:
+    """One replica's view: reads the Secret, acts, writes the files."""
+
+    def __init__(self, settings: Settings, api: client.ApiClient) -> None:
+        self.settings = settings
+        self.store = SecretStore(api, settings.namespace, settings.secret)
+        self.configs = WebhookConfigs(api)
+
+    def run_once(self, now: dt.datetime | None = None) -> PassResult:
+        result = PassResult()
+        # A 409 on update means another replica changed the Secret between
+        # our read and our write: start over from their version.
+        for _ in range(MAX_STEPS):
+            try:
+                self._pass(now or dt.datetime.now(dt.timezone.utc), result)
+                return result
+            except Conflict:
+                log.info("Secret %s changed under us; reading it again", self.settings.secret)
+        raise KubeAccessError(f"updating Secret {self.settings.secret}", 409, "kept conflicting")
+
+    def _pass(self, now: dt.datetime, result: PassResult) -> None:
+        s = self.settings
+        secret = self.store.get()
+        if secret is None:
+            state = new_state(s.dns_names, now, s.policy)
+            try:
+                secret = self.store.create(build_secret(s.secret, s.namespace, state))
+                result.created = True
+                log.info("created Secret %s/%s with a new CA", s.namespace, s.secret)
+            except Conflict:
+                # Another replica created it first: theirs is the one every
+                # replica serves.
+                result.lost_create_race = True
+                secret = self.store.get()
+                if secret is None:
+                    raise KubeAccessError(f"reading Secret {s.secret}", 404, "vanished right after a 409") from None
+        try:
+            state = state_from_secret(secret)
+        except CertSecretInvalid as err:
+            log.error("%s", err)
+            state = new_state(s.dns_names, now, s.policy)
+            secret = self.store.replace(build_secret(s.secret, s.namespace, state, resource_version(secret)))
+            result.actions.append(Action.REPLACE_CA)
+
+        for _ in range(MAX_STEPS):
+            published = self._publish(state.bundle_pem, result)
+            decision = plan(state, Facts(now, s.dns_names, published, s.policy))
+            if decision.action is Action.NOTHING:
+                break
+            log.info("certificates: %s (%s)", decision.action.value, decision.reason)
+            state = apply(state, decision.action, Facts(now, s.dns_names, published, s.policy))
+            secret = self.store.replace(build_secret(s.secret, s.namespace, state, resource_version(secret)))
+            result.actions.append(decision.action)
+        result.state = state
+        result.files_written = write_cert_files(s, state)
+
+    def _publish(self, bundle_pem: bytes, result: PassResult) -> bool:
+        """Patches BUNDLE_PEM into every configuration; True when all carry it."""
+        published = True
+        for ref in self.settings.configs:
+            outcome = self.configs.ensure_ca_bundle(ref, bundle_pem)
+            if outcome == "patched":
+                # Something reset it (a re-apply, another injector) or it is new.
+                log.warning("caBundle of %s was out of date; patched", ref.title)
+                result.patched.append(ref.title)
+            elif outcome == "missing":
+                log.warning("%s does not exist (yet); its caBundle will be patched once it does", ref.title)
+                result.missing_configs.append(ref.title)
+                published = False
+        return published
+
+
+def write_cert_files(settings: Settings, state: CertState) -> bool:
+    """Writes what differs from disk; True when something was written. The key
+    goes first: tls.py keeps the old context while the pair does not match."""
+    wrote = False
+    for path, data, mode in (
+        (settings.ca_file, state.bundle_pem, 0o644),
+        (settings.key_file, state.serving.key_pem, 0o600),
+        (settings.cert_file, state.serving.cert_pem, 0o644),
+    ):
+        try:
+            if path.read_bytes() == data:
+                continue
+        except OSError:
+            pass
+        certs.write_atomic(path, data, mode)
+        wrote = True
+    return wrote
 
 
 def prepare(args: argparse.Namespace) -> None:
-    """Runs in `model-cache serve` before gunicorn starts (cert files must exist after it)."""
+    """Runs in `model-cache serve` before gunicorn starts: afterwards the
+    files at --cert/--key hold the Secret's certificate. Raises CertError when
+    the API server cannot be used (the pod restarts and tries again)."""
+    settings = settings_from_args(args)
+    if settings is None:
+        return
+    result = Reconciler(settings, api_client()).run_once()
+    log.info("certificates ready: Secret %s/%s%s, serving %s", settings.namespace, settings.secret,
+             " (created)" if result.created else "", ", ".join(settings.dns_names))
 
 
-def start_background(args: argparse.Namespace) -> None:
-    """Runs in the gunicorn master once it listens (when_ready): renewal, caBundle drift."""
+class Background:
+    """The renewal thread. It waits first: prepare() has just done a pass, and
+    gunicorn forks its workers right after when_ready, which is safest while
+    this thread sleeps instead of holding a lock inside OpenSSL or urllib3."""
+
+    def __init__(self, reconciler: Reconciler, interval: float) -> None:
+        self.reconciler, self.interval = reconciler, interval
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="model-cache-certs", daemon=True)
+
+    def start(self) -> Background:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                self.reconciler.run_once()
+            except Exception:  # noqa: BLE001 - the loop must survive anything; the next pass retries
+                log.exception("certificate check failed; retrying in %.0fs", self.interval)
+
+
+_background: Background | None = None
+
+
+def start_background(args: argparse.Namespace, api: Any = None) -> Background | None:
+    """Runs in the gunicorn master once it listens. Returns the thread's
+    handle (None when self-managed certificates are off)."""
+    global _background
+    settings = settings_from_args(args)
+    if settings is None:
+        return None
+    if _background is None or not _background.thread.is_alive():
+        _background = Background(Reconciler(settings, api or api_client()), settings.interval).start()
+    return _background
