@@ -1,9 +1,103 @@
-"""Placeholder: replaced by the downloader's real argparse wiring."""
+"""`model-cache download` and `model-cache gc`: argparse wiring.
+
+Imported by webhook/cli.py when it builds its parser, so this module imports
+nothing heavy; the work is imported inside each command.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    import signal
+    from pathlib import Path
+
+    from webhook.download.errors import EXIT_TERMINATED, DownloadError, Terminated
+    from webhook.download.protocol import Settings, run
+
+    def on_term(signum, frame):  # noqa: ANN001 - signal handler signature
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, on_term)
+    settings = Settings(
+        source=args.source, dest=Path(args.dest), revision=args.revision or "main",
+        sha256=args.sha256, include=args.include or None, jobs=args.jobs, stall=args.stall_timeout,
+        heartbeat=args.heartbeat, stale_after=args.stale_after, progress_interval=args.progress_interval,
+        poll=_env_float("MODEL_CACHE_POLL_SECONDS", 1.0),
+        retries=int(_env_float("MODEL_CACHE_RETRIES", 8)), backoff=_env_float("MODEL_CACHE_RETRY_BACKOFF", 1.0),
+    )
+    try:
+        return run(settings)
+    except Terminated:
+        print("model-cache: terminated (SIGTERM); lock released, the partial download is kept for a resume",
+              file=sys.stderr, flush=True)
+        return EXIT_TERMINATED
+    except PermissionError as err:
+        raise DownloadError(f"cannot write {err.filename}: permission denied; the volume must be writable by the "
+                            f"downloader's user (set fsGroup or the directory's owner)") from None
+
+
+def _cmd_gc(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from webhook.download.errors import UsageError
+    from webhook.download.gc import run_gc
+    from webhook.download.units import parse_size
+
+    try:
+        max_size = parse_size(args.max_size)
+    except ValueError as err:
+        raise UsageError(f"--max-size: {err}") from None
+    return run_gc(Path(args.root), max_size, args.min_age, args.dry_run, sys.stdout)
+
+
+def _sha256(text: str) -> str:
+    t = text.strip().lower()
+    if len(t) != 64 or any(c not in "0123456789abcdef" for c in t):
+        raise argparse.ArgumentTypeError("expected 64 hex digits")
+    return t
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the `download` and `gc` sub-commands."""
+    d = subparsers.add_parser(
+        "download", help="fetch a model into a shared cache directory, once for all replicas",
+        description="Fetches a model into DIR on a shared volume. Exit 0 means DIR holds the whole model and its "
+                    "completion marker. Replicas started together download it once.")
+    d.add_argument("--source", required=True, help="hf://ORG/REPO, s3://BUCKET/PREFIX, https://URL or file:///PATH")
+    d.add_argument("--dest", required=True, help="the model's directory, <root>/<model>/<revision>")
+    d.add_argument("--revision", default="main", help="hf branch, tag or commit (default: main)")
+    d.add_argument("--sha256", type=_sha256, help="expected sha256 of an http(s) file or archive")
+    d.add_argument("--include", nargs="+", action="extend", metavar="GLOB",
+                   help="only files matching one of these globs (hf, s3, file)")
+    d.add_argument("--jobs", type=int, default=int(_env_float("MODEL_CACHE_JOBS", 8)),
+                   help="files fetched at once (default 8)")
+    d.add_argument("--stall-timeout", type=float, default=_env_float("MODEL_CACHE_STALL_SECONDS", 60),
+                   help="seconds without a byte before a connection is retried (default 60)")
+    d.add_argument("--heartbeat", type=float, default=_env_float("MODEL_CACHE_HEARTBEAT_SECONDS", 5),
+                   help="seconds between lock heartbeats (default 5)")
+    d.add_argument("--stale-after", type=float, default=_env_float("MODEL_CACHE_STALE_SECONDS", 60),
+                   help="seconds without a heartbeat before a lock is taken over (default 60)")
+    d.add_argument("--progress-interval", type=float, default=_env_float("MODEL_CACHE_PROGRESS_SECONDS", 5),
+                   help="seconds between progress lines (default 5)")
+    d.set_defaults(func=_cmd_download)
+
+    g = subparsers.add_parser("gc", help="evict least recently used models from a cache volume",
+                              description="Evicts the least recently used complete models under ROOT until the "
+                                          "cache fits in --max-size. Locked or recently used models are kept.")
+    g.add_argument("--root", required=True, help="the cache volume's root (holds <model>/<revision>/)")
+    g.add_argument("--max-size", required=True, help="e.g. 500Gi, 200G or bytes")
+    g.add_argument("--min-age", type=float, default=3600.0,
+                   help="never evict a model used within this many seconds (default 3600)")
+    g.add_argument("--dry-run", action="store_true", help="print what would be evicted, change nothing")
+    g.set_defaults(func=_cmd_gc)

@@ -1,0 +1,89 @@
+"""The downloader's failures, each with its own exit code so that a pod's
+status (`Init:Error`, exit code N) already says which kind it was.
+
+Messages are one line and say what to do; cli.py prints them as
+`model-cache: <message>` without a traceback.
+"""
+
+from __future__ import annotations
+
+from webhook.errors import ModelCacheError
+
+# Exit codes (documented in docs/downloader.md). 2 is argparse's own.
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+EXIT_NOT_FOUND = 4
+EXIT_DISK_FULL = 5
+EXIT_CHECKSUM = 6
+EXIT_NETWORK = 7
+EXIT_LOCK = 8
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports
+
+
+class DownloadError(ModelCacheError):
+    """Base of the downloader's errors."""
+
+    exit_code = EXIT_NETWORK
+
+
+class UsageError(DownloadError):
+    """A bad --source, --dest or option value."""
+
+    exit_code = EXIT_USAGE
+
+
+class AuthError(DownloadError):
+    """The origin answered 401/403, or no credentials were found."""
+
+    exit_code = EXIT_AUTH
+
+
+class NotFoundError(DownloadError):
+    """The model, revision, object or URL does not exist."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
+class DiskFullError(DownloadError):
+    """No space left for the model; the partial data is kept for a resume."""
+
+    exit_code = EXIT_DISK_FULL
+
+
+class ChecksumError(DownloadError):
+    """A file's sha256 or size did not match, also after one more fetch."""
+
+    exit_code = EXIT_CHECKSUM
+
+
+class TransientError(DownloadError):
+    """A failure worth retrying: a timeout, a reset connection, a 5xx or 429."""
+
+    exit_code = EXIT_NETWORK
+
+
+class NetworkError(DownloadError):
+    """The origin kept failing after every retry."""
+
+    exit_code = EXIT_NETWORK
+
+
+class LockLost(DownloadError):
+    """Another downloader took our lock over (it judged us dead)."""
+
+    exit_code = EXIT_LOCK
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived. A BaseException so that no `except Exception` in a
+    library swallows it on its way up to the code that releases the lock."""
+
+
+def secret_hint(var: str) -> str:
+    """`set HF_TOKEN in Secret hf-token`, or a generic hint without a policy secret."""
+    import os
+
+    secret = os.environ.get("MODEL_CACHE_AUTH_SECRET", "").strip()
+    if secret:
+        return f"set {var} in Secret {secret} (the policy's authSecretName)"
+    return f"set {var} (name a Secret holding it in the model's policy: authSecretName)"

@@ -1,0 +1,290 @@
+"""The transfer engine shared by every source: stream each file into an
+`.incomplete` file, resume it by offset, verify it, fsync it and rename it to
+its final name inside the partial directory.
+
+A file at its final name inside the partial directory is complete and
+verified; an `.incomplete` one is resumed from its length. That is the whole
+resume state, so a `kill -9` at any moment loses at most the bytes that were
+in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import random
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
+
+from webhook.download.errors import ChecksumError, NetworkError, TransientError
+from webhook.download.fsutil import write_all
+from webhook.download.progress import Progress
+
+CHUNK = 1 << 20  # 1 MiB: big enough for throughput, small enough for bounded memory
+SCRATCH = ".model-cache-tmp"  # inside the partial dir, removed before publishing
+
+
+@dataclass
+class RemoteFile:
+    path: str                   # relative POSIX path inside the model directory
+    size: int | None            # None when the origin does not say
+    sha256: str | None = None   # expected digest, checked when known
+    ref: Any = None             # source-specific: URL, S3 key, local path
+    etag: str | None = None     # recorded in the marker
+    git_sha1: str | None = None  # git blob id (hf non-LFS files), checked when known
+
+    def expected_digest(self) -> str | None:
+        return (self.sha256 or self.git_sha1 or "").lower() or None
+
+    def new_hasher(self) -> "hashlib._Hash | None":
+        if self.sha256:
+            return hashlib.sha256()
+        if self.git_sha1 and self.size is not None:
+            h = hashlib.sha1()  # noqa: S324 - git's object id, not a security boundary
+            h.update(b"blob %d\0" % self.size)
+            return h
+        return None
+
+
+@dataclass
+class Plan:
+    files: list[RemoteFile]
+    revision: str               # resolved revision (a commit for hf)
+    key: str                    # identity of the content; a partial dir from another key is discarded
+    archive: bool = False       # the single file is an archive to unpack
+
+    @property
+    def total(self) -> int | None:
+        sizes = [f.size for f in self.files]
+        return None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[arg-type]
+
+
+@dataclass
+class Body:
+    """An open response. `chunks` raises TransientError on a stall or a reset."""
+
+    chunks: Iterator[bytes]
+    restarted: bool = False       # the origin ignored our offset: content starts at byte 0
+    validator: str | None = None  # ETag/Last-Modified, sent back as If-Range on resume
+    close: Callable[[], None] = lambda: None
+
+
+class Source(Protocol):
+    label: str
+
+    def plan(self) -> Plan: ...
+
+    def open(self, f: RemoteFile, offset: int, validator: str | None) -> Body: ...
+
+
+@dataclass
+class FileRecord:
+    path: str
+    size: int
+    sha256: str | None = None
+    etag: str | None = None
+
+
+@dataclass
+class FetchOptions:
+    jobs: int = 8
+    retries: int = 8
+    backoff: float = 1.0
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+def backoff_delay(attempt: int, base: float, cap: float = 30.0) -> float:
+    """Exponential with full jitter, so that many pods don't retry in step."""
+    return random.uniform(0.5, 1.0) * min(cap, base * 2 ** (attempt - 1))
+
+
+def _hash_prefix(h: "hashlib._Hash", path: Path, upto: int | None = None) -> "hashlib._Hash":
+    left = upto
+    with open(path, "rb") as f:
+        while left is None or left > 0:
+            buf = f.read(CHUNK if left is None else min(CHUNK, left))
+            if not buf:
+                break
+            h.update(buf)
+            if left is not None:
+                left -= len(buf)
+    return h
+
+
+class Fetcher:
+    def __init__(self, source: Source, partial: Path, progress: Progress, opts: FetchOptions) -> None:
+        self.source = source
+        self.partial = partial
+        self.scratch = partial / SCRATCH
+        self.progress = progress
+        self.opts = opts
+
+    # -- one file ---------------------------------------------------------
+
+    def fetch(self, f: RemoteFile) -> FileRecord:
+        final = self.partial / f.path
+        if final.is_file():
+            size = final.stat().st_size
+            if f.size is None or size == f.size:
+                # Completed (and verified) by an earlier run: not fetched again.
+                self.progress.add(size, fetched=False)
+                self.progress.file_done()
+                return FileRecord(f.path, size, f.sha256, f.etag)
+            final.unlink()
+        inc = self.scratch / "incomplete" / f.path
+        inc.parent.mkdir(parents=True, exist_ok=True)
+        mismatches = 0
+        while True:
+            size, digest = self._stream_to(f, inc)
+            expected = f.expected_digest()
+            if expected is None or digest == expected:
+                break
+            mismatches += 1
+            self.progress.add(-size, fetched=False)
+            inc.unlink()
+            if mismatches >= 2:
+                raise ChecksumError(
+                    f"{f.path}: checksum is {digest}, expected {expected} (fetched twice); "
+                    f"the origin serves different bytes than its checksum says: fix the file or the --sha256/policy value")
+            print(f"model-cache: {f.path}: checksum mismatch ({digest} != {expected}); fetching it once more",
+                  flush=True)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(inc, final)
+        try:
+            os.unlink(str(inc) + ".validator")
+        except FileNotFoundError:
+            pass
+        self.progress.file_done()
+        return FileRecord(f.path, size, f.sha256.lower() if f.sha256 else None, f.etag)
+
+    def _stream_to(self, f: RemoteFile, inc: Path) -> tuple[int, str | None]:
+        """Fills `inc` to the end of the file; returns (size, sha256 or None)."""
+        valfile = Path(str(inc) + ".validator")
+        have = inc.stat().st_size if inc.exists() else 0
+        if f.size is not None and have > f.size:
+            have = 0
+        validator = valfile.read_text() if (have and valfile.exists()) else None
+        hasher = f.new_hasher()
+        if hasher is not None and have:
+            _hash_prefix(hasher, inc, have)
+        self.progress.add(have, fetched=False)
+        fd = os.open(inc, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.ftruncate(fd, have)
+            os.lseek(fd, have, os.SEEK_SET)
+            failures = 0
+            while f.size is None or have < f.size:
+                self._check_cancel()
+                try:
+                    body = self.source.open(f, have, validator)
+                    try:
+                        if body.restarted and have:
+                            # A 200 to our Range request: start over, never append.
+                            os.ftruncate(fd, 0)
+                            os.lseek(fd, 0, os.SEEK_SET)
+                            self.progress.add(-have, fetched=False)
+                            have = 0
+                            hasher = f.new_hasher()
+                        if body.validator and body.validator != validator:
+                            validator = body.validator
+                            valfile.write_text(validator)
+                        cancel = self.opts.cancel
+                        for chunk in body.chunks:
+                            write_all(fd, chunk)
+                            if hasher is not None:
+                                hasher.update(chunk)
+                            have += len(chunk)
+                            self.progress.add(len(chunk))
+                            failures = 0  # bytes arrived: the retry budget starts again
+                            if cancel.is_set():
+                                self._check_cancel()
+                    finally:
+                        body.close()
+                    if f.size is None:
+                        break
+                    if have < f.size:
+                        raise TransientError(f"connection closed after {have} of {f.size} bytes")
+                    if have > f.size:
+                        raise ChecksumError(f"{f.path}: the origin sent {have} bytes, expected {f.size}")
+                except TransientError as err:
+                    failures += 1
+                    if failures > self.opts.retries:
+                        raise NetworkError(
+                            f"{self.source.label}: {f.path}: {err}; gave up after {self.opts.retries} retries "
+                            f"(the partial data is kept: a restart resumes)") from None
+                    delay = backoff_delay(failures, self.opts.backoff)
+                    print(f"model-cache: {f.path}: {err}; retry {failures}/{self.opts.retries} in {delay:.1f}s",
+                          flush=True)
+                    if self.opts.cancel.wait(delay):
+                        self._check_cancel()
+            os.fsync(fd)
+        finally:
+            os.close(fd)  # raises on a deferred write error (NFS)
+        return have, (hasher.hexdigest() if hasher is not None else None)
+
+    def _check_cancel(self) -> None:
+        if self.opts.cancel.is_set():
+            raise _Cancelled()
+
+    # -- many files -------------------------------------------------------
+
+    def fetch_all(self, files: list[RemoteFile], poll: Callable[[], None]) -> list[FileRecord]:
+        """Fetches in parallel, biggest first. `poll` runs on the calling
+        thread between waits (signals, a lost lock) and may raise.
+
+        Daemon threads rather than a ThreadPoolExecutor: after a failure or a
+        SIGTERM a worker blocked in a socket read must not hold up the exit
+        (the executor joins its threads at interpreter shutdown)."""
+        todo = queue.Queue()
+        for f in sorted(files, key=lambda f: -(f.size or 0)):
+            todo.put(f)
+        results: queue.Queue = queue.Queue()
+        cancel = self.opts.cancel
+
+        def worker() -> None:
+            while not cancel.is_set():
+                try:
+                    f = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    results.put((self.fetch(f), None))
+                except BaseException as err:  # noqa: BLE001 - handed to the main thread
+                    results.put((None, err))
+                    cancel.set()
+                    return
+
+        n = max(1, min(self.opts.jobs, len(files)))
+        threads = [threading.Thread(target=worker, name=f"model-cache-fetch-{i}", daemon=True) for i in range(n)]
+        for t in threads:
+            t.start()
+        records: list[FileRecord] = []
+        try:
+            while len(records) < len(files):
+                try:
+                    rec, err = results.get(timeout=0.5)
+                except queue.Empty:
+                    poll()
+                    if cancel.is_set() and not any(t.is_alive() for t in threads) and results.empty():
+                        raise NetworkError("download cancelled")
+                    continue
+                if err is not None and not isinstance(err, _Cancelled):
+                    raise err
+                if rec is not None:
+                    records.append(rec)
+        except BaseException:
+            cancel.set()
+            raise
+        return records
+
+
+class _Cancelled(Exception):
+    """Another worker failed or a signal arrived: stop this one quietly."""
+
+
+def wipe(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,200 @@
+"""The shared-volume protocol: fast path, lock or wait, download into the
+partial directory, verify, publish atomically.
+
+Every replica runs the same loop: if the marker is there, exit 0; else try
+the lock; the one that gets it downloads while the others poll for the
+marker, print the holder's progress, and take over if the holder dies.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from webhook.download.errors import DiskFullError
+from webhook.download.fsutil import free_bytes, is_disk_full, tree_size, write_file_atomic
+from webhook.download.lock import Lock, StaleWatch, break_lock, current_owner, holder_is_dead, read_lock
+from webhook.download.progress import Progress, Ticker, format_line, read_progress
+from webhook.download.publish import Layout, build_marker, list_tree, publish, read_marker, touch_marker
+from webhook.download.units import format_bytes, format_duration
+
+
+@dataclass
+class Settings:
+    source: str
+    dest: Path
+    revision: str = "main"
+    sha256: str | None = None
+    include: list[str] | None = None
+    jobs: int = 8
+    stall: float = 60.0            # seconds without a byte before a connection is retried
+    heartbeat: float = 5.0         # seconds between lock refreshes
+    stale_after: float = 60.0      # seconds without a heartbeat before a lock is taken over
+    progress_interval: float = 5.0
+    poll: float = 1.0              # waiters' marker poll
+    retries: int = 8
+    backoff: float = 1.0
+    out: TextIO = field(default=sys.stdout)
+
+
+def say(out: TextIO, text: str) -> None:
+    print(f"model-cache: {text}", file=out, flush=True)
+
+
+def fast_path(s: Settings) -> bool:
+    """True (and a use recorded) if the model is already complete."""
+    marker = read_marker(s.dest)
+    if marker is None:
+        return False
+    touch_marker(s.dest)
+    if marker.get("source") not in (None, s.source):
+        print(f"model-cache: warning: {s.dest} holds {marker.get('source')}, not {s.source}; "
+              f"serving it as is (delete the directory to fetch the new source)", file=sys.stderr, flush=True)
+    files = marker.get("files", [])
+    say(s.out, f"{s.dest} is complete ({len(files)} files, {format_bytes(marker.get('total_size', 0))}, "
+               f"revision {marker.get('resolved_revision') or marker.get('revision') or '-'}); nothing to download")
+    return True
+
+
+def run(s: Settings) -> int:
+    s.dest = Path(s.dest).absolute()
+    if fast_path(s):
+        return 0
+    from webhook.download.uri import parse_source
+
+    parse_source(s.source)  # a bad URI fails before any lock is taken
+    layout = Layout(s.dest)
+    layout.parent.mkdir(parents=True, exist_ok=True)
+    me = current_owner()
+    lock = Lock(layout.lock, me)
+    watch = StaleWatch(s.stale_after)
+    next_wait_line = 0.0
+    while True:
+        if read_marker(s.dest) is not None:
+            fast_path(s)
+            return 0
+        if lock.try_acquire():
+            try:
+                if fast_path(s):  # published between our check and the lock
+                    return 0
+                return download(s, layout, lock)
+            finally:
+                lock.release()
+        state = read_lock(layout.lock)
+        if state is None:
+            continue  # released just now: look for the marker again
+        holder = state.owner.describe() if state.owner else "an unknown holder"
+        if state.owner is not None and holder_is_dead(state.owner, me):
+            say(s.out, f"lock {layout.lock} is held by {holder}, which is gone; taking over")
+            break_lock(layout.lock, state)
+            continue
+        token = state.owner.token if state.owner else None
+        if watch.observe((token, state.mtime_ns, state.ino)):
+            say(s.out, f"lock {layout.lock}: no heartbeat from {holder} for {watch.unchanged_for():.0f}s; taking over")
+            break_lock(layout.lock, state)
+            watch = StaleWatch(s.stale_after)
+            continue
+        now = time.monotonic()
+        if now >= next_wait_line:
+            next_wait_line = now + s.progress_interval
+            snap = read_progress(layout.progress)
+            detail = f": {format_line(f'{layout.parent.name}/{s.dest.name}', snap)}" if snap else ""
+            say(s.out, f"waiting for {holder} to download {s.dest}{detail}")
+        time.sleep(s.poll)
+
+
+def _prepare_partial(layout: Layout, key: str) -> None:
+    """Keeps a partial directory only if it was for the same content."""
+    from webhook.download.fetch import SCRATCH, wipe
+
+    keyfile = layout.partial / SCRATCH / "plan-key"
+    if layout.partial.exists():
+        try:
+            old = keyfile.read_text()
+        except OSError:
+            old = None
+        if old != key:
+            wipe(layout.partial)
+    (layout.partial / SCRATCH).mkdir(parents=True, exist_ok=True)
+    if not keyfile.exists():
+        write_file_atomic(keyfile, key.encode())
+
+
+def _disk_full(layout: Layout, progress: Progress) -> DiskFullError:
+    snap = progress.snapshot()
+    free = free_bytes(layout.parent)
+    need = f"{format_bytes(snap.total - snap.done)} more" if snap.total else "more space"
+    return DiskFullError(
+        f"no space left on the volume of {layout.parent}: the model needs {need}, {format_bytes(free)} free; "
+        f"the partial download is kept in {layout.partial} and resumes on the next start: "
+        f"free space (model-cache gc) or give the volume more room (the policy's size)")
+
+
+def download(s: Settings, layout: Layout, lock: Lock) -> int:
+    from webhook.download.fetch import FetchOptions, Fetcher
+    from webhook.download.sources import make_source
+    from webhook.download.uri import parse_source
+
+    spec = parse_source(s.source)
+    progress = Progress()
+    label = f"{layout.parent.name}/{s.dest.name}"
+    ticker = Ticker(label, progress, lock.heartbeat, s.heartbeat, s.progress_interval, layout.progress, s.out)
+    ticker.start()
+    started = time.monotonic()
+
+    def poll() -> None:
+        if ticker.error is not None:
+            raise ticker.error
+
+    try:
+        say(s.out, f"downloading {s.source} (revision {s.revision}) into {s.dest}")
+        source = make_source(spec, revision=s.revision, sha256=s.sha256, include=s.include, stall=s.stall, jobs=s.jobs)
+        plan = source.plan()
+        poll()
+        _prepare_partial(layout, plan.key)
+        progress.set_plan(plan.total, len(plan.files))
+        if plan.total is not None:
+            need = plan.total - tree_size(layout.partial)
+            free = free_bytes(layout.parent)
+            if need > free:
+                raise DiskFullError(
+                    f"not enough space on the volume of {layout.parent}: the model needs {format_bytes(need)} more, "
+                    f"{format_bytes(free)} free; free space (model-cache gc) or give the volume more room "
+                    f"(the policy's size)")
+        say(s.out, f"{len(plan.files)} file(s), {format_bytes(plan.total) if plan.total is not None else 'size unknown'}"
+                   + (f", revision {plan.revision}" if plan.revision else ""))
+        fetcher = Fetcher(source, layout.partial, progress, FetchOptions(jobs=s.jobs, retries=s.retries, backoff=s.backoff))
+        records = fetcher.fetch_all(plan.files, poll)
+        archive_sha = None
+        if plan.archive:
+            from webhook.download.archive import unpack
+
+            archive = layout.partial / plan.files[0].path
+            say(s.out, f"unpacking {format_bytes(archive.stat().st_size)} archive")
+            unpack(archive, layout.partial)
+            records = list_tree(layout.partial)
+            archive_sha = plan.files[0].sha256
+        poll()
+        lock.heartbeat()  # still ours, right before the publish
+        marker = build_marker(source=s.source, revision=s.revision, resolved=plan.revision, records=records,
+                              archive_sha256=archive_sha)
+        publish(layout, marker)
+    except OSError as err:
+        if is_disk_full(err):
+            raise _disk_full(layout, progress) from None
+        raise
+    finally:
+        ticker.stop()
+        try:
+            layout.progress.unlink()
+        except OSError:
+            pass
+    took = time.monotonic() - started
+    snap = progress.snapshot()
+    rate = snap.fetched / took / 1e6 if took > 0 else 0.0
+    say(s.out, f"{s.dest} is complete: {len(records)} files, {format_bytes(marker['total_size'])}; fetched "
+               f"{format_bytes(snap.fetched)} in {format_duration(took)} ({rate:.1f} MB/s)")
+    return 0

@@ -1,0 +1,121 @@
+"""hf://ORG/REPO: the Hugging Face Hub through huggingface_hub.
+
+huggingface_hub resolves the revision to a commit, lists the tree (sizes, the
+LFS sha256, the git blob ids) and builds the URLs and auth headers; the bytes
+then go through our own fetcher. Why not hf_hub_download(local_dir=...): in
+the installed huggingface_hub (2.x) every download goes to a process-unique
+temporary file that is deleted on failure and never reused, so a killed pod
+would fetch every file again from zero, and it checks sizes only. Our fetcher
+resumes by Range and checks each LFS file's sha256 and each small file's git
+blob id. (Xet-backed files are fetched over the Hub's plain resolve URLs,
+which redirect to a CDN; requests drops the Authorization header on a
+redirect to another host.)
+"""
+
+from __future__ import annotations
+
+import os
+
+import httpx2
+import requests
+from huggingface_hub import HfApi, constants, hf_hub_url
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.hf_api import RepoFile
+from huggingface_hub.utils import build_hf_headers
+
+from webhook.download.errors import AuthError, DownloadError, NotFoundError, TransientError, secret_hint
+from webhook.download.fetch import Body, Plan, RemoteFile
+from webhook.download.retry import with_retries
+from webhook.download.sources import http_common as hc
+from webhook.download.uri import SourceSpec, matches
+
+
+class HfSource:
+    def __init__(self, spec: SourceSpec, *, revision: str, include: list[str] | None, stall: float, jobs: int) -> None:
+        self.spec = spec
+        self.repo_id = spec.repo_id
+        self.repo_type = spec.repo_type
+        self.revision = revision
+        self.include = include
+        self.stall = stall
+        self.label = f"hf://{spec.repo_id}@{revision}"
+        self.token = os.environ.get("HF_TOKEN", "").strip() or None
+        self.endpoint = constants.ENDPOINT  # HF_ENDPOINT, read by huggingface_hub
+        self.api = HfApi(endpoint=self.endpoint, token=self.token if self.token else False)
+        self.headers = build_hf_headers(token=self.token if self.token else False,
+                                        library_name="model-cache", library_version="0.1.0")
+        self.session = hc.make_session(jobs)
+
+    # -- errors --------------------------------------------------------------
+
+    def _token_hint(self) -> str:
+        state = "the HF_TOKEN sent was refused or lacks access" if self.token else "no HF_TOKEN was set"
+        return f"{state}; {secret_hint('HF_TOKEN')}"
+
+    def _translate(self, err: Exception) -> Exception:
+        repo = f"hf://{self.repo_id}"
+        if isinstance(err, RevisionNotFoundError):
+            return NotFoundError(f"{repo}: revision {self.revision!r} not found; check the model's revision in the policy")
+        if isinstance(err, GatedRepoError):
+            return AuthError(f"{repo} is gated: accept its license on the Hub with the token's account; {self._token_hint()}")
+        if isinstance(err, RepositoryNotFoundError):
+            status = err.response.status_code if err.response is not None else 404
+            if status in (401, 403):
+                return AuthError(f"{repo}: HTTP {status}: repository not found or private; {self._token_hint()}")
+            return NotFoundError(f"{repo}: repository not found (HTTP {status}); check the model's source in the policy")
+        if isinstance(err, HfHubHTTPError):
+            status = err.response.status_code if err.response is not None else 0
+            if status in (401, 403):
+                return AuthError(f"{repo}: HTTP {status}; {self._token_hint()}")
+            if status in hc.TRANSIENT_STATUS or status == 0:
+                return TransientError(f"{repo}: HTTP {status}")
+            return DownloadError(f"{repo}: HTTP {status}: {str(err).splitlines()[0]}")
+        if isinstance(err, httpx2.TransportError):
+            return TransientError(f"{self.endpoint}: {type(err).__name__}: {err}")
+        return err
+
+    def _call(self, fn, what: str):
+        def once():
+            try:
+                return fn()
+            except Exception as err:  # noqa: BLE001 - translated, re-raised
+                raise self._translate(err) from None
+
+        return with_retries(once, what=what)
+
+    # -- the source protocol -------------------------------------------------
+
+    def plan(self) -> Plan:
+        info = self._call(lambda: self.api.repo_info(self.repo_id, repo_type=self.repo_type, revision=self.revision),
+                          what=self.label)
+        commit = info.sha
+        entries = self._call(
+            lambda: list(self.api.list_repo_tree(self.repo_id, recursive=True, revision=commit, repo_type=self.repo_type)),
+            what=self.label)
+        files = []
+        for e in entries:
+            if not isinstance(e, RepoFile) or not matches(e.path, self.include):
+                continue
+            url = hf_hub_url(self.repo_id, e.path, repo_type=self.repo_type, revision=commit, endpoint=self.endpoint)
+            if e.lfs is not None:
+                files.append(RemoteFile(e.path, e.lfs.size, sha256=e.lfs.sha256, ref=url))
+            else:
+                files.append(RemoteFile(e.path, e.size, git_sha1=e.blob_id, ref=url, etag=e.blob_id))
+        if not files:
+            raise NotFoundError(f"hf://{self.repo_id}@{commit[:12]}: no file matches --include {' '.join(self.include or [])}")
+        return Plan(files, revision=commit, key=f"hf|{self.repo_type}|{self.repo_id}|{commit}")
+
+    def _on_status(self, resp: requests.Response) -> None:
+        if resp.status_code in (401, 403):
+            raise AuthError(f"hf://{self.repo_id}: HTTP {resp.status_code} on {hc.safe_url(resp.url)}; {self._token_hint()}")
+        if resp.status_code == 404:
+            raise NotFoundError(f"hf://{self.repo_id}@{self.revision}: {hc.safe_url(resp.url)} not found")
+
+    def open(self, f: RemoteFile, offset: int, validator: str | None) -> Body:
+        # No If-Range: the URL names a commit, so its content cannot change.
+        return hc.open_range(self.session, f.ref, offset, None, self.headers, self.stall, self._on_status)

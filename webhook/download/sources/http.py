@@ -1,0 +1,47 @@
+"""https:// and http:// sources: one file, or an archive unpacked after download."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from urllib.parse import unquote, urlsplit
+
+import requests
+
+from webhook.download.errors import AuthError, secret_hint
+from webhook.download.fetch import SCRATCH, Body, Plan, RemoteFile
+from webhook.download.retry import with_retries
+from webhook.download.sources import http_common as hc
+from webhook.download.uri import SourceSpec, archive_suffix
+
+
+class HttpSource:
+    def __init__(self, spec: SourceSpec, *, sha256: str | None, stall: float, jobs: int) -> None:
+        self.spec = spec
+        self.url = spec.url
+        self.label = hc.safe_url(spec.url)
+        self.sha256 = sha256.lower() if sha256 else None
+        self.stall = stall
+        self.session = hc.make_session(1)
+        token = os.environ.get("MODEL_CACHE_HTTP_TOKEN", "").strip()
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def _on_status(self, resp: requests.Response) -> None:
+        if resp.status_code in (401, 403):
+            have = "the token in MODEL_CACHE_HTTP_TOKEN was refused" if self.headers else "no token was sent"
+            raise AuthError(f"{self.label}: HTTP {resp.status_code}: {have}; {secret_hint('MODEL_CACHE_HTTP_TOKEN')}")
+
+    def plan(self) -> Plan:
+        path = unquote(urlsplit(self.url).path)
+        suffix = archive_suffix(path)
+        size = with_retries(lambda: hc.probe_size(self.session, self.url, self.headers, self.stall, self._on_status),
+                                    what=self.label)
+        if suffix:
+            rel = f"{SCRATCH}/download/archive{suffix}"
+        else:
+            rel = posixpath.basename(path) or "model"
+        f = RemoteFile(rel, size, self.sha256, ref=self.url)
+        return Plan([f], revision="", key=f"http|{self.label}|{self.sha256 or ''}", archive=bool(suffix))
+
+    def open(self, f: RemoteFile, offset: int, validator: str | None) -> Body:
+        return hc.open_range(self.session, self.url, offset, validator, self.headers, self.stall, self._on_status)

@@ -1,0 +1,144 @@
+"""HTTP(S) streaming with requests, shared by the http and hf sources.
+
+The stall watchdog is the socket read timeout: a connection that delivers no
+byte for `stall` seconds raises, and the fetcher resumes it by Range.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+import urllib3
+
+from webhook.download.errors import DownloadError, NotFoundError, TransientError
+from webhook.download.fetch import CHUNK, Body
+
+CONNECT_TIMEOUT = 15.0
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+_TRANSIENT_EXC = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+    urllib3.exceptions.HTTPError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def safe_url(url: str) -> str:
+    """The URL without credentials or query string (presigned URLs carry secrets there)."""
+    p = urlsplit(url)
+    host = p.hostname or ""
+    if p.port:
+        host += f":{p.port}"
+    return urlunsplit((p.scheme, host, p.path, "", ""))
+
+
+def make_session(jobs: int) -> requests.Session:
+    s = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(jobs, 4), max_retries=0)
+    s.mount("http://", adapter)
+    s.mount("https://", adapter)
+    return s
+
+
+def content_range_start_total(value: str | None) -> tuple[int, int | None] | None:
+    m = _CONTENT_RANGE.match(value or "")
+    if not m:
+        return None
+    return int(m.group(1)), (None if m.group(3) == "*" else int(m.group(3)))
+
+
+def get(session: requests.Session, url: str, headers: dict[str, str], stall: float) -> requests.Response:
+    try:
+        return session.get(url, headers={"Accept-Encoding": "identity", **headers}, stream=True,
+                           timeout=(CONNECT_TIMEOUT, stall), allow_redirects=True)
+    except _TRANSIENT_EXC as err:
+        raise TransientError(f"{safe_url(url)}: {type(err).__name__}: {_short(err)}") from None
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).splitlines()[0] if str(err) else ""
+    return text[:200]
+
+
+def stream(resp: requests.Response) -> Iterator[bytes]:
+    """The body as raw bytes (no decoding), with transport errors as TransientError."""
+    raw = resp.raw
+    try:
+        while True:
+            buf = raw.read(CHUNK, decode_content=False)
+            if not buf:
+                return
+            yield buf
+    except _TRANSIENT_EXC as err:
+        raise TransientError(f"read failed: {type(err).__name__}: {_short(err)}") from None
+
+
+def open_range(session: requests.Session, url: str, offset: int, validator: str | None,
+               headers: dict[str, str], stall: float,
+               on_status: Callable[[requests.Response], None]) -> Body:
+    """GET from `offset`. `on_status` raises the source's own errors for
+    401/403/404; what it lets through is handled here."""
+    h = dict(headers)
+    if offset:
+        h["Range"] = f"bytes={offset}-"
+        if validator:
+            h["If-Range"] = validator  # the origin sends the whole new file if it changed
+    resp = get(session, url, h, stall)
+    if resp.status_code == 416 and offset:
+        resp.close()  # our partial is as long as the file or longer: start over
+        resp = get(session, url, headers, stall)
+        offset = -1
+    if resp.status_code >= 400:
+        resp.close()
+        on_status(resp)
+        if resp.status_code in TRANSIENT_STATUS:
+            raise TransientError(f"{safe_url(url)}: HTTP {resp.status_code}")
+        if resp.status_code in (404, 410):
+            raise NotFoundError(f"{safe_url(url)}: HTTP {resp.status_code}: not found; check the model's source URL")
+        raise DownloadError(f"{safe_url(url)}: HTTP {resp.status_code} {resp.reason}")
+    restarted = False
+    if offset > 0 and resp.status_code == 206:
+        cr = content_range_start_total(resp.headers.get("Content-Range"))
+        if cr is None or cr[0] != offset:
+            resp.close()
+            raise TransientError(f"{safe_url(url)}: Content-Range {resp.headers.get('Content-Range')!r} does not start at {offset}")
+    elif offset != 0:
+        restarted = True  # 200 to a Range request (or after a 416)
+    validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
+    if validator and validator.startswith("W/"):
+        validator = None  # a weak ETag cannot be used with If-Range
+    return Body(stream(resp), restarted=restarted, validator=validator, close=resp.close)
+
+
+def probe_size(session: requests.Session, url: str, headers: dict[str, str], stall: float,
+               on_status: Callable[[requests.Response], None]) -> int | None:
+    """The file's size: a HEAD, or where that is refused (presigned URLs sign
+    the method) a 1-byte Range GET."""
+    try:
+        resp = session.head(url, headers={"Accept-Encoding": "identity", **headers},
+                            timeout=(CONNECT_TIMEOUT, stall), allow_redirects=True)
+    except _TRANSIENT_EXC as err:
+        raise TransientError(f"{safe_url(url)}: {type(err).__name__}: {_short(err)}") from None
+    if resp.status_code in (403, 405, 501) or (resp.ok and "Content-Length" not in resp.headers):
+        resp = get(session, url, {**headers, "Range": "bytes=0-0"}, stall)
+        resp.close()
+    if resp.status_code >= 400:
+        on_status(resp)
+        if resp.status_code in TRANSIENT_STATUS:
+            raise TransientError(f"{safe_url(url)}: HTTP {resp.status_code}")
+        if resp.status_code in (404, 410):
+            raise NotFoundError(f"{safe_url(url)}: HTTP {resp.status_code}: not found; check the model's source URL")
+        raise DownloadError(f"{safe_url(url)}: HTTP {resp.status_code} {resp.reason}")
+    if resp.status_code == 206:
+        cr = content_range_start_total(resp.headers.get("Content-Range"))
+        return cr[1] if cr else None
+    length = resp.headers.get("Content-Length")
+    return int(length) if length and length.isdigit() else None

@@ -1,0 +1,150 @@
+"""s3://BUCKET/PREFIX: every object under the folder PREFIX/, through boto3.
+
+Endpoint, region and credentials come from the standard environment
+(AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, ...), so S3-compatible
+stores work the same. Files are fetched in parallel (one stream per file,
+--jobs at once) with ranged GETs, which is what makes a killed download
+resumable: each file continues from its length, with If-Match on the ETag
+so that a changed object starts over instead of being spliced.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+
+import boto3
+import botocore.config
+import botocore.exceptions
+import urllib3
+
+from webhook.download.errors import AuthError, DownloadError, NotFoundError, TransientError, secret_hint
+from webhook.download.fetch import CHUNK, Body, Plan, RemoteFile
+from webhook.download.retry import with_retries
+from webhook.download.uri import SourceSpec, matches
+
+_AUTH_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+               "TokenRefreshRequired", "AllAccessDisabled", "401", "403", "Forbidden", "Unauthorized"}
+_NOT_FOUND_CODES = {"NoSuchBucket", "NoSuchKey", "404", "NotFound"}
+_TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "500", "502", "503", "504",
+                    "ThrottlingException", "RequestTimeTooSkewed"}
+_TRANSIENT_EXC = (
+    botocore.exceptions.HTTPClientError,  # connect/read timeouts, closed connections, proxy errors
+    botocore.exceptions.IncompleteReadError,
+    botocore.exceptions.ResponseStreamingError,
+    urllib3.exceptions.HTTPError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class S3Source:
+    def __init__(self, spec: SourceSpec, *, include: list[str] | None, stall: float, jobs: int) -> None:
+        self.spec = spec
+        self.bucket = spec.bucket
+        self.prefix = spec.prefix
+        self.include = include
+        self.label = f"s3://{spec.bucket}/{spec.prefix}"
+        cfg = botocore.config.Config(
+            connect_timeout=15,
+            read_timeout=stall,  # the stall watchdog: no byte for this long raises, and we resume
+            retries={"max_attempts": 3, "mode": "standard"},
+            max_pool_connections=max(jobs, 10),
+            s3={"addressing_style": os.environ.get("MODEL_CACHE_S3_ADDRESSING_STYLE", "auto")},
+        )
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+        self.client = boto3.session.Session().client("s3", region_name=region, config=cfg)
+
+    def _translate(self, err: Exception, key: str | None = None) -> Exception:
+        where = f"s3://{self.bucket}/{key}" if key else self.label
+        if isinstance(err, botocore.exceptions.NoCredentialsError):
+            return AuthError(f"{where}: no AWS credentials found; {secret_hint('AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY')}")
+        if isinstance(err, botocore.exceptions.ClientError):
+            code = str(err.response.get("Error", {}).get("Code", ""))
+            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code in _AUTH_CODES or status in (401, 403):
+                return AuthError(f"{where}: {code or status}: access denied; "
+                                 f"{secret_hint('AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY')}")
+            if code in _NOT_FOUND_CODES or status == 404:
+                what = "bucket" if code == "NoSuchBucket" else "object"
+                return NotFoundError(f"{where}: no such {what} ({code or status}); check the model's source in the policy")
+            if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+                return TransientError(f"{where}: {code or status}")
+            return DownloadError(f"{where}: {code}: {err.response.get('Error', {}).get('Message', '')}")
+        if isinstance(err, _TRANSIENT_EXC):
+            return TransientError(f"{where}: {type(err).__name__}: {str(err)[:200]}")
+        return err
+
+    def _call(self, fn, what: str, key: str | None = None):
+        def once():
+            try:
+                return fn()
+            except Exception as err:  # noqa: BLE001 - translated, re-raised
+                raise self._translate(err, key) from None
+
+        return with_retries(once, what=what)
+
+    def _list(self) -> list[dict]:
+        # The folder PREFIX/, never sibling keys such as PREFIX-old/ that share its characters.
+        folder = f"{self.prefix}/" if self.prefix else ""
+        out: list[dict] = []
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=folder)
+        for page in pages:
+            out.extend(page.get("Contents", []))
+        return out
+
+    def plan(self) -> Plan:
+        folder = f"{self.prefix}/" if self.prefix else ""
+        objects = self._call(self._list, what=self.label)
+        files = []
+        for obj in objects:
+            key = obj["Key"]
+            rel = key[len(folder):]
+            if not rel or key.endswith("/") or not matches(rel, self.include):
+                continue  # folder markers, and what --include leaves out
+            files.append(RemoteFile(rel, int(obj["Size"]), ref=key, etag=obj.get("ETag", "").strip('"') or None))
+        if not objects and self.prefix:
+            # s3://bucket/path/model.bin names one object.
+            head = self._call(lambda: self.client.head_object(Bucket=self.bucket, Key=self.prefix),
+                              what=self.label, key=self.prefix)
+            files.append(RemoteFile(posixpath.basename(self.prefix), int(head["ContentLength"]), ref=self.prefix,
+                                    etag=head.get("ETag", "").strip('"') or None))
+        if not files:
+            raise NotFoundError(f"{self.label}/: no objects" + (" match --include" if objects else "")
+                                + "; check the model's source in the policy")
+        etags = ",".join(sorted(f"{f.path}={f.etag}" for f in files))
+        import hashlib
+
+        return Plan(files, revision="", key=f"s3|{self.label}|{hashlib.sha256(etags.encode()).hexdigest()[:16]}")
+
+    def open(self, f: RemoteFile, offset: int, validator: str | None) -> Body:
+        kwargs: dict = {"Bucket": self.bucket, "Key": f.ref}
+        if offset:
+            kwargs["Range"] = f"bytes={offset}-"
+            if f.etag:
+                kwargs["IfMatch"] = f'"{f.etag}"'
+        try:
+            resp = self.client.get_object(**kwargs)
+        except botocore.exceptions.ClientError as err:
+            code = str(err.response.get("Error", {}).get("Code", ""))
+            if offset and code in ("PreconditionFailed", "412", "InvalidRange", "416"):
+                body = self.open(f, 0, None)  # changed or shorter: start over
+                body.restarted = True
+                return body
+            raise self._translate(err, f.ref) from None
+        except Exception as err:  # noqa: BLE001
+            raise self._translate(err, f.ref) from None
+        stream = resp["Body"]
+        restarted = bool(offset) and not resp.get("ContentRange")
+
+        def chunks():
+            try:
+                while True:
+                    buf = stream.read(CHUNK)
+                    if not buf:
+                        return
+                    yield buf
+            except Exception as err:  # noqa: BLE001
+                raise self._translate(err, f.ref) from None
+
+        return Body(chunks(), restarted=restarted, validator=None, close=stream.close)
