@@ -1,0 +1,123 @@
+"""`model-cache inject -f FILE`: what GitOps and CI users run before deploying."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import MODEL_CACHE
+from tests.helpers import POLICIES, REPO, assert_schema_valid
+
+TEMPLATE = textwrap.dedent("""
+    metadata:
+      labels: {app: srv}
+      annotations: {model.cache/name: llama-3-8b}
+    spec:
+      containers:
+      - name: vllm
+        image: vllm/vllm-openai:v0.6.3
+        resources: {limits: {nvidia.com/gpu: "1"}}
+""")
+
+
+def _template(indent: int) -> str:
+    return textwrap.indent(TEMPLATE.strip(), " " * indent)
+
+
+MANIFESTS = f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: dep, namespace: llm}}
+spec:
+  selector: {{matchLabels: {{app: srv}}}}
+  template:
+{_template(4)}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: sts}}
+spec:
+  serviceName: sts
+  selector: {{matchLabels: {{app: srv}}}}
+  template:
+{_template(4)}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {{name: ds}}
+spec:
+  selector: {{matchLabels: {{app: srv}}}}
+  template:
+{_template(4)}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: job}}
+spec:
+  template:
+{_template(4)}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {{name: cron}}
+spec:
+  schedule: "0 3 * * *"
+  jobTemplate:
+    spec:
+      template:
+{_template(8)}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: svc}}
+spec:
+  ports: [{{port: 80}}]
+"""
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([MODEL_CACHE, "inject", *args], input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_every_workload_kind_in_multi_document_yaml(tmp_path: Path) -> None:
+    src = tmp_path / "app.yaml"
+    src.write_text(MANIFESTS)
+    result = run("-f", str(src), "--namespace", "llm", "--policies", str(POLICIES))
+    assert result.returncode == 0, result.stderr
+    docs = list(yaml.safe_load_all(result.stdout))
+    assert [d["kind"] for d in docs] == ["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Service"]
+    templates = [d["spec"]["template"] for d in docs[:4]] + [docs[4]["spec"]["jobTemplate"]["spec"]["template"]]
+    for t in templates:
+        assert t["metadata"]["annotations"]["model.cache/injected"] == "pvc/llama-3-8b/0e9e39f249a16976918f6564b8830bc894c89659"
+        assert t["spec"]["initContainers"][0]["name"] == "model-cache-download"
+    assert docs[5] == yaml.safe_load(MANIFESTS.split("---")[-1])
+    for d in docs:
+        assert_schema_valid(d)
+
+
+def test_stdin_and_the_readme_example() -> None:
+    text = (REPO / "examples" / "vllm-deployment.yaml").read_text()
+    result = subprocess.run([MODEL_CACHE, "inject", "-f", "-"], input=text, capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    (dep,) = yaml.safe_load_all(result.stdout)
+    assert dep["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "llm-models"
+
+
+def test_denial_names_the_object_and_exits_1(tmp_path: Path) -> None:
+    src = tmp_path / "bad.yaml"
+    src.write_text(MANIFESTS.replace("llama-3-8b", "llama-9", 1))
+    result = run("-f", str(src), "--policies", str(POLICIES))
+    assert result.returncode == 1
+    assert "Deployment dep in namespace llm: denied: model \"llama-9\" is not in the model-cache policy" in result.stderr
+    assert result.stdout == ""
+
+
+def test_missing_file_and_bad_yaml_are_one_line_errors(tmp_path: Path) -> None:
+    missing = run("-f", str(tmp_path / "nope.yaml"), "--policies", str(POLICIES))
+    assert missing.returncode == 1 and "cannot read" in missing.stderr and "Traceback" not in missing.stderr
+    (tmp_path / "bad.yaml").write_text("kind: [\n")
+    bad = run("-f", str(tmp_path / "bad.yaml"), "--policies", str(POLICIES))
+    assert bad.returncode == 1 and "is not valid YAML" in bad.stderr
