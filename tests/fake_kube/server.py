@@ -130,6 +130,7 @@ WEBHOOK_ONE = re.compile(rf"^{GROUP}/(mutatingwebhookconfigurations|validatingwe
 def _handler(fake: FakeKube) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
 
         def log_message(self, *args: object) -> None:  # quiet
             pass
