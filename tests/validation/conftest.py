@@ -1,0 +1,100 @@
+"""Fixtures of the validating half: a fake API server, the real kubernetes client
+pointed at it, and a policy directory with one model per rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.validation.fake_apiserver import FakeApiServer
+from webhook.cluster import FactsProvider, Settings, load_configuration
+from webhook.policy import PolicyStore
+
+POLICY_ML = """\
+apiVersion: model.cache/v1alpha1
+kind: ModelCachePolicy
+defaults:
+  strategy: pvc
+  pvc: {claimName: llm-models}
+  pvcHeadroomPercent: 20
+  hostPath: {path: /mnt/nvme/model-cache, requireNodePinning: true}
+models:
+  llama-3-8b:
+    source: hf://meta-llama/Llama-3.1-8B-Instruct
+    revision: 0e9e39f249a16976918f6564b8830bc894c89659
+    size: 16Gi
+    authSecretName: hf-token
+  mistral-7b:
+    source: s3://models/mistralai/Mistral-7B-Instruct-v0.3/
+    size: 15Gi
+    authSecretName: s3-models
+  phi-2:
+    source: s3://models/microsoft/phi-2/
+    size: 6Gi
+    strategy: memory
+  asr-en:
+    source: https://models.example.com/asr-en-v3.tar.gz
+    size: 24Gi
+    strategy: hostpath
+  granite-tag:
+    source: oci://quay.io/example/granite-3b-modelcar:v1.2
+    ociPath: /models
+    size: 8Gi
+    strategy: oci
+  granite-digest:
+    source: oci://quay.io/example/granite-3b-modelcar@sha256:4b8d8e6b0a3f5d6e2c1b9a7f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d
+    ociPath: /models
+    size: 8Gi
+    strategy: image
+"""
+
+
+@pytest.fixture()
+def policies(tmp_path: Path) -> Path:
+    d = tmp_path / "policies"
+    d.mkdir()
+    (d / "ml.yaml").write_text(POLICY_ML)
+    return d
+
+
+@pytest.fixture()
+def store(policies: Path) -> PolicyStore:
+    return PolicyStore(policies)
+
+
+@pytest.fixture()
+def apiserver(tmp_path: Path) -> Iterator[FakeApiServer]:
+    server = FakeApiServer(tmp_path / "apiserver")
+    yield server
+    server.close()
+
+
+@pytest.fixture()
+def kubeconfig(apiserver: FakeApiServer, tmp_path: Path) -> Path:
+    return apiserver.write_kubeconfig(tmp_path / "kubeconfig")
+
+
+def make_provider(kubeconfig: Path, **settings: float) -> FactsProvider:
+    configuration = load_configuration({"MODEL_CACHE_KUBECONFIG": str(kubeconfig)})
+    assert configuration is not None
+    defaults = {"budget": 0.3, "http_timeout": 1.0, "breaker_seconds": 5.0}
+    return FactsProvider(configuration, Settings(**{**defaults, **settings}))  # type: ignore[arg-type]
+
+
+@pytest.fixture()
+def provider(kubeconfig: Path) -> Iterator[FactsProvider]:
+    p = make_provider(kubeconfig)
+    yield p
+    p.close()
+
+
+@pytest.fixture()
+def healthy_cluster(apiserver: FakeApiServer) -> FakeApiServer:
+    """Namespace ml as a platform team sets it up: every check passes."""
+    apiserver.add_namespace("ml")
+    apiserver.add_pvc("ml", "llm-models", "100Gi")
+    apiserver.add_secret("ml", "hf-token", {"HF_TOKEN": "hf_secret_value_never_logged"})
+    apiserver.add_secret("ml", "s3-models", {"AWS_ACCESS_KEY_ID": "AKIA-never-logged", "AWS_SECRET_ACCESS_KEY": "s3-never-logged"})
+    return apiserver

@@ -1,0 +1,369 @@
+"""What the validating rules need from the API server (PVCs, Secrets' key names,
+a namespace's labels), through the real `kubernetes` client, cached, in bounded time.
+
+Why GETs with a short TTL and not a watch: a watch on Secrets would stream every
+Secret's values of the cluster into this process, and needs list/watch rights
+the webhook has no use for. A GET by name reads one object; its key names are
+kept, its values dropped at once. One round trip to the API server costs a few
+milliseconds in-cluster, once per TTL per object.
+
+Time bounds (the webhook's own timeoutSeconds is 5):
+- `gather` waits at most `budget` (0.5 s) for all lookups of one review together;
+  what is not back by then is reported `Unavailable`, never waited on longer.
+- A lookup still running goes on in the background (up to `http_timeout`) and
+  fills the cache for the next review; the same object is fetched once at a time.
+- A transport failure (timeout, refused, dropped) opens a breaker for
+  `breaker_seconds`: meanwhile lookups answer at once from the cache or as
+  Unavailable, so an API server that is down costs no review any time at all.
+- After an error a value fetched earlier (up to `max_stale` old) is served
+  rather than none: a known PVC size beats "could not check".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal, Mapping
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from kubernetes.utils.quantity import parse_quantity
+from prometheus_client import Counter, Histogram
+
+from webhook.checks import MISSING, NamespaceInfo, PvcInfo, SecretInfo, Unavailable
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["pvc", "secret", "namespace"]
+
+LOOKUPS = Counter(
+    "model_cache_cluster_lookups_total",
+    "Cluster facts asked for by /validate, by kind and result "
+    "(hit, fetched, missing, stale, forbidden, error, timeout, breaker).",
+    ["kind", "result"],
+)
+FETCH_SECONDS = Histogram(
+    "model_cache_cluster_fetch_seconds",
+    "Time of one GET to the API server, by kind.",
+    ["kind"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+# RBAC verbs and resources each lookup needs (docs/validation.md).
+_RESOURCE: dict[str, str] = {"pvc": "persistentvolumeclaims", "secret": "secrets", "namespace": "namespaces"}
+
+
+@dataclass(frozen=True)
+class LookupKey:
+    kind: Kind
+    namespace: str  # for kind "namespace": the namespace itself
+    name: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    budget: float = 0.5  # seconds one review may wait for all its lookups
+    ttl: float = 30.0  # a fetched object is trusted this long
+    missing_ttl: float = 5.0  # a 404 this long: someone is likely creating it right now
+    error_ttl: float = 5.0  # a 403 or API error is not asked again sooner
+    http_timeout: float = 2.0  # one background GET, connect + read
+    breaker_seconds: float = 5.0  # after a transport failure, no GET for this long
+    max_stale: float = 300.0  # an older good value is served after an error up to this age
+    max_entries: int = 4096
+    workers: int = 4
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
+        """MODEL_CACHE_FACTS_BUDGET, MODEL_CACHE_FACTS_TTL, MODEL_CACHE_FACTS_HTTP_TIMEOUT (seconds)."""
+        values: dict[str, float] = {}
+        for field, var in (("budget", "MODEL_CACHE_FACTS_BUDGET"), ("ttl", "MODEL_CACHE_FACTS_TTL"),
+                           ("http_timeout", "MODEL_CACHE_FACTS_HTTP_TIMEOUT")):
+            raw = env.get(var)
+            if raw:
+                try:
+                    values[field] = float(raw)
+                except ValueError:
+                    log.error("%s=%r is not a number of seconds; using the default", var, raw)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+# --- JSON from the API server -> facts (pure) -------------------------------------
+
+
+def _quantity(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return parse_quantity(value)
+    except (ValueError, TypeError):
+        return None
+
+
+def pvc_from_json(obj: Mapping[str, Any]) -> PvcInfo:
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    bound_modes = status.get("accessModes") or []
+    return PvcInfo(
+        name=meta.get("name", ""),
+        requested=_quantity(((spec.get("resources") or {}).get("requests") or {}).get("storage")),
+        capacity=_quantity((status.get("capacity") or {}).get("storage")),
+        access_modes=tuple(bound_modes or spec.get("accessModes") or ()),
+        phase=status.get("phase"),
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+def secret_from_json(obj: Mapping[str, Any]) -> SecretInfo:
+    # Only the key names leave this function; the caller drops OBJ (values included).
+    return SecretInfo(name=(obj.get("metadata") or {}).get("name", ""), keys=frozenset(obj.get("data") or {}))
+
+
+def namespace_from_json(obj: Mapping[str, Any]) -> NamespaceInfo:
+    meta = obj.get("metadata") or {}
+    return NamespaceInfo(name=meta.get("name", ""), labels=dict(meta.get("labels") or {}))
+
+
+# --- the kubernetes client configuration -------------------------------------------
+
+
+def load_configuration(env: Mapping[str, str] = os.environ) -> k8s.Configuration | None:
+    """MODEL_CACHE_KUBECONFIG, else in-cluster, else KUBECONFIG / ~/.kube/config; None if none.
+    MODEL_CACHE_CLUSTER_CHECKS=off turns the lookups off."""
+    from kubernetes import config as k8s_config
+
+    if env.get("MODEL_CACHE_CLUSTER_CHECKS", "").strip().lower() in ("off", "false", "0", "no"):
+        log.info("cluster checks off (MODEL_CACHE_CLUSTER_CHECKS)")
+        return None
+    cfg = k8s.Configuration()
+    explicit = env.get("MODEL_CACHE_KUBECONFIG")
+    try:
+        if explicit:
+            k8s_config.load_kube_config(config_file=explicit, client_configuration=cfg, persist_config=False)
+            return _harden(cfg)
+        try:
+            k8s_config.load_incluster_config(client_configuration=cfg)
+            return _harden(cfg)
+        except ConfigException:
+            pass
+        default = env.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+        if env.get("KUBECONFIG") or Path(default).is_file():
+            k8s_config.load_kube_config(config_file=default, client_configuration=cfg, persist_config=False)
+            return _harden(cfg)
+    except (ConfigException, OSError, ValueError, TypeError) as err:
+        # A broken kubeconfig must not stop the webhook: its checks are advisory.
+        log.error("cluster checks off: cannot load the kubernetes client configuration: %s", err)
+        return None
+    log.info("cluster checks off: no in-cluster config, MODEL_CACHE_KUBECONFIG, KUBECONFIG or ~/.kube/config")
+    return None
+
+
+def _harden(cfg: k8s.Configuration) -> k8s.Configuration:
+    # urllib3's default is 3 retries with redirects: each a full timeout. One retry
+    # covers a pooled keep-alive connection the API server closed meanwhile.
+    cfg.retries = urllib3.Retry(total=1, connect=1, read=1, redirect=0, status=0, other=0)
+    cfg.connection_pool_maxsize = 8
+    return cfg
+
+
+# --- the provider ------------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    fact: Any
+    fetched_at: float  # when FACT was read from the API server
+    good_until: float  # not fetched again before this
+
+
+class FactsProvider:
+    """Cached, time-bounded cluster lookups. One per gunicorn worker; thread safe."""
+
+    def __init__(self, configuration: k8s.Configuration, settings: Settings | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.configuration = configuration
+        self.settings = settings or Settings()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[LookupKey, _Entry] = OrderedDict()
+        self._inflight: dict[LookupKey, Future[Any]] = {}
+        self._down_until = 0.0
+        self._down_reason = ""
+        self._pid = -1
+        self._pool: ThreadPoolExecutor | None = None
+        self._api: k8s.CoreV1Api | None = None
+
+    # Built per process: gunicorn may fork after creating the app, and neither
+    # threads nor pooled TLS connections survive a fork.
+    def _ensure_process(self) -> tuple[ThreadPoolExecutor, k8s.CoreV1Api]:
+        if self._pid != os.getpid() or self._pool is None or self._api is None:
+            self._pid = os.getpid()
+            self._inflight = {}
+            self._pool = ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="model-cache-facts")
+            self._api = k8s.CoreV1Api(k8s.ApiClient(self.configuration))
+        return self._pool, self._api
+
+    def close(self) -> None:
+        with self._lock:
+            pool, api = self._pool, self._api
+            self._pool = self._api = None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        if api is not None:
+            api.api_client.close()
+
+    def gather(self, keys: Iterable[LookupKey], budget: float | None = None) -> dict[LookupKey, Any]:
+        """The facts for KEYS, each a PvcInfo/SecretInfo/NamespaceInfo, MISSING or
+        Unavailable; within BUDGET seconds for all of them together."""
+        budget = self.settings.budget if budget is None else budget
+        started = self._clock()
+        results: dict[LookupKey, Any] = {}
+        pending: dict[LookupKey, Future[Any]] = {}
+        for key in dict.fromkeys(keys):
+            fact, future = self._lookup(key)
+            if future is None:
+                results[key] = fact
+            else:
+                pending[key] = future
+        if pending:
+            remaining = max(0.0, budget - (self._clock() - started))
+            wait(list(pending.values()), timeout=remaining)
+            for key, future in pending.items():
+                if future.done() and not future.cancelled():
+                    results[key] = future.result()
+                else:
+                    LOOKUPS.labels(kind=key.kind, result="timeout").inc()
+                    results[key] = self._stale_or(key, Unavailable(f"API server did not answer within {budget:g}s"))
+        return results
+
+    def _lookup(self, key: LookupKey) -> tuple[Any, Future[Any] | None]:
+        now = self._clock()
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None and now < entry.good_until:
+                LOOKUPS.labels(kind=key.kind, result="hit").inc()
+                return entry.fact, None
+            if now < self._down_until:
+                LOOKUPS.labels(kind=key.kind, result="breaker").inc()
+                return self._stale_locked(key, now, Unavailable(self._down_reason)), None
+            future = self._inflight.get(key)
+            if future is None:
+                pool, api = self._ensure_process()
+                future = pool.submit(self._fetch, api, key)
+                self._inflight[key] = future
+            return None, future
+
+    def _stale_or(self, key: LookupKey, fallback: Unavailable) -> Any:
+        with self._lock:
+            return self._stale_locked(key, self._clock(), fallback)
+
+    def _stale_locked(self, key: LookupKey, now: float, fallback: Unavailable) -> Any:
+        entry = self._cache.get(key)
+        if entry is not None and not isinstance(entry.fact, Unavailable) and now - entry.fetched_at <= self.settings.max_stale:
+            LOOKUPS.labels(kind=key.kind, result="stale").inc()
+            return entry.fact
+        return fallback
+
+    def _fetch(self, api: k8s.CoreV1Api, key: LookupKey) -> Any:
+        """Runs in the pool: one GET, its result cached; never raises."""
+        s = self.settings
+        started = time.perf_counter()
+        try:
+            fact, ttl, result = self._get(api, key), s.ttl, "fetched"
+            if fact is MISSING:
+                ttl, result = s.missing_ttl, "missing"
+        except ApiException as err:
+            fact, ttl, result = _api_error(key, err), s.error_ttl, "forbidden" if err.status in (401, 403) else "error"
+            if err.status == 0:  # a TLS failure, raised by the client as status 0
+                self._open_breaker(f"API server TLS error: {_first_line(err.reason)}")
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            fact, ttl, result = Unavailable(f"API server unreachable ({_transport_reason(err)})"), s.error_ttl, "error"
+            self._open_breaker(fact.reason)
+        except ValueError:  # not JSON: a proxy's error page, a truncated body
+            fact, ttl, result = Unavailable("API server sent an unreadable answer"), s.error_ttl, "error"
+        except Exception as err:  # noqa: BLE001 - a background thread: a bug must become a warning, not a lost future
+            log.exception("cluster lookup crashed: %s %s/%s", key.kind, key.namespace, key.name)
+            fact, ttl, result = Unavailable(f"lookup failed ({type(err).__name__})"), s.error_ttl, "error"
+        finally:
+            FETCH_SECONDS.labels(kind=key.kind).observe(time.perf_counter() - started)
+        LOOKUPS.labels(kind=key.kind, result=result).inc()
+        now = self._clock()
+        with self._lock:
+            self._inflight.pop(key, None)
+            if isinstance(fact, Unavailable):
+                reported = self._stale_locked(key, now, fact)
+                old = self._cache.get(key)
+                if reported is not fact and old is not None:
+                    self._store_locked(key, _Entry(old.fact, old.fetched_at, now + ttl))
+                else:
+                    self._store_locked(key, _Entry(fact, now, now + ttl))
+                if result != "forbidden":
+                    log.warning("cluster lookup failed: %s %s/%s: %s", key.kind, key.namespace, key.name, fact.reason)
+                return reported
+            self._store_locked(key, _Entry(fact, now, now + ttl))
+            return fact
+
+    def _get(self, api: k8s.CoreV1Api, key: LookupKey) -> Any:
+        timeout = self.settings.http_timeout
+        try:
+            if key.kind == "pvc":
+                resp = api.read_namespaced_persistent_volume_claim(
+                    key.name, key.namespace, _preload_content=False, _request_timeout=timeout)
+                return pvc_from_json(json.loads(resp.data))
+            if key.kind == "secret":
+                resp = api.read_namespaced_secret(key.name, key.namespace, _preload_content=False, _request_timeout=timeout)
+                body = json.loads(resp.data)
+                try:
+                    return secret_from_json(body)
+                finally:
+                    del body  # the values: not kept a moment longer than needed
+            resp = api.read_namespace(key.name, _preload_content=False, _request_timeout=timeout)
+            return namespace_from_json(json.loads(resp.data))
+        except ApiException as err:
+            if err.status == 404:
+                return MISSING
+            raise
+
+    def _open_breaker(self, reason: str) -> None:
+        with self._lock:
+            self._down_until = self._clock() + self.settings.breaker_seconds
+            self._down_reason = reason
+
+    def _store_locked(self, key: LookupKey, entry: _Entry) -> None:
+        self._cache[key] = entry
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.settings.max_entries:
+            self._cache.popitem(last=False)
+
+
+def _first_line(text: Any) -> str:
+    return str(text or "").strip().splitlines()[0][:80] if str(text or "").strip() else "unknown"
+
+
+def _transport_reason(err: BaseException) -> str:
+    reason = getattr(err, "reason", None) or err
+    if isinstance(reason, (urllib3.exceptions.TimeoutError, TimeoutError)):
+        return "timed out"
+    if isinstance(reason, urllib3.exceptions.ProtocolError) or "RemoteDisconnected" in repr(reason):
+        return "connection dropped"
+    if isinstance(reason, urllib3.exceptions.NewConnectionError) or isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    return type(reason).__name__
+
+
+def _api_error(key: LookupKey, err: ApiException) -> Unavailable:
+    resource = _RESOURCE[key.kind]
+    if err.status in (401, 403):
+        verb = f"get {resource}" + ("" if key.kind == "namespace" else f" in {key.namespace}")
+        return Unavailable(f"{err.status} forbidden: the webhook may not {verb}")
+    if err.status == 0:
+        return Unavailable(f"API server TLS error: {_first_line(err.reason)}")
+    return Unavailable(f"API server answered {err.status} {_first_line(err.reason)}")
