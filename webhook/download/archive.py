@@ -36,10 +36,10 @@ def unpack(archive: Path, target: Path) -> None:
                 # The "data" filter refuses absolute paths, '..', devices and
                 # links that point outside the target.
                 tf.extractall(target, filter="data")
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
-        raise DownloadError(f"the archive is damaged or not a {archive.suffix} file: {err}") from None
     except tarfile.FilterError as err:
         raise DownloadError(f"the archive has an unsafe member, refused: {err}") from None
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
+        raise DownloadError(f"the archive is damaged or not a {archive.suffix} file: {err}") from None
 
 
 def _unzip(archive: Path, target: Path) -> None:

@@ -73,7 +73,8 @@ def stream(resp: requests.Response) -> Iterator[bytes]:
     raw = resp.raw
     try:
         while True:
-            buf = raw.read(CHUNK, decode_content=False)
+            # read1: whatever has arrived, so that a stall loses no received byte
+            buf = raw.read1(CHUNK, decode_content=False)
             if not buf:
                 return
             yield buf

@@ -1,0 +1,232 @@
+"""A stdlib HTTP origin for the downloader's tests, on 127.0.0.1.
+
+It serves files with Range support and counts every body byte it sends, so
+tests can assert "served once". It also answers the Hub endpoints that
+huggingface_hub calls (repo info by revision, the recursive tree listing,
+resolve URLs), and injects faults: a Range ignored (200), a stall, corrupt
+bytes, a throttle, a required token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlsplit
+
+
+def git_blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+@dataclass
+class HubRepo:
+    commit: str
+    files: dict[str, bytes]
+    lfs: set[str] = field(default_factory=set)   # paths served as LFS files (sha256 in the tree)
+    revisions: tuple[str, ...] = ("main",)
+    private: bool = False                         # needs the token
+
+
+class Origin:
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}        # URL path -> bytes
+        self.repos: dict[str, HubRepo] = {}      # "org/name" -> repo
+        self.served: Counter[str] = Counter()    # URL path -> body bytes sent
+        self.gets: Counter[str] = Counter()      # URL path -> GET requests
+        self.log: list[tuple[str, str, str | None, dict]] = []
+        self.token: str | None = None            # required Bearer token for /files
+        self.ignore_range = False                # answer Range requests with 200
+        self.no_length = False                   # chunked-like: no Content-Length (close-delimited)
+        self.stall_once: set[str] = set()        # first GET sends half, then hangs
+        self.corrupt_gets: Counter[str] = Counter()  # path -> how many GETs still serve flipped bytes
+        self.throttle = 0.0                      # seconds of sleep per 64 KiB
+        self.lock = threading.Lock()
+        self.release_stall = threading.Event()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> "Origin":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.release_stall.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def total_served(self) -> int:
+        with self.lock:
+            return sum(self.served.values())
+
+    def reset_counts(self) -> None:
+        with self.lock:
+            self.served.clear()
+            self.gets.clear()
+            self.log.clear()
+
+
+_RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
+_REVISION = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/revision/(?P<rev>[^/]+)$")
+_TREE = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/tree/(?P<rev>[^/]+)$")
+
+
+def _handler(origin: Origin):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+        # -- helpers ----------------------------------------------------------
+        def _json(self, status: int, body, headers: dict | None = None) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        def _error(self, status: int, code: str | None = None) -> None:
+            self._json(status, {"error": code or str(status)}, {"X-Error-Code": code} if code else None)
+
+        def _authorized(self, needed: bool) -> bool:
+            if not needed:
+                return True
+            return self.headers.get("Authorization") == f"Bearer {origin.token}"
+
+        def _repo(self, name: str) -> HubRepo | None:
+            repo = origin.repos.get(name)
+            if repo is None:
+                self._error(401, "RepoNotFound")  # the Hub answers 401 for unknown repos too
+                return None
+            if not self._authorized(repo.private):
+                self._error(401, "RepoNotFound")
+                return None
+            return repo
+
+        # -- routes -----------------------------------------------------------
+        def do_HEAD(self) -> None:
+            self.do_GET()
+
+        def do_GET(self) -> None:
+            path = unquote(urlsplit(self.path).path)
+            with origin.lock:
+                origin.log.append((self.command, path, self.headers.get("Range"), dict(self.headers)))
+            if m := _REVISION.match(path):
+                repo = self._repo(m["repo"])
+                if repo is None:
+                    return
+                if m["rev"] not in repo.revisions and m["rev"] != repo.commit:
+                    return self._error(404, "RevisionNotFound")
+                return self._json(200, {"id": m["repo"], "modelId": m["repo"], "sha": repo.commit, "private": repo.private,
+                                        "siblings": [{"rfilename": p} for p in sorted(repo.files)]})
+            if m := _TREE.match(path):
+                repo = self._repo(m["repo"])
+                if repo is None:
+                    return
+                if m["rev"] != repo.commit and m["rev"] not in repo.revisions:
+                    return self._error(404, "RevisionNotFound")
+                entries, dirs = [], set()
+                for p, data in sorted(repo.files.items()):
+                    parts = p.split("/")
+                    for i in range(1, len(parts)):
+                        dirs.add("/".join(parts[:i]))
+                    e = {"type": "file", "path": p, "size": len(data), "oid": git_blob_sha1(data)}
+                    if p in repo.lfs:
+                        e["size"] = len(data)
+                        e["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                    entries.append(e)
+                entries += [{"type": "directory", "path": d, "oid": "0" * 40} for d in sorted(dirs)]
+                return self._json(200, entries)
+            if m := _RESOLVE.match(path):
+                repo = self._repo(m["repo"])
+                if repo is None:
+                    return
+                if m["rev"] != repo.commit and m["rev"] not in repo.revisions:
+                    return self._error(404, "RevisionNotFound")
+                data = repo.files.get(m["path"])
+                if data is None:
+                    return self._error(404, "EntryNotFound")
+                etag = hashlib.sha256(data).hexdigest() if m["path"] in repo.lfs else git_blob_sha1(data)
+                return self._send_file(path, data, {"X-Repo-Commit": repo.commit, "ETag": f'"{etag}"',
+                                                    "X-Linked-Etag": f'"{etag}"', "X-Linked-Size": str(len(data))})
+            data = origin.files.get(path)
+            if data is None:
+                return self._error(404)
+            if not self._authorized(origin.token is not None):
+                return self._error(401)
+            return self._send_file(path, data, {"ETag": f'"{hashlib.md5(data).hexdigest()}"'})
+
+        def _send_file(self, path: str, data: bytes, headers: dict[str, str]) -> None:
+            start, status = 0, 200
+            rng = self.headers.get("Range")
+            if rng and not origin.ignore_range:
+                m = re.match(r"bytes=(\d+)-(\d*)$", rng)
+                if m:
+                    start = int(m.group(1))
+                    end = int(m.group(2)) if m.group(2) else len(data) - 1
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    status = 206
+                    body = data[start:end + 1]
+            if status == 200:
+                body = data
+            if self.command == "GET" and origin.corrupt_gets[path] > 0:
+                with origin.lock:
+                    origin.corrupt_gets[path] -= 1
+                body = bytes([body[0] ^ 0xFF]) + body[1:] if body else body
+            self.send_response(status)
+            self.send_header("Accept-Ranges", "bytes")
+            if status == 206:
+                self.send_header("Content-Range", f"bytes {start}-{start + len(body) - 1}/{len(data)}")
+            if origin.no_length and self.command == "GET":
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            else:
+                self.send_header("Content-Length", str(len(body)))
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            if self.command == "HEAD":
+                return
+            with origin.lock:
+                origin.gets[path] += 1
+                stall = path in origin.stall_once
+                origin.stall_once.discard(path)
+            view = memoryview(body)
+            sent = 0
+            try:
+                while sent < len(view):
+                    if stall and sent >= len(view) // 2:
+                        origin.release_stall.wait(30)  # hang: the client's watchdog must give up
+                        self.close_connection = True
+                        return
+                    n = min(65536, len(view) - sent)
+                    if stall:
+                        n = min(n, len(view) // 2 - sent) or n
+                    self.wfile.write(view[sent:sent + n])
+                    sent += n
+                    with origin.lock:
+                        origin.served[path] += n
+                    if origin.throttle:
+                        time.sleep(origin.throttle)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+
+    return Handler

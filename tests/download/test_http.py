@@ -1,0 +1,163 @@
+"""http(s) sources against a real local origin: files, archives, checksums,
+Range edge cases, the stall watchdog, auth and missing URLs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import zipfile
+from pathlib import Path
+
+from tests.download.conftest import model_files, run_download
+from tests.download.origin import Origin
+
+
+def _tar_gz(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_single_file_with_sha256_and_marker(origin: Origin, dl_env, tmp_path: Path) -> None:
+    data = os.urandom(1_500_000)
+    origin.files["/models/weights.bin"] = data
+    dest = tmp_path / "cache" / "m" / "main"
+    r = run_download(dl_env, origin.url + "/models/weights.bin", dest, "--sha256", hashlib.sha256(data).hexdigest())
+    assert r.returncode == 0, r.stderr
+    assert model_files(dest) == {"weights.bin": data}
+    marker = json.loads((dest / ".model-cache.json").read_text())
+    assert marker["complete"] is True
+    assert marker["files"] == [{"path": "weights.bin", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}]
+    # Nothing is left beside the model.
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["main"]
+
+
+def test_fast_path_needs_no_network(origin: Origin, dl_env, tmp_path: Path) -> None:
+    origin.files["/w.bin"] = b"x" * 1000
+    dest = tmp_path / "m" / "main"
+    assert run_download(dl_env, origin.url + "/w.bin", dest).returncode == 0
+    before = (dest / ".model-cache.json").stat().st_mtime_ns
+    os.utime(dest / ".model-cache.json", ns=(before - 10**10, before - 10**10))
+    origin.stop()  # the origin is gone: the fast path must not need it
+    r = run_download(dl_env, origin.url + "/w.bin", dest)
+    assert r.returncode == 0, r.stderr
+    assert "nothing to download" in r.stdout
+    # The use was recorded for gc.
+    assert (dest / ".model-cache.json").stat().st_mtime_ns > before - 10**10
+
+
+def test_tar_gz_and_zip_are_unpacked(origin: Origin, dl_env, tmp_path: Path) -> None:
+    files = {"config.json": b"{}", "weights/part-0.bin": os.urandom(200_000)}
+    origin.files["/a/model.tar.gz"] = _tar_gz(files)
+    origin.files["/a/model.zip"] = _zip(files)
+    for name in ("model.tar.gz", "model.zip"):
+        dest = tmp_path / name / "main"
+        archive = origin.files[f"/a/{name}"]
+        r = run_download(dl_env, f"{origin.url}/a/{name}", dest, "--sha256", hashlib.sha256(archive).hexdigest())
+        assert r.returncode == 0, r.stderr
+        assert model_files(dest) == files
+        marker = json.loads((dest / ".model-cache.json").read_text())
+        assert marker["archive_sha256"] == hashlib.sha256(archive).hexdigest()
+        assert {f["path"] for f in marker["files"]} == set(files)
+
+
+def test_archive_with_unsafe_member_is_refused(origin: Origin, dl_env, tmp_path: Path) -> None:
+    origin.files["/evil.tar"] = _tar_gz({"../escape.txt": b"nope"})
+    dest = tmp_path / "m" / "main"
+    r = run_download(dl_env, origin.url + "/evil.tar", dest)
+    assert r.returncode != 0
+    assert "unsafe member" in r.stderr
+    assert not (tmp_path / "m" / "escape.txt").exists() and not dest.exists()
+
+
+def test_checksum_mismatch_refetches_once_then_succeeds(origin: Origin, dl_env, tmp_path: Path) -> None:
+    data = os.urandom(300_000)
+    origin.files["/w.bin"] = data
+    origin.corrupt_gets["/w.bin"] = 1  # the first GET flips a byte
+    dest = tmp_path / "m" / "main"
+    r = run_download(dl_env, origin.url + "/w.bin", dest, "--sha256", hashlib.sha256(data).hexdigest())
+    assert r.returncode == 0, r.stderr
+    assert "fetching it once more" in r.stdout
+    assert origin.gets["/w.bin"] == 2
+    assert model_files(dest) == {"w.bin": data}
+
+
+def test_checksum_mismatch_twice_fails_with_exit_6(origin: Origin, dl_env, tmp_path: Path) -> None:
+    origin.files["/w.bin"] = os.urandom(100_000)
+    dest = tmp_path / "m" / "main"
+    r = run_download(dl_env, origin.url + "/w.bin", dest, "--sha256", "0" * 64)
+    assert r.returncode == 6
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert "expected 0000" in r.stderr and "fetched twice" in r.stderr
+    assert not dest.exists()
+
+
+def test_401_names_the_secret_and_404_names_the_url(origin: Origin, dl_env, tmp_path: Path) -> None:
+    origin.files["/private.bin"] = b"secret"
+    origin.token = "s3cr3t"
+    env = dict(dl_env, MODEL_CACHE_AUTH_SECRET="model-token")
+    r = run_download(env, origin.url + "/private.bin", tmp_path / "a" / "main")
+    assert r.returncode == 3, r.stderr
+    assert "HTTP 401" in r.stderr and "set MODEL_CACHE_HTTP_TOKEN in Secret model-token" in r.stderr
+    assert "Traceback" not in r.stderr
+
+    r = run_download(dict(env, MODEL_CACHE_HTTP_TOKEN="s3cr3t"), origin.url + "/private.bin", tmp_path / "b" / "main")
+    assert r.returncode == 0, r.stderr
+    assert "s3cr3t" not in r.stdout + r.stderr  # never in a log line
+
+    r = run_download(env, origin.url + "/missing.bin?X-Amz-Signature=abc", tmp_path / "c" / "main")
+    assert r.returncode == 4
+    assert f"{origin.url}/missing.bin" in r.stderr and "not found" in r.stderr
+    assert "X-Amz-Signature" not in r.stderr  # query strings may carry credentials
+
+
+def test_range_answered_with_200_restarts_the_file(origin: Origin, dl_env, tmp_path: Path) -> None:
+    data = os.urandom(400_000)
+    origin.files["/w.bin"] = data
+    origin.ignore_range = True
+    dest = tmp_path / "m" / "main"
+    # A leftover partial file from an earlier run, with wrong bytes: appending would corrupt.
+    inc = dest.parent / "main.partial" / ".model-cache-tmp" / "incomplete" / "w.bin"
+    inc.parent.mkdir(parents=True)
+    inc.write_bytes(b"\0" * 100_000)
+    key = dest.parent / "main.partial" / ".model-cache-tmp" / "plan-key"
+    key.write_text(f"http|{origin.url}/w.bin|")
+    r = run_download(dl_env, origin.url + "/w.bin", dest)
+    assert r.returncode == 0, r.stderr
+    assert (dest / "w.bin").read_bytes() == data
+    assert origin.log[-1][2] == "bytes=100000-"  # it did ask for a Range
+
+
+def test_stalled_connection_is_retried_by_range(origin: Origin, dl_env, tmp_path: Path) -> None:
+    data = os.urandom(1_000_000)
+    origin.files["/w.bin"] = data
+    origin.stall_once.add("/w.bin")
+    dest = tmp_path / "m" / "main"
+    r = run_download(dl_env, origin.url + "/w.bin", dest, "--stall-timeout", "1")
+    assert r.returncode == 0, r.stderr
+    assert (dest / "w.bin").read_bytes() == data
+    ranges = [rng for (method, path, rng, _h) in origin.log if method == "GET" and path == "/w.bin"]
+    assert ranges == [None, "bytes=500000-"]
+    assert origin.served["/w.bin"] == len(data)  # every byte once, across the stall
+
+
+def test_bad_source_is_a_usage_error(dl_env, tmp_path: Path) -> None:
+    r = run_download(dl_env, "ftp://x/y", tmp_path / "m" / "main")
+    assert r.returncode == 2
+    assert "unsupported scheme" in r.stderr
+    assert not (tmp_path / "m" / "main.lock").exists()
