@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Mapping
 
 import urllib3
+import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -158,7 +159,7 @@ def load_configuration(env: Mapping[str, str] = os.environ) -> k8s.Configuration
         if env.get("KUBECONFIG") or Path(default).is_file():
             k8s_config.load_kube_config(config_file=default, client_configuration=cfg, persist_config=False)
             return _harden(cfg)
-    except (ConfigException, OSError, ValueError, TypeError) as err:
+    except (ConfigException, OSError, ValueError, TypeError, yaml.YAMLError) as err:
         # A broken kubeconfig must not stop the webhook: its checks are advisory.
         log.error("cluster checks off: cannot load the kubernetes client configuration: %s", err)
         return None
@@ -200,6 +201,9 @@ class FactsProvider:
         self._pid = -1
         self._pool: ThreadPoolExecutor | None = None
         self._api: k8s.CoreV1Api | None = None
+        # The first CoreV1Api costs ~0.4 s (the client builds its request
+        # validators): pay it when the worker starts, not in the first review.
+        self._ensure_process()
 
     # Built per process: gunicorn may fork after creating the app, and neither
     # threads nor pooled TLS connections survive a fork.

@@ -74,7 +74,7 @@ class FakeApiServer:
         context.load_cert_chain(workdir / "tls.crt", workdir / "tls.key")
         self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-apiserver", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-apiserver", daemon=True)
         self._thread.start()
 
     # --- setup ---------------------------------------------------------------------
@@ -179,6 +179,10 @@ class FakeApiServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as the real API server
+            # One write per answer and no Nagle, as Go's net/http: otherwise headers
+            # and body go in two segments and the client's delayed ACK adds 40 ms.
+            wbufsize = 1 << 16
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
                 pass

@@ -1,0 +1,223 @@
+"""webhook/cluster.py with the real kubernetes client against the fake API
+server over TLS: shapes, errors, time bounds, the cache."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.validation.conftest import make_provider
+from tests.validation.fake_apiserver import FakeApiServer
+from webhook import cluster
+from webhook.checks import MISSING, NamespaceInfo, PvcInfo, SecretInfo, Unavailable
+from webhook.cluster import FactsProvider, LookupKey, Settings, load_configuration
+
+PVC = LookupKey("pvc", "ml", "llm-models")
+SECRET = LookupKey("secret", "ml", "hf-token")
+NS = LookupKey("namespace", "ml", "ml")
+GI = Decimal(2**30)
+
+
+def test_reads_pvc_secret_and_namespace(healthy_cluster: FakeApiServer, provider: FactsProvider) -> None:
+    healthy_cluster.add_namespace("ml", {"pod-security.kubernetes.io/enforce": "baseline"})
+    facts = provider.gather([PVC, SECRET, NS])
+    assert facts[PVC] == PvcInfo("llm-models", 100 * GI, 100 * GI, ("ReadWriteMany",), "Bound", False)
+    assert facts[SECRET] == SecretInfo("hf-token", frozenset({"HF_TOKEN"}))
+    assert isinstance(facts[NS], NamespaceInfo)
+    assert facts[NS].labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    # The real client sent the kubeconfig's token (the fake answers 401 otherwise).
+    assert set(healthy_cluster.auth_headers) == {"Bearer fake-token-for-tests"}
+    assert sorted(p for _, p in healthy_cluster.requests) == [
+        "/api/v1/namespaces/ml", "/api/v1/namespaces/ml/persistentvolumeclaims/llm-models",
+        "/api/v1/namespaces/ml/secrets/hf-token"]
+
+
+def test_pending_pvc_uses_its_spec(apiserver: FakeApiServer, provider: FactsProvider) -> None:
+    apiserver.add_pvc("ml", "llm-models", "18Gi", ("ReadWriteOnce",), phase="Pending")
+    assert provider.gather([PVC])[PVC] == PvcInfo("llm-models", 18 * GI, None, ("ReadWriteOnce",), "Pending", False)
+
+
+def test_terminating_pvc(apiserver: FakeApiServer, provider: FactsProvider) -> None:
+    apiserver.add_pvc("ml", "llm-models", "100Gi", deleting=True)
+    assert provider.gather([PVC])[PVC].deleting is True
+
+
+def test_secret_values_are_not_kept(healthy_cluster: FakeApiServer, provider: FactsProvider,
+                                    caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    fact = provider.gather([SECRET])[SECRET]
+    assert "never_logged" not in repr(fact) and "never_logged" not in repr(provider._cache)
+    assert "never_logged" not in caplog.text
+
+
+def test_not_found_is_missing(apiserver: FakeApiServer, provider: FactsProvider) -> None:
+    assert provider.gather([PVC, SECRET]) == {PVC: MISSING, SECRET: MISSING}
+
+
+def test_forbidden_names_the_permission(apiserver: FakeApiServer, provider: FactsProvider) -> None:
+    apiserver.add_pvc("ml", "llm-models", "100Gi")
+    apiserver.forbid("/secrets/")
+    facts = provider.gather([PVC, SECRET])
+    assert isinstance(facts[PVC], PvcInfo)
+    assert facts[SECRET] == Unavailable("403 forbidden: the webhook may not get secrets in ml")
+
+
+def test_server_errors_are_unavailable(apiserver: FakeApiServer, provider: FactsProvider) -> None:
+    apiserver.fail("/persistentvolumeclaims/", 500)
+    assert provider.gather([PVC])[PVC] == Unavailable("API server answered 500 Internal Server Error")
+
+
+def test_wrong_token_is_unavailable(apiserver: FakeApiServer, tmp_path: Path) -> None:
+    p = make_provider(apiserver.write_kubeconfig(tmp_path / "bad", token="expired"))
+    try:
+        assert p.gather([NS])[NS] == Unavailable("401 forbidden: the webhook may not get namespaces")
+    finally:
+        p.close()
+
+
+def test_slow_api_server_gives_up_within_the_budget(healthy_cluster: FakeApiServer, kubeconfig: Path) -> None:
+    healthy_cluster.slow("/persistentvolumeclaims/", 0.8)
+    p = make_provider(kubeconfig, budget=0.2, http_timeout=2.0)
+    try:
+        started = time.monotonic()
+        facts = p.gather([PVC, SECRET])
+        waited = time.monotonic() - started
+        assert facts[PVC] == Unavailable("API server did not answer within 0.2s")
+        assert facts[SECRET] == SecretInfo("hf-token", frozenset({"HF_TOKEN"}))
+        assert waited < 0.7, waited  # no hang: the 0.8 s answer was not waited for
+        # The GET went on in the background and filled the cache: the next review is warm.
+        deadline = time.monotonic() + 5
+        while healthy_cluster.count("persistentvolumeclaims") and p._inflight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert isinstance(p.gather([PVC])[PVC], PvcInfo)
+        assert healthy_cluster.count("persistentvolumeclaims") == 1
+    finally:
+        p.close()
+
+
+def test_hanging_api_server_opens_the_breaker(healthy_cluster: FakeApiServer, kubeconfig: Path) -> None:
+    healthy_cluster.slow("/api/v1/", 30)  # accepts, never answers in time
+    p = make_provider(kubeconfig, budget=0.2, http_timeout=0.3, breaker_seconds=30)
+    try:
+        first = p.gather([PVC])[PVC]
+        assert first == Unavailable("API server did not answer within 0.2s")
+        deadline = time.monotonic() + 5
+        while p._inflight and time.monotonic() < deadline:  # the background GET times out (0.3 s, one retry)
+            time.sleep(0.05)
+        asked = healthy_cluster.count("/api/v1/")
+        started = time.monotonic()
+        facts = p.gather([SECRET, NS])
+        assert time.monotonic() - started < 0.1  # answered at once, from the breaker
+        assert facts[SECRET] == facts[NS] == Unavailable("API server unreachable (timed out)")
+        assert healthy_cluster.count("/api/v1/") == asked  # and nothing more was sent
+    finally:
+        p.close()
+
+
+def test_dropped_connection_is_unavailable(healthy_cluster: FakeApiServer, provider: FactsProvider) -> None:
+    healthy_cluster.drop("/persistentvolumeclaims/")
+    assert provider.gather([PVC])[PVC] == Unavailable("API server unreachable (connection dropped)")
+    assert healthy_cluster.count("persistentvolumeclaims") == 2  # one retry, then the breaker
+
+
+def test_refused_connection_is_unavailable(tmp_path: Path) -> None:
+    server = FakeApiServer(tmp_path / "gone")
+    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+    server.close()  # nobody listens on its port any more
+    p = make_provider(kubeconfig)
+    try:
+        fact = p.gather([PVC])[PVC]
+        assert isinstance(fact, Unavailable) and fact.reason.startswith("API server unreachable")
+    finally:
+        p.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _provider_with_clock(kubeconfig: Path, clock: Clock, **settings: float) -> FactsProvider:
+    configuration = load_configuration({"MODEL_CACHE_KUBECONFIG": str(kubeconfig)})
+    assert configuration is not None
+    return FactsProvider(configuration, Settings(**{"budget": 2.0, **settings}), clock=clock)  # type: ignore[arg-type]
+
+
+def test_cache_ttl_and_negative_ttl(apiserver: FakeApiServer, kubeconfig: Path) -> None:
+    clock = Clock()
+    p = _provider_with_clock(kubeconfig, clock, ttl=30, missing_ttl=5)
+    try:
+        assert p.gather([PVC])[PVC] is MISSING
+        apiserver.add_pvc("ml", "llm-models", "100Gi")
+        clock.now += 4
+        assert p.gather([PVC])[PVC] is MISSING  # the 404 is trusted for 5 s
+        clock.now += 2
+        assert isinstance(p.gather([PVC])[PVC], PvcInfo)  # the user created it: seen
+        clock.now += 29
+        p.gather([PVC])
+        assert apiserver.count("persistentvolumeclaims") == 2
+        clock.now += 2
+        p.gather([PVC])
+        assert apiserver.count("persistentvolumeclaims") == 3
+    finally:
+        p.close()
+
+
+def test_stale_value_served_when_the_api_server_fails(apiserver: FakeApiServer, kubeconfig: Path) -> None:
+    clock = Clock()
+    p = _provider_with_clock(kubeconfig, clock, ttl=30, max_stale=300)
+    try:
+        apiserver.add_pvc("ml", "llm-models", "10Gi")
+        assert isinstance(p.gather([PVC])[PVC], PvcInfo)
+        apiserver.fail("/persistentvolumeclaims/", 503)
+        clock.now += 31
+        assert p.gather([PVC])[PVC].requested == 10 * GI  # a known size beats "could not check"
+        clock.now += 300
+        assert isinstance(p.gather([PVC])[PVC], Unavailable)  # too old to trust
+    finally:
+        p.close()
+
+
+def test_one_fetch_for_concurrent_reviews(healthy_cluster: FakeApiServer, kubeconfig: Path) -> None:
+    healthy_cluster.slow("/persistentvolumeclaims/", 0.2)
+    p = make_provider(kubeconfig, budget=2.0)
+    try:
+        results: list[object] = []
+        threads = [threading.Thread(target=lambda: results.append(p.gather([PVC])[PVC])) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(results) == 8 and all(isinstance(r, PvcInfo) for r in results)
+        assert healthy_cluster.count("persistentvolumeclaims") == 1
+    finally:
+        p.close()
+
+
+def test_load_configuration_choices(kubeconfig: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config
+    assert load_configuration({}) is None
+    assert load_configuration({"MODEL_CACHE_CLUSTER_CHECKS": "off", "MODEL_CACHE_KUBECONFIG": str(kubeconfig)}) is None
+    cfg = load_configuration({"KUBECONFIG": str(kubeconfig)})
+    assert cfg is not None and cfg.host.startswith("https://127.0.0.1:")
+    assert cfg.retries.total == 1
+    (tmp_path / "broken").write_text("clusters: [")
+    assert load_configuration({"MODEL_CACHE_KUBECONFIG": str(tmp_path / "broken")}) is None
+
+
+def test_settings_from_env() -> None:
+    s = Settings.from_env({"MODEL_CACHE_FACTS_BUDGET": "0.25", "MODEL_CACHE_FACTS_TTL": "nonsense"})
+    assert (s.budget, s.ttl) == (0.25, Settings().ttl)
+
+
+def test_pvc_from_json_tolerates_odd_shapes() -> None:
+    info = cluster.pvc_from_json({"metadata": {"name": "x"}, "spec": {"resources": {"requests": {"storage": "lots"}}}})
+    assert info == PvcInfo("x", None, None, (), None, False)
