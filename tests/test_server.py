@@ -215,3 +215,19 @@ def test_serve_without_certificate_says_how_to_make_one(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "model-cache certs generate" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_chunked_body_over_the_cap_gets_413(server: RunningServer) -> None:
+    client = TLSClient(server.port, server.cafile)
+    chunk = b"x" * (1024 * 1024)
+    client.conn.putrequest("POST", "/mutate")
+    client.conn.putheader("Transfer-Encoding", "chunked")
+    client.conn.putheader("Content-Type", "application/json")
+    client.conn.endheaders()
+    for _ in range(4):
+        client.conn.send(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+    client.conn.send(b"0\r\n\r\n")
+    resp = client.conn.getresponse()
+    assert resp.status == 413
+    assert "the limit is 3145728" in json.loads(resp.read())["response"]["status"]["message"]
+    client.close()

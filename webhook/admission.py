@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonpatch
+from jsonpointer import escape as escape_pointer
 
 from webhook import annotations as ann
 from webhook import inject
@@ -82,6 +83,34 @@ def parse_review(body: bytes) -> dict[str, Any]:
     return request
 
 
+def json_patch(before: Any, after: Any, path: str = "") -> list[dict[str, Any]]:
+    """The JSON patch from BEFORE to AFTER, by jsonpatch, computed only where they differ.
+
+    jsonpatch diffs whole documents and looks for moves, which costs about half a
+    millisecond on a pod; equal subtrees (most of a pod) are skipped here by a
+    C-level `==` first, and jsonpatch diffs only what changed.
+    """
+    if before == after:
+        return []
+    if isinstance(before, dict) and isinstance(after, dict) and before.keys() <= after.keys():
+        ops: list[dict[str, Any]] = []
+        for key, value in after.items():
+            child = f"{path}/{escape_pointer(str(key))}"
+            if key not in before:
+                ops.append({"op": "add", "path": child, "value": value})
+            else:
+                ops.extend(json_patch(before[key], value, child))
+        return ops
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        return [op for i, (b, a) in enumerate(zip(before, after)) for op in json_patch(b, a, f"{path}/{i}")]
+    ops = jsonpatch.make_patch(before, after).patch
+    for op in ops:
+        op["path"] = path + op["path"]
+        if "from" in op:
+            op["from"] = path + op["from"]
+    return ops
+
+
 def request_uid(body: bytes) -> str:
     """Best effort: the uid of a review we could not parse, to answer it by name."""
     try:
@@ -133,6 +162,6 @@ def answer_mutation(request: dict[str, Any], store: PolicyStore) -> Answer:
         return answer
     if mutated is None or plan is None:
         return answer
-    answer.patch = jsonpatch.make_patch(pod, mutated).patch
+    answer.patch = json_patch(pod, mutated)
     answer.result, answer.strategy = "mutated", plan.strategy
     return answer

@@ -35,10 +35,22 @@ def _metrics_payload() -> bytes:
     return generate_latest()
 
 
+# A client still sending when we answer 413 sees a reset instead of the answer;
+# read and drop what a sane client sends, up to this much, before answering.
+DRAIN_LIMIT = 16 * 1024 * 1024
+
+
+def _drain(stream: Any, length: int) -> None:
+    remaining = min(length, DRAIN_LIMIT)
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 256 * 1024))
+        if not chunk:
+            break
+        remaining -= len(chunk)
+
+
 def create_app(policies: Path | str, certfile: str | None = None, keyfile: str | None = None) -> Flask:
     app = Flask("model-cache")
-    # Flask refuses larger bodies with 413 before reading them.
-    app.config["MAX_CONTENT_LENGTH"] = admission.MAX_BODY_BYTES
     store = PolicyStore(Path(policies))
     facts = validation.create_facts_provider()
     app.extensions["model_cache_store"] = store
@@ -46,12 +58,16 @@ def create_app(policies: Path | str, certfile: str | None = None, keyfile: str |
     def read_review(endpoint: str) -> tuple[dict[str, Any] | None, Response | None]:
         length = request.content_length
         if length is not None and length > admission.MAX_BODY_BYTES:
+            _drain(request.environ["wsgi.input"], length)
             return None, _too_large(endpoint, length)
-        body = request.get_data(cache=False)
+        if length is None:  # chunked: read one byte past the cap to know it was exceeded
+            body = request.stream.read(admission.MAX_BODY_BYTES + 1)
+        else:
+            body = request.get_data(cache=False)
         try:
             return admission.parse_review(body), None
         except TooLarge as err:
-            return None, _malformed(endpoint, str(err), admission.request_uid(b""), 413)
+            return None, _malformed(endpoint, str(err), "", 413)
         except MalformedReview as err:
             return None, _malformed(endpoint, str(err), admission.request_uid(body), 400)
 

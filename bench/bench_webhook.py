@@ -1,0 +1,194 @@
+"""Benchmark of the webhook: /mutate over TLS with keep-alive from several
+concurrent connections, beside /healthz on the same server as the floor, and
+the pure mutation alone.
+
+    .venv/bin/python bench/bench_webhook.py [--connections 8] [--duration 10]
+
+The load comes from wrk (apt-get install wrk), which keeps each connection
+alive as the API server does; without wrk a Python client is used (slower: it
+takes CPU from the server on a 2-core machine, so its numbers are a floor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.helpers import pod_review  # noqa: E402
+
+import yaml  # noqa: E402
+
+MODEL_CACHE = str(Path(sys.executable).with_name("model-cache"))
+TYPICAL_POD = REPO / "tests" / "golden" / "vllm-gpu-pvc.in.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_server(policies: Path, workers: int, threads: int, env: dict[str, str] | None = None) -> Iterator[tuple[int, Path]]:
+    tmp = Path(tempfile.mkdtemp(prefix="mc-bench-"))
+    certs = tmp / "certs"
+    subprocess.run([MODEL_CACHE, "certs", "generate", "--out", str(certs)], check=True, capture_output=True)
+    port = free_port()
+    log = open(tmp / "serve.log", "wb")
+    proc = subprocess.Popen(
+        [MODEL_CACHE, "serve", "--policies", str(policies), "--cert", str(certs / "tls.crt"), "--key", str(certs / "tls.key"),
+         "--port", str(port), "--host", "127.0.0.1", "--workers", str(workers), "--threads", str(threads), "--log-level", "warning"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+    )
+    ctx = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"https://localhost:{port}/readyz", context=ctx, timeout=2):
+                break
+        except OSError:
+            time.sleep(0.1)
+    try:
+        yield port, certs / "ca.crt"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    assert m, text
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def run_wrk(url: str, body: bytes | None, connections: int, duration: int, threads: int = 1) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "req.lua"
+        if body is not None:
+            (Path(tmp) / "body.json").write_bytes(body)
+            script.write_text(
+                'wrk.method = "POST"\n'
+                'wrk.headers["Content-Type"] = "application/json"\n'
+                f'local f = io.open("{tmp}/body.json", "rb")\nwrk.body = f:read("*a")\nf:close()\n'
+            )
+        else:
+            script.write_text("")
+        out = subprocess.run(
+            ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", str(script), url],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    pct = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"p50_ms": _ms(pct["50"]), "p99_ms": _ms(pct["99"]), "rps": rps, "non_2xx": float(errors.group(1)) if errors else 0.0}
+
+
+def run_python_client(port: int, cafile: Path, path: str, body: bytes | None, connections: int, duration: int) -> dict[str, float]:
+    """Fallback load: one process per connection, each a kept-alive TLS connection."""
+    import multiprocessing as mp
+
+    def worker(q: Any) -> None:
+        from tests.helpers import TLSClient
+
+        c = TLSClient(port, cafile)
+        lat: list[float] = []
+        end = time.monotonic() + duration
+        while time.monotonic() < end:
+            t = time.perf_counter()
+            status, _, _ = c.request("POST" if body else "GET", path, body)
+            lat.append((time.perf_counter() - t) * 1000)
+        q.put(lat)
+
+    q: Any = mp.Queue()
+    procs = [mp.Process(target=worker, args=(q,)) for _ in range(connections)]
+    for p in procs:
+        p.start()
+    lats = sorted(x for _ in procs for x in q.get())
+    for p in procs:
+        p.join()
+    return {"p50_ms": lats[len(lats) // 2], "p99_ms": lats[int(len(lats) * 0.99)], "rps": len(lats) / duration, "non_2xx": 0.0}
+
+
+def pure_mutation_ms(policies: Path) -> dict[str, float]:
+    from webhook import admission
+    from webhook.annotations import parse
+    from webhook.inject import mutate
+    from webhook.policy import PolicyStore
+
+    store = PolicyStore(policies, interval=3600)
+    pod = yaml.safe_load(TYPICAL_POD.read_text())
+    request = pod_review(pod)["request"]
+    req = parse(pod["metadata"]["annotations"])
+    model = store.resolve("llm", req.model)
+    out = {}
+    for name, fn in (
+        ("mutation (inject.mutate)", lambda: mutate(pod, req, model)),
+        ("mutation + policy lookup + JSON patch (answer_mutation)", lambda: admission.answer_mutation(request, store)),
+    ):
+        runs = [min(timeit.repeat(fn, number=200, repeat=5)) / 200 * 1000 for _ in range(3)]
+        out[name] = statistics.median(runs)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--policies", default=str(REPO / "policies"))
+    ap.add_argument("--json", action="store_true", help="print results as JSON")
+    args = ap.parse_args()
+    policies = Path(args.policies)
+
+    results: dict[str, Any] = {"pure_ms": pure_mutation_ms(policies)}
+    body = json.dumps(pod_review(yaml.safe_load(TYPICAL_POD.read_text()))).encode()
+    use_wrk = shutil.which("wrk") is not None
+    with running_server(policies, args.workers, args.threads) as (port, cafile):
+        for name, path, payload in (("/healthz", "/healthz", None), ("/mutate", "/mutate", body)):
+            # Warm up: worker imports, policy cache, TLS session set-up.
+            if use_wrk:
+                run_wrk(f"https://127.0.0.1:{port}{path}", payload, args.connections, 2)
+                results[name] = run_wrk(f"https://127.0.0.1:{port}{path}", payload, args.connections, args.duration)
+            else:
+                results[name] = run_python_client(port, cafile, path, payload, args.connections, args.duration)
+    results["client"] = "wrk" if use_wrk else "python"
+    results["setup"] = f"{args.workers} gunicorn workers x {args.threads} threads, {args.connections} keep-alive connections, {args.duration}s, {os.cpu_count()} cores"
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(f"# {results['setup']}, load from {results['client']}")
+    print("| endpoint | p50 ms | p99 ms | requests/s | non-2xx |")
+    print("|---|---|---|---|---|")
+    for name in ("/healthz", "/mutate"):
+        r = results[name]
+        print(f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:.0f} | {r['non_2xx']:.0f} |")
+    for name, ms in results["pure_ms"].items():
+        print(f"| pure: {name} | {ms:.3f} | | | |")
+
+
+if __name__ == "__main__":
+    main()
