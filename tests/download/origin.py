@@ -39,6 +39,7 @@ class Origin:
         self.repos: dict[str, HubRepo] = {}      # "org/name" -> repo
         self.served: Counter[str] = Counter()    # URL path -> body bytes sent
         self.gets: Counter[str] = Counter()      # URL path -> GET requests
+        self.served_by_range: Counter[tuple[str, str | None]] = Counter()  # (path, Range header) -> bytes
         self.log: list[tuple[str, str, str | None, dict]] = []
         self.token: str | None = None            # required Bearer token for /files
         self.ignore_range = False                # answer Range requests with 200
@@ -46,6 +47,7 @@ class Origin:
         self.stall_once: set[str] = set()        # first GET sends half, then hangs
         self.corrupt_gets: Counter[str] = Counter()  # path -> how many GETs still serve flipped bytes
         self.throttle = 0.0                      # seconds of sleep per 64 KiB
+        self.gates: dict[str, threading.Event] = {}  # path -> GETs pause half-way until set
         self.lock = threading.Lock()
         self.release_stall = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -70,6 +72,7 @@ class Origin:
     def reset_counts(self) -> None:
         with self.lock:
             self.served.clear()
+            self.served_by_range.clear()
             self.gets.clear()
             self.log.clear()
 
@@ -209,6 +212,7 @@ def _handler(origin: Origin):
                 origin.gets[path] += 1
                 stall = path in origin.stall_once
                 origin.stall_once.discard(path)
+                gate = origin.gates.get(path)
             view = memoryview(body)
             sent = 0
             try:
@@ -217,6 +221,9 @@ def _handler(origin: Origin):
                         origin.release_stall.wait(30)  # hang: the client's watchdog must give up
                         self.close_connection = True
                         return
+                    if gate is not None and sent >= len(view) // 2:
+                        gate.wait(60)
+                        gate = None
                     n = min(65536, len(view) - sent)
                     if stall:
                         n = min(n, len(view) // 2 - sent) or n
@@ -224,6 +231,7 @@ def _handler(origin: Origin):
                     sent += n
                     with origin.lock:
                         origin.served[path] += n
+                        origin.served_by_range[(path, rng)] += n
                     if origin.throttle:
                         time.sleep(origin.throttle)
             except (BrokenPipeError, ConnectionResetError):
