@@ -293,3 +293,28 @@ def test_cert_manager_overlay(certmanager: list[dict[str, Any]], default: list[d
         obj = one(certmanager, kind, "model-cache")
         assert obj["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "model-cache/model-cache-serving"
         assert obj["webhooks"] == one(default, kind, "model-cache")["webhooks"]
+
+
+# --- the image ----------------------------------------------------------------
+
+def test_dockerfile_matches_the_manifests(default: list[dict[str, Any]]) -> None:
+    """The image cannot be built here (no Docker engine); what can be checked
+    without one is checked: the tag is the package version, the user is the
+    Deployment's non-root uid, the entrypoint is the CLI, and the build
+    context keeps what `pip install .` needs."""
+    import re
+    import tomllib
+
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    dockerfile = (REPO / "Dockerfile").read_text()
+    pod = one(default, "Deployment", "model-cache")["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == f"ghcr.io/model-cache/model-cache:{version}"
+    user = re.findall(r"^USER\s+(\d+)(?::(\d+))?\s*$", dockerfile, re.M)
+    assert user and int(user[-1][0]) == pod["securityContext"]["runAsUser"]
+    assert re.search(r'^ENTRYPOINT \["model-cache"\]$', dockerfile, re.M)
+    assert f"ARG VERSION={version}" in dockerfile
+    keep = {line[1:].strip("/") for line in (REPO / ".dockerignore").read_text().splitlines() if line.startswith("!")}
+    assert {"pyproject.toml", "README.md", "webhook", "policies"} <= keep
+    for policy in (REPO / "policies").glob("*.yaml"):
+        image = yaml.safe_load(policy.read_text()).get("defaults", {}).get("downloader", {}).get("image")
+        assert image in (None, f"ghcr.io/model-cache/model-cache:{version}"), policy.name

@@ -1,0 +1,47 @@
+# syntax=docker/dockerfile:1
+# model-cache: the admission webhook and the downloader, one image.
+#   docker build -t ghcr.io/model-cache/model-cache:0.1.0 .
+# The default downloader image in policies/ is this image.
+
+ARG PYTHON_VERSION=3.12
+
+# --- build: a wheel and its dependencies in a virtualenv --------------------
+FROM python:${PYTHON_VERSION}-slim-bookworm AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN python -m venv /opt/model-cache
+WORKDIR /src
+# Dependencies first, so that a code change does not reinstall them.
+COPY pyproject.toml README.md ./
+RUN mkdir webhook && touch webhook/__init__.py \
+ && /opt/model-cache/bin/pip install . \
+ && /opt/model-cache/bin/pip uninstall -y model-cache
+COPY webhook ./webhook
+RUN /opt/model-cache/bin/pip install --no-deps . \
+ && /opt/model-cache/bin/model-cache --help >/dev/null
+
+# --- run: no compiler, no pip cache, not root --------------------------------
+FROM python:${PYTHON_VERSION}-slim-bookworm
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="model-cache" \
+      org.opencontainers.image.description="Kubernetes admission webhook for a shared, pre-downloaded, read-only model cache" \
+      org.opencontainers.image.source="https://github.com/model-cache/model-cache" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+# A numeric user, so that the kubelet can check runAsNonRoot without
+# reading /etc/passwd; the same uid as the Deployment's runAsUser.
+RUN groupadd --system --gid 10001 model-cache \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /home/model-cache --create-home \
+      --shell /usr/sbin/nologin model-cache
+COPY --from=build /opt/model-cache /opt/model-cache
+COPY policies /usr/share/model-cache/policies
+ENV PATH=/opt/model-cache/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/home/model-cache
+USER 10001:10001
+WORKDIR /home/model-cache
+EXPOSE 8443
+ENTRYPOINT ["model-cache"]
+# The Deployment passes its own args; this default serves the example
+# policies shipped in the image (certificates must be mounted at certs/).
+CMD ["serve", "--policies", "/usr/share/model-cache/policies"]
