@@ -79,7 +79,8 @@ def kubeconfig(apiserver: FakeApiServer, tmp_path: Path) -> Path:
 def make_provider(kubeconfig: Path, **settings: float) -> FactsProvider:
     configuration = load_configuration({"MODEL_CACHE_KUBECONFIG": str(kubeconfig)})
     assert configuration is not None
-    defaults = {"budget": 0.3, "http_timeout": 1.0, "breaker_seconds": 5.0}
+    # Generous unless a test is about time: other suites may share the 2 cores.
+    defaults = {"budget": 5.0, "http_timeout": 5.0, "breaker_seconds": 5.0}
     return FactsProvider(configuration, Settings(**{**defaults, **settings}))  # type: ignore[arg-type]
 
 

@@ -81,18 +81,19 @@ def test_wrong_token_is_unavailable(apiserver: FakeApiServer, tmp_path: Path) ->
 
 
 def test_slow_api_server_gives_up_within_the_budget(healthy_cluster: FakeApiServer, kubeconfig: Path) -> None:
-    healthy_cluster.slow("/persistentvolumeclaims/", 0.8)
-    p = make_provider(kubeconfig, budget=0.2, http_timeout=2.0)
+    p = make_provider(kubeconfig, budget=0.3, http_timeout=5.0)
     try:
+        assert isinstance(p.gather([SECRET], budget=5.0)[SECRET], SecretInfo)  # cached before the trouble
+        healthy_cluster.slow("/persistentvolumeclaims/", 2.0)
         started = time.monotonic()
         facts = p.gather([PVC, SECRET])
         waited = time.monotonic() - started
-        assert facts[PVC] == Unavailable("API server did not answer within 0.2s")
-        assert facts[SECRET] == SecretInfo("hf-token", frozenset({"HF_TOKEN"}))
-        assert waited < 0.7, waited  # no hang: the 0.8 s answer was not waited for
+        assert facts[PVC] == Unavailable("API server did not answer within 0.3s")
+        assert facts[SECRET] == SecretInfo("hf-token", frozenset({"HF_TOKEN"}))  # what is known is still used
+        assert waited < 1.5, waited  # no hang: the 2 s answer was not waited for
         # The GET went on in the background and filled the cache: the next review is warm.
-        deadline = time.monotonic() + 5
-        while healthy_cluster.count("persistentvolumeclaims") and p._inflight and time.monotonic() < deadline:
+        deadline = time.monotonic() + 10
+        while p._inflight and time.monotonic() < deadline:
             time.sleep(0.05)
         assert isinstance(p.gather([PVC])[PVC], PvcInfo)
         assert healthy_cluster.count("persistentvolumeclaims") == 1
@@ -112,7 +113,7 @@ def test_hanging_api_server_opens_the_breaker(healthy_cluster: FakeApiServer, ku
         asked = healthy_cluster.count("/api/v1/")
         started = time.monotonic()
         facts = p.gather([SECRET, NS])
-        assert time.monotonic() - started < 0.1  # answered at once, from the breaker
+        assert time.monotonic() - started < 0.5  # answered at once, from the breaker (the server hangs 30 s)
         assert facts[SECRET] == facts[NS] == Unavailable("API server unreachable (timed out)")
         assert healthy_cluster.count("/api/v1/") == asked  # and nothing more was sent
     finally:
@@ -188,7 +189,7 @@ def test_stale_value_served_when_the_api_server_fails(apiserver: FakeApiServer, 
 
 def test_one_fetch_for_concurrent_reviews(healthy_cluster: FakeApiServer, kubeconfig: Path) -> None:
     healthy_cluster.slow("/persistentvolumeclaims/", 0.2)
-    p = make_provider(kubeconfig, budget=2.0)
+    p = make_provider(kubeconfig)
     try:
         results: list[object] = []
         threads = [threading.Thread(target=lambda: results.append(p.gather([PVC])[PVC])) for _ in range(8)]

@@ -84,7 +84,7 @@ def test_unreachable_api_server_is_one_warning_within_budget(store: PolicyStore,
     try:
         started = time.monotonic()
         outcome = review(store, facts, pods.final_pod())
-        assert time.monotonic() - started < 1.0  # well inside the webhook's timeoutSeconds: 5
+        assert time.monotonic() - started < 2.0  # not the 5 s the API server takes: inside timeoutSeconds
         assert outcome.allowed and outcome.warnings == [
             "could not check PVC llm-models, Secret hf-token: API server did not answer within 0.3s; allowed unchecked"]
     finally:
