@@ -42,7 +42,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not mine:
         return
     reason = None
-    if "e2e" not in (config.getoption("markexpr") or ""):
+    markexpr = config.getoption("markexpr") or ""
+    if "e2e" not in markexpr or "not e2e" in markexpr:
         reason = "kind end-to-end tests run only when selected: pytest -m e2e tests/e2e"
     else:
         reason = _why_not()
