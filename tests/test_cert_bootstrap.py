@@ -251,3 +251,19 @@ def test_background_thread_repairs_drift(fake: FakeKube, kubeconfig: Path, tmp_p
     finally:
         bg.stop()
         cert_manager._background = None
+
+
+def test_bootstrap_retries_a_restarting_api_server_but_not_a_refusal(
+        fake: FakeKube, kubeconfig: Path, tmp_path: Path) -> None:
+    fake.fail_next("GET", "/secrets/", 503)
+    fake.fail_next("GET", "/secrets/", 503)
+    result = cert_manager.bootstrap(reconciler(kubeconfig, tmp_path), attempts=3, backoff=0.01)
+    assert result.created and fake.count("GET", "/secrets/") == 3  # two 503s, then served
+
+    fake.fail_next("PATCH", "mutatingwebhookconfigurations", 403)
+    mut = fake.get(MUT, "model-cache")
+    del mut["webhooks"][0]["clientConfig"]["caBundle"]
+    fake.put(MUT, mut)
+    with pytest.raises(KubeAccessError, match="403"):
+        cert_manager.bootstrap(reconciler(kubeconfig, tmp_path), attempts=3, backoff=0.01)
+    assert fake.count("PATCH", "mutatingwebhookconfigurations") == 1  # the refused one: no retry

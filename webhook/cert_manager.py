@@ -26,6 +26,7 @@ import datetime as dt
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,23 @@ def write_cert_files(settings: Settings, state: CertState) -> bool:
     return wrote
 
 
+def bootstrap(reconciler: Reconciler, attempts: int = 5, backoff: float = 1.0) -> PassResult:
+    """The first pass, retried while the API server is unreachable or
+    answers 5xx (a control plane restarting); a 4xx (RBAC, a bad option) is
+    final at once, since waiting cannot fix it."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return reconciler.run_once()
+        except KubeAccessError as err:
+            transient = err.status is None or err.status >= 500
+            if not transient or attempt == attempts:
+                raise
+            log.warning("%s; retrying in %.0fs (%d/%d)", err, backoff, attempt, attempts)
+            time.sleep(backoff)
+            backoff *= 2
+    raise AssertionError("unreachable")
+
+
 def prepare(args: argparse.Namespace) -> None:
     """Runs in `model-cache serve` before gunicorn starts: afterwards the
     files at --cert/--key hold the Secret's certificate. Raises CertError when
@@ -226,7 +244,7 @@ def prepare(args: argparse.Namespace) -> None:
     settings = settings_from_args(args)
     if settings is None:
         return
-    result = Reconciler(settings, api_client()).run_once()
+    result = bootstrap(Reconciler(settings, api_client()))
     log.info("certificates ready: Secret %s/%s%s, serving %s", settings.namespace, settings.secret,
              " (created)" if result.created else "", ", ".join(settings.dns_names))
 
