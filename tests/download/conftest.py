@@ -68,3 +68,29 @@ def tree(root: Path) -> dict[str, bytes]:
 def model_files(root: Path) -> dict[str, bytes]:
     """The model's files, without our marker."""
     return {k: v for k, v in tree(root).items() if k != ".model-cache.json"}
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto's S3 server on loopback, reached by the real boto3."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(dl_env, moto_url: str) -> dict[str, str]:
+    return dict(dl_env, AWS_ENDPOINT_URL=moto_url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+
+
+@pytest.fixture
+def s3(moto_url: str):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=moto_url, aws_access_key_id="testing", aws_secret_access_key="testing",
+                        region_name="us-east-1")

@@ -198,7 +198,7 @@ def _handler(origin: Origin):
             self.send_header("Accept-Ranges", "bytes")
             if status == 206:
                 self.send_header("Content-Range", f"bytes {start}-{start + len(body) - 1}/{len(data)}")
-            if origin.no_length and self.command == "GET":
+            if origin.no_length:
                 self.send_header("Connection", "close")
                 self.close_connection = True
             else:

@@ -1,0 +1,80 @@
+"""model-cache gc: LRU eviction on a real directory tree."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.download.conftest import REPO_ROOT
+from webhook.download.gc import Entry, choose
+
+
+def _model(root: Path, name: str, size: int, used_ago: float) -> Path:
+    dest = root / name / "main"
+    dest.mkdir(parents=True)
+    (dest / "w.bin").write_bytes(b"x" * size)
+    marker = dest / ".model-cache.json"
+    marker.write_text(json.dumps({"complete": True, "total_size": size, "files": [{"path": "w.bin", "size": size}]}))
+    t = time.time() - used_ago
+    os.utime(marker, (t, t))
+    return dest
+
+
+def _gc(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "webhook.cli", "gc", "--root", str(root), *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_evicts_least_recently_used_first_and_respects_locks_and_age(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    old = _model(root, "old", 4000, used_ago=10 * 86400)
+    locked = _model(root, "locked", 4000, used_ago=9 * 86400)
+    (locked.parent / "main.lock").write_text("{}")  # being downloaded again / evicted by another gc
+    mid = _model(root, "mid", 4000, used_ago=5 * 86400)
+    fresh = _model(root, "fresh", 4000, used_ago=60)  # younger than --min-age
+    partial = root / "dl" / "main.partial"
+    partial.mkdir(parents=True)  # a download in progress is never touched
+    (partial / "x").write_bytes(b"y" * 10000)
+
+    r = _gc(root, "--max-size", "9000", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "would evict old/main" in r.stdout and "would evict mid/main" in r.stdout
+    assert "locked/main" not in r.stdout and "fresh/main" not in r.stdout
+    assert old.exists() and mid.exists()  # dry run changed nothing
+
+    r = _gc(root, "--max-size", "9000")
+    assert r.returncode == 0, r.stderr
+    assert not old.exists() and not mid.exists()
+    assert locked.exists() and fresh.exists() and partial.exists()
+    assert sorted(p.name for p in (root / "old").iterdir()) == []  # nothing left aside
+
+    r = _gc(root, "--max-size", "1000")
+    assert "still" in r.stdout and "locked or used within --min-age" in r.stdout
+
+
+def test_download_fast_path_refreshes_last_use(tmp_path: Path) -> None:
+    dest = _model(tmp_path, "m", 10, used_ago=86400)
+    r = subprocess.run([sys.executable, "-m", "webhook.cli", "download", "--source", "file:///nowhere",
+                        "--dest", str(dest)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert time.time() - (dest / ".model-cache.json").stat().st_mtime < 600
+
+
+def test_choose_is_pure_lru() -> None:
+    now = 1_000_000.0
+    e = lambda n, size, ago, locked=False: Entry(Path(n), size, now - ago, locked)  # noqa: E731
+    entries = [e("a", 5, 100), e("b", 5, 300), e("c", 5, 200, locked=True), e("d", 5, 10)]
+    evict, after = choose(entries, max_size=10, min_age=50, now=now)
+    assert [x.dest.name for x in evict] == ["b", "a"]
+    assert after == 10
+    evict, after = choose(entries, max_size=100, min_age=50, now=now)
+    assert evict == [] and after == 20
+
+
+def test_bad_size_is_a_usage_error(tmp_path: Path) -> None:
+    r = _gc(tmp_path, "--max-size", "lots")
+    assert r.returncode == 2 and "not a size" in r.stderr

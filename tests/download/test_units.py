@@ -1,0 +1,97 @@
+"""Pure parts: sizes, progress lines, URIs, globs, lock decisions."""
+
+from __future__ import annotations
+
+import pytest
+
+from webhook.download.errors import UsageError
+from webhook.download.lock import Owner, StaleWatch, holder_is_dead
+from webhook.download.progress import Progress, Snapshot, format_line
+from webhook.download.units import format_bytes, format_duration, parse_size
+from webhook.download.uri import archive_suffix, matches, parse_source
+
+
+def test_sizes() -> None:
+    assert parse_size("50Gi") == 50 * 1024**3
+    assert parse_size("200G") == 200 * 1000**3
+    assert parse_size("1.5TiB") == int(1.5 * 1024**4)
+    assert parse_size("123") == 123
+    with pytest.raises(ValueError):
+        parse_size("12 parsecs")
+    assert format_bytes(512) == "512 B"
+    assert format_bytes(1536 * 1024**2) == "1.50 GiB"
+    assert format_duration(45) == "45s" and format_duration(185) == "3m05s" and format_duration(7620) == "2h07m"
+
+
+def test_progress_line() -> None:
+    s = Snapshot(done=2 * 1024**3, total=16 * 1024**3, fetched=0, elapsed=10, files_done=3, files_total=12,
+                 rate=100e6)
+    line = format_line("llama/main", s)
+    assert line == "llama/main: 2.00 GiB / 16.0 GiB (12.5%), 3/12 files, 100.0 MB/s, ETA 2m30s"
+    assert "ETA" not in format_line("x", Snapshot(5, None, 5, 1, 0, 1, 1e6))
+
+
+def test_progress_rate_counts_only_fetched_bytes() -> None:
+    t = [0.0]
+    p = Progress(clock=lambda: t[0])
+    p.set_plan(1000, 1)
+    p.add(600, fetched=False)  # kept from an earlier run
+    t[0] = 1.0
+    p.add(100)
+    snap = p.snapshot()
+    assert snap.done == 700 and snap.fetched == 100 and snap.rate == pytest.approx(100.0)
+
+
+def test_sources() -> None:
+    assert parse_source("hf://meta-llama/Llama-3.1-8B").repo_id == "meta-llama/Llama-3.1-8B"
+    ds = parse_source("hf://datasets/org/data")
+    assert (ds.repo_type, ds.repo_id) == ("dataset", "org/data")
+    s3 = parse_source("s3://models/microsoft/phi-2/")
+    assert (s3.bucket, s3.prefix) == ("models", "microsoft/phi-2")
+    assert parse_source("file:///models/x").path == "/models/x"
+    for bad in ("ftp://x/y", "hf://a/b/c/d", "s3:///x", "file://host/x"):
+        with pytest.raises(UsageError):
+            parse_source(bad)
+    assert archive_suffix("/a/model.TGZ") == ".tgz" and archive_suffix("/a/model.bin") is None
+
+
+def test_include_globs() -> None:
+    assert matches("model-00001.safetensors", ["*.safetensors"])
+    assert matches("original/x.pth", ["original/"])
+    assert not matches("original/x.pth", ["*.json"])
+    assert matches("anything", None)
+
+
+def _owner(**kw) -> Owner:
+    base = dict(token="t", pid=10, host="h", pod="", node="", boot_id="b", pidns="pid:[1]")
+    base.update(kw)
+    return Owner(**base)
+
+
+def test_holder_is_dead() -> None:
+    me = _owner(token="me", pid=20)
+    alive = lambda pid: pid == 10  # noqa: E731
+    dead = lambda pid: False  # noqa: E731
+    assert not holder_is_dead(_owner(), me, alive)              # same namespace, pid alive: wait
+    assert holder_is_dead(_owner(), me, dead)                    # same namespace, pid gone: now
+    assert holder_is_dead(_owner(pid=20), me, alive)             # our own pid, another token: a dead predecessor
+    assert not holder_is_dead(_owner(host="other"), me, dead)    # another host: only the heartbeat tells
+    assert not holder_is_dead(_owner(boot_id="old"), me, dead)   # before a reboot pids mean nothing
+    # An earlier instance of this pod's init container (new pid namespace after a restart).
+    me_pod = _owner(token="me", pod="web-0", pidns="pid:[2]")
+    assert holder_is_dead(_owner(pod="web-0"), me_pod, alive)
+    assert not holder_is_dead(_owner(pod="web-1"), me_pod, alive)
+
+
+def test_stale_watch_uses_only_the_observers_clock() -> None:
+    t = [0.0]
+    w = StaleWatch(10, clock=lambda: t[0])
+    assert not w.observe(("a", 1))
+    t[0] = 9
+    assert not w.observe(("a", 1))
+    t[0] = 12
+    assert not w.observe(("a", 2))  # a heartbeat: start again
+    t[0] = 21
+    assert not w.observe(("a", 2))
+    t[0] = 22.5
+    assert w.observe(("a", 2))
