@@ -268,3 +268,18 @@ def test_bootstrap_retries_a_restarting_api_server_but_not_a_refusal(
     with pytest.raises(KubeAccessError, match="403"):
         cert_manager.bootstrap(reconciler(kubeconfig, tmp_path), attempts=3, backoff=0.01)
     assert fake.count("PATCH", "mutatingwebhookconfigurations") == patches + 1  # refused once, no retry
+
+
+def test_a_deleted_secret_is_recreated_without_dropping_trust_in_the_served_certificate(
+        fake: FakeKube, kubeconfig: Path, tmp_path: Path) -> None:
+    rec = reconciler(kubeconfig, tmp_path)
+    rec.run_once()
+    old = secret_state(fake)
+    del fake.objects[("secrets", NS, SECRET)]
+
+    # Another replica, which has not yet noticed, still serves the old certificate.
+    result = rec.run_once()
+    new = secret_state(fake)
+    assert result.created and new.ca != old.ca
+    assert new.bundle == (old.ca.cert_pem, new.ca.cert_pem)
+    assert bundles(fake) == [b64(new.bundle_pem)] * 3

@@ -27,7 +27,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,7 @@ class Reconciler:
         s = self.settings
         secret = self.store.get()
         if secret is None:
-            state = new_state(s.dns_names, now, s.policy)
+            state = _keep_local_trust(new_state(s.dns_names, now, s.policy), s.ca_file, now)
             try:
                 secret = self.store.create(build_secret(s.secret, s.namespace, state))
                 result.created = True
@@ -199,6 +199,18 @@ class Reconciler:
                 result.missing_configs.append(ref.title)
                 published = False
         return published
+
+
+def _keep_local_trust(state: CertState, ca_file: Path, now: dt.datetime) -> CertState:
+    """A Secret deleted under running replicas: they still serve certificates
+    of the old CA until their next pass, so the unexpired CAs they trust
+    (our own ca.crt, written from the old Secret) stay in the new bundle."""
+    try:
+        old = certs.split_bundle(ca_file.read_bytes())
+    except (OSError, ValueError):
+        return state
+    keep = [p for p in old if certs.not_after(certs.load_cert(p)) > now and p not in state.bundle]
+    return replace(state, bundle=(*keep, *state.bundle)) if keep else state
 
 
 def write_cert_files(settings: Settings, state: CertState) -> bool:
