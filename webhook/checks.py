@@ -95,6 +95,7 @@ class Unavailable:
     """The fact could not be had: 403, an API error, a timeout."""
 
     reason: str
+    forbidden: str | None = None  # the resource RBAC denied (persistentvolumeclaims, ...)
 
 
 Fact = Any  # PvcInfo | SecretInfo | NamespaceInfo | MISSING | Unavailable | None (not looked up)
@@ -414,17 +415,21 @@ _KIND_NAMES = {"pvc": "PVC", "secret": "Secret", "namespace": "namespace"}
 
 
 def unavailable_finding(items: list[tuple[str, str, Unavailable]]) -> list[Finding]:
-    """One warning for every lookup that failed: (kind, name, why)."""
+    """One warning for every lookup that failed, (kind, name, why), grouped by why:
+    "could not check PVC m, Secret s: 403 forbidden (RBAC: get persistentvolumeclaims, secrets); allowed unchecked"."""
     if not items:
         return []
-    reasons = {u.reason for _, _, u in items}
-    if len(reasons) == 1:
-        what = ", ".join(f"{_KIND_NAMES.get(k, k)} {n}" for k, n, _ in items)
-        text = f"could not check {what}: {next(iter(reasons))}; allowed unchecked"
-    else:
-        what = ", ".join(f"{_KIND_NAMES.get(k, k)} {n} ({u.reason})" for k, n, u in items)
-        text = f"could not check {what}; allowed unchecked"
-    return [Finding("cluster-unavailable", text)]
+    groups: dict[str, tuple[list[str], list[str]]] = {}
+    for kind, name, why in items:
+        what, resources = groups.setdefault(why.reason, ([], []))
+        what.append(f"{_KIND_NAMES.get(kind, kind)} {name}")
+        if why.forbidden and why.forbidden not in resources:
+            resources.append(why.forbidden)
+    parts = []
+    for reason, (what, resources) in groups.items():
+        hint = f" (RBAC: get {', '.join(resources)})" if resources else ""
+        parts.append(f"{', '.join(what)}: {reason}{hint}")
+    return [Finding("cluster-unavailable", f"could not check {'; '.join(parts)}; allowed unchecked")]
 
 
 def run_checks(use: CacheUse, model: ResolvedModel, facts: ClusterFacts, template: bool = False) -> CheckResult:

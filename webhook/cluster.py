@@ -366,8 +366,7 @@ def _transport_reason(err: BaseException) -> str:
 def _api_error(key: LookupKey, err: ApiException) -> Unavailable:
     resource = _RESOURCE[key.kind]
     if err.status in (401, 403):
-        verb = f"get {resource}" + ("" if key.kind == "namespace" else f" in {key.namespace}")
-        return Unavailable(f"{err.status} forbidden: the webhook may not {verb}")
+        return Unavailable("401 unauthorized" if err.status == 401 else "403 forbidden", forbidden=resource)
     if err.status == 0:
         return Unavailable(f"API server TLS error: {_first_line(err.reason)}")
     return Unavailable(f"API server answered {err.status} {_first_line(err.reason)}")

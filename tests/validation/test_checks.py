@@ -190,9 +190,16 @@ def test_unavailable_facts_give_one_warning(store: PolicyStore) -> None:
     down = Unavailable("API server did not answer within 0.5s")
     assert texts(run(store, pods.final_pod(), ClusterFacts(pvc=down, secret=down))) == [
         "could not check PVC llm-models, Secret hf-token: API server did not answer within 0.5s; allowed unchecked"]
-    mixed = run(store, pods.final_pod(), ClusterFacts(pvc=Unavailable("403 forbidden"), secret=down))
-    assert rules(mixed) == ["cluster-unavailable"]
-    assert "PVC llm-models (403 forbidden), Secret hf-token (API server did not answer" in texts(mixed)[0]
+    mixed = run(store, pods.final_pod(), ClusterFacts(pvc=Unavailable("403 forbidden", "persistentvolumeclaims"),
+                                                      secret=down))
+    assert texts(mixed) == [
+        "could not check PVC llm-models: 403 forbidden (RBAC: get persistentvolumeclaims); Secret hf-token: "
+        "API server did not answer within 0.5s; allowed unchecked"]
+    forbidden = run(store, pods.final_pod(), ClusterFacts(pvc=Unavailable("403 forbidden", "persistentvolumeclaims"),
+                                                          secret=Unavailable("403 forbidden", "secrets")))
+    assert texts(forbidden) == [
+        "could not check PVC llm-models, Secret hf-token: 403 forbidden (RBAC: get persistentvolumeclaims, secrets); "
+        "allowed unchecked"]
 
 
 def test_denied_when_a_later_webhook_removed_the_volume(store: PolicyStore) -> None:

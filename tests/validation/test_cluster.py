@@ -64,7 +64,7 @@ def test_forbidden_names_the_permission(apiserver: FakeApiServer, provider: Fact
     apiserver.forbid("/secrets/")
     facts = provider.gather([PVC, SECRET])
     assert isinstance(facts[PVC], PvcInfo)
-    assert facts[SECRET] == Unavailable("403 forbidden: the webhook may not get secrets in ml")
+    assert facts[SECRET] == Unavailable("403 forbidden", forbidden="secrets")
 
 
 def test_server_errors_are_unavailable(apiserver: FakeApiServer, provider: FactsProvider) -> None:
@@ -75,7 +75,7 @@ def test_server_errors_are_unavailable(apiserver: FakeApiServer, provider: Facts
 def test_wrong_token_is_unavailable(apiserver: FakeApiServer, tmp_path: Path) -> None:
     p = make_provider(apiserver.write_kubeconfig(tmp_path / "bad", token="expired"))
     try:
-        assert p.gather([NS])[NS] == Unavailable("401 forbidden: the webhook may not get namespaces")
+        assert p.gather([NS])[NS] == Unavailable("401 unauthorized", forbidden="namespaces")
     finally:
         p.close()
 

@@ -96,8 +96,7 @@ def test_forbidden_is_a_warning_not_a_denial(store: PolicyStore, provider: Facts
     healthy_cluster.forbid("/persistentvolumeclaims/")
     outcome = review(store, provider, pods.final_pod())
     assert outcome.allowed and outcome.warnings == [
-        "could not check PVC llm-models: 403 forbidden: the webhook may not get persistentvolumeclaims in ml; "
-        "allowed unchecked"]
+        "could not check PVC llm-models: 403 forbidden (RBAC: get persistentvolumeclaims); allowed unchecked"]
 
 
 def test_without_a_cluster_the_policy_rules_still_run(store: PolicyStore) -> None:

@@ -1,0 +1,167 @@
+"""Every warning through the real `model-cache serve` over TLS, with the webhook's
+kubernetes client pointed at the fake API server (MODEL_CACHE_KUBECONFIG)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+from tests.conftest import RunningServer, start_server, stop_server
+from tests.helpers import assert_schema_valid
+from tests.validation import pods
+from tests.validation.conftest import POLICY_ML
+from tests.validation.fake_apiserver import FakeApiServer
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeApiServer]:
+    api = FakeApiServer(tmp_path_factory.mktemp("apiserver"))
+    # ml: a PVC too small and ReadWriteOnce, a Secret without the key, Pod Security baseline.
+    api.add_namespace("ml", {"pod-security.kubernetes.io/enforce": "baseline"})
+    api.add_pvc("ml", "llm-models", "18Gi", ("ReadWriteOnce",))
+    api.add_secret("ml", "hf-token", {"token": "hf_value_not_to_be_logged"})
+    # team-b: nothing set up yet. slow: the API server hangs. locked: RBAC says no.
+    api.slow("/namespaces/slow/", 10)
+    api.forbid("/namespaces/locked/")
+    yield api
+    api.close()
+
+
+@pytest.fixture(scope="module")
+def webhook(cluster: FakeApiServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    tmp = tmp_path_factory.mktemp("validate-server")
+    policies = tmp / "policies"
+    policies.mkdir()
+    (policies / "ml.yaml").write_text(POLICY_ML)
+    (policies / "_default.yaml").write_text(POLICY_ML)  # team-b, slow, locked
+    kubeconfig = cluster.write_kubeconfig(tmp / "kubeconfig")
+    running = start_server(tmp, policies, env={"MODEL_CACHE_KUBECONFIG": str(kubeconfig),
+                                               "MODEL_CACHE_FACTS_BUDGET": "0.5"}, workers=1)
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="module")
+def http(webhook: RunningServer) -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        # REQUESTS_CA_BUNDLE in the environment would override session.verify.
+        session.trust_env = False
+        session.verify = str(webhook.cafile)
+        yield session
+
+
+def validate(http: requests.Session, webhook: RunningServer, obj: dict[str, Any], namespace: str = "ml",
+             kind: str = "Pod", group: str = "") -> dict[str, Any]:
+    obj = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
+    request = pods.admission_request(obj, kind=kind, namespace=namespace, group=group)
+    request["uid"] = str(uuid.uuid4())
+    r = http.post(f"https://localhost:{webhook.port}/validate", json=pods.review_body(request), timeout=10)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["apiVersion"] == "admission.k8s.io/v1" and body["kind"] == "AdmissionReview"
+    assert body["response"]["uid"] == request["uid"]
+    return body["response"]
+
+
+def test_test_pods_are_valid_kubernetes_objects() -> None:
+    for strategy, model in (("pvc", "llama-3-8b"), ("hostpath", "asr-en"), ("memory", "phi-2"),
+                            ("oci", "granite-tag"), ("image", "granite-digest")):
+        assert_schema_valid(pods.final_pod(model, strategy))
+    assert_schema_valid(pods.deployment(pods.tgi_template("phi-2")))
+
+
+def test_pvc_and_secret_warnings(http: requests.Session, webhook: RunningServer) -> None:
+    response = validate(http, webhook, pods.final_pod())
+    assert response["allowed"] is True
+    assert response["warnings"] == [
+        "PVC llm-models has 18Gi; model llama-3-8b needs 16Gi + 20% headroom = 19.2Gi: grow the PVC",
+        "PVC llm-models is ReadWriteOnce: replicas on other nodes cannot mount it; use a ReadWriteMany PVC",
+        "Secret hf-token has no key HF_TOKEN: the download of model llama-3-8b cannot start; add it",
+    ]
+
+
+def test_missing_pvc_and_secret(http: requests.Session, webhook: RunningServer) -> None:
+    response = validate(http, webhook, pods.final_pod(), namespace="team-b")
+    assert response["warnings"] == [
+        "PVC llm-models not found in namespace team-b: the pod will stay Pending; "
+        "create a ReadWriteMany PVC of at least 19.2Gi",
+        "Secret hf-token (credentials for model llama-3-8b) not found in namespace team-b: the download cannot "
+        "start; create it with HF_TOKEN",
+    ]
+
+
+def test_memory_oci_and_hostpath_warnings(http: requests.Session, webhook: RunningServer) -> None:
+    memory = validate(http, webhook, pods.final_pod("phi-2", "memory", memory_limit=None))
+    assert memory["warnings"] == [
+        "model phi-2 (6Gi) uses strategy memory: it is downloaded again on every pod start; use strategy pvc or hostpath",
+        "model phi-2 keeps 6Gi in memory but container vllm has no memory limit: set resources.limits.memory",
+    ]
+    oci = validate(http, webhook, pods.final_pod("granite-tag", "oci"))
+    assert oci["warnings"] == ["model granite-tag: image quay.io/example/granite-3b-modelcar:v1.2 is named by tag: "
+                               "pin it by digest (@sha256:...) in the policy"]
+    hostpath = validate(http, webhook, pods.final_pod("asr-en", "hostpath", node_selector=False))
+    assert hostpath["warnings"] == [
+        "model asr-en uses hostpath but the pod has no nodeSelector or nodeAffinity: pin it to the cache nodes "
+        "(the policy asks for it)",
+        "namespace ml enforces Pod Security baseline, which forbids hostPath volumes: pods will be rejected; "
+        "use strategy pvc",
+    ]
+
+
+def test_deployment_warnings_reach_whoever_applies_it(http: requests.Session, webhook: RunningServer) -> None:
+    response = validate(http, webhook, pods.deployment(pods.tgi_template("llama-3-8b")), kind="Deployment", group="apps")
+    assert response["allowed"] is True
+    assert response["warnings"][0].startswith("PVC llm-models has 18Gi; model llama-3-8b needs")
+
+
+def test_hanging_api_server_is_one_warning_within_budget(http: requests.Session, webhook: RunningServer) -> None:
+    started = time.monotonic()
+    response = validate(http, webhook, pods.final_pod(), namespace="slow")
+    elapsed = time.monotonic() - started
+    assert response["allowed"] is True
+    assert response["warnings"] == [
+        "could not check PVC llm-models, Secret hf-token: API server did not answer within 0.5s; allowed unchecked"]
+    assert elapsed < 3.0, elapsed  # the API server takes 10 s; the webhook's own timeoutSeconds is 5
+    # Meanwhile the breaker is open: the next review does not wait at all.
+    again = validate(http, webhook, pods.final_pod("mistral-7b"), namespace="slow")
+    assert again["allowed"] is True and again["warnings"][0].startswith("could not check PVC llm-models, Secret s3-models")
+
+
+def test_forbidden_is_a_warning(http: requests.Session, webhook: RunningServer) -> None:
+    response = validate(http, webhook, pods.final_pod(), namespace="locked")
+    assert response["allowed"] is True
+    assert response["warnings"] == [
+        "could not check PVC llm-models, Secret hf-token: 403 forbidden (RBAC: get persistentvolumeclaims, secrets); "
+        "allowed unchecked"]
+
+
+def test_removed_volume_is_denied(http: requests.Session, webhook: RunningServer) -> None:
+    pod = pods.final_pod()
+    pod["spec"]["volumes"] = [v for v in pod["spec"]["volumes"] if v["name"] != "model-cache"]
+    response = validate(http, webhook, pod)
+    assert response["allowed"] is False
+    assert response["status"]["code"] == 403
+    assert "has no volume model-cache" in response["status"]["message"]
+
+
+def test_bad_policy_configmap_is_denied(http: requests.Session, webhook: RunningServer) -> None:
+    cm = {"apiVersion": "v1", "kind": "ConfigMap",
+          "metadata": {"name": "model-cache-policies", "labels": {"model.cache/policy": "true"}},
+          "data": {"ml.yaml": POLICY_ML.replace("size: 16Gi", "size: 16GB!")}}
+    response = validate(http, webhook, cm, namespace="model-cache", kind="ConfigMap")
+    assert response["allowed"] is False
+    assert response["status"]["message"].startswith("ml.yaml: models.llama-3-8b.size: '16GB!' is not a Kubernetes quantity")
+
+
+def test_metrics_and_log(http: requests.Session, webhook: RunningServer) -> None:
+    validate(http, webhook, pods.final_pod())
+    validate(http, webhook, pods.final_pod())  # the second from the cache
+    text = http.get(f"https://localhost:{webhook.port}/metrics", timeout=10).text
+    assert 'model_cache_warnings_total{rule="pvc-small"}' in text
+    assert 'model_cache_cluster_lookups_total{kind="pvc",result="hit"}' in text
+    assert "hf_value_not_to_be_logged" not in webhook.log_text()
