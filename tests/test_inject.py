@@ -294,3 +294,12 @@ def test_reinvocation_after_another_webhook_keeps_our_work(store: PolicyStore) -
     stripped = copy.deepcopy(m)
     del stripped["metadata"]["annotations"]["model.cache/injected"]
     assert admission.mutate_pod(stripped, "ml", store) == (None, None)
+    # Our volume alone (annotation and init container gone) also marks the pod as done.
+    del stripped["spec"]["initContainers"][1]
+    assert stripped["spec"]["initContainers"][0]["name"] == "istio-init"
+    assert admission.mutate_pod(stripped, "ml", store) == (None, None)
+
+
+def test_shm_volume_name_clash_is_denied(store: PolicyStore) -> None:
+    with pytest.raises(Denied, match='already has a volume named "model-cache-shm"'):
+        admission.mutate_pod(pod(volumes=[{"name": "model-cache-shm", "emptyDir": {}}]), "ml", store)

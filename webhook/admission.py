@@ -146,7 +146,7 @@ def mutate_pod(pod: dict[str, Any], namespace: str, store: PolicyStore) -> tuple
         return None, None
     model = store.resolve(namespace, request.model)
     mutated, plan = inject.mutate(pod, request, model)
-    return mutated, plan
+    return (mutated, plan) if mutated is not None else (None, None)
 
 
 def answer_mutation(request: dict[str, Any], store: PolicyStore) -> Answer:

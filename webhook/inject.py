@@ -92,11 +92,8 @@ def make_plan(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> Plan
         )
     mount_path = request.mount_path or d.mountPath
     for volume in spec.get("volumes") or []:
-        if volume.get("name") in (VOLUME, SHM_VOLUME):
-            raise Denied(
-                f'the pod already has a volume named "{volume["name"]}", which model-cache injects; '
-                "rename that volume, or remove the model.cache/name annotation"
-            )
+        if volume.get("name") == SHM_VOLUME:
+            raise _volume_clash(SHM_VOLUME)
     for container in containers:
         if container.get("name") not in targets:
             continue
@@ -320,7 +317,21 @@ def _grow_memory(container: dict[str, Any], size: Decimal, kinds: tuple[str, ...
             resources[kind]["memory"] = format_bytes(parse_quantity(current) + size)
 
 
-def mutate(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> tuple[Pod, Plan]:
-    """The whole pure mutation: the plan (or Denied) and the pod it gives."""
+def _volume_clash(name: str) -> Denied:
+    return Denied(
+        f'the pod already has a volume named "{name}", which model-cache injects; '
+        "rename that volume, or remove the model.cache/name annotation"
+    )
+
+
+def mutate(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> tuple[Pod | None, Plan]:
+    """The whole pure mutation: the plan (or Denied) and the pod it gives; None
+    for the pod when it already carries exactly the volume we would add (ours,
+    from an earlier pass whose annotation was lost)."""
     plan = make_plan(pod, request, model)
+    existing = next((v for v in (pod.get("spec") or {}).get("volumes") or [] if v.get("name") == VOLUME), None)
+    if existing is not None:
+        if existing == _model_volume(plan):
+            return None, plan
+        raise _volume_clash(VOLUME)
     return apply_plan(pod, plan), plan
