@@ -91,9 +91,6 @@ def make_plan(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> Plan
             f"its containers are {', '.join(str(n) for n in names)}"
         )
     mount_path = request.mount_path or d.mountPath
-    for volume in spec.get("volumes") or []:
-        if volume.get("name") == SHM_VOLUME:
-            raise _volume_clash(SHM_VOLUME)
     for container in containers:
         if container.get("name") not in targets:
             continue
@@ -329,9 +326,11 @@ def mutate(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> tuple[P
     for the pod when it already carries exactly the volume we would add (ours,
     from an earlier pass whose annotation was lost)."""
     plan = make_plan(pod, request, model)
-    existing = next((v for v in (pod.get("spec") or {}).get("volumes") or [] if v.get("name") == VOLUME), None)
-    if existing is not None:
-        if existing == _model_volume(plan):
+    volumes = {v.get("name"): v for v in (pod.get("spec") or {}).get("volumes") or []}
+    if VOLUME in volumes:
+        if volumes[VOLUME] == _model_volume(plan):
             return None, plan
         raise _volume_clash(VOLUME)
+    if SHM_VOLUME in volumes:
+        raise _volume_clash(SHM_VOLUME)
     return apply_plan(pod, plan), plan
