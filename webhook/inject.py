@@ -65,7 +65,8 @@ def already_injected(pod: Pod) -> bool:
 
 
 def make_plan(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> Plan:
-    """Checks the request against the policy and the pod; Denied names the fix."""
+    """Checks the request against the policy and the pod's containers; Denied names the fix.
+    Clashes with the pod's volumes and mounts are checked by `mutate`."""
     d = model.defaults
     strategy = request.strategy or model.strategy
     if strategy not in d.allowedStrategies:
@@ -91,15 +92,6 @@ def make_plan(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> Plan
             f"its containers are {', '.join(str(n) for n in names)}"
         )
     mount_path = request.mount_path or d.mountPath
-    for container in containers:
-        if container.get("name") not in targets:
-            continue
-        for mount in container.get("volumeMounts") or []:
-            if mount.get("mountPath", "").rstrip("/") == mount_path:
-                raise Denied(
-                    f'container {container["name"]} already mounts {mount.get("name")} at {mount_path}; '
-                    "set model.cache/mount-path to a free path, or remove that mount"
-                )
     return Plan(
         model=model,
         strategy=strategy,
@@ -333,4 +325,17 @@ def mutate(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> tuple[P
         raise _volume_clash(VOLUME)
     if SHM_VOLUME in volumes:
         raise _volume_clash(SHM_VOLUME)
+    _check_mount_paths(pod, plan)
     return apply_plan(pod, plan), plan
+
+
+def _check_mount_paths(pod: Pod, plan: Plan) -> None:
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        if container.get("name") not in plan.targets:
+            continue
+        for mount in container.get("volumeMounts") or []:
+            if mount.get("mountPath", "").rstrip("/") == plan.mount_path:
+                raise Denied(
+                    f'container {container["name"]} already mounts {mount.get("name")} at {plan.mount_path}; '
+                    "set model.cache/mount-path to a free path, or remove that mount"
+                )
