@@ -222,3 +222,23 @@ def test_settings_from_env() -> None:
 def test_pvc_from_json_tolerates_odd_shapes() -> None:
     info = cluster.pvc_from_json({"metadata": {"name": "x"}, "spec": {"resources": {"requests": {"storage": "lots"}}}})
     assert info == PvcInfo("x", None, None, (), None, False)
+
+
+def test_create_facts_provider_follows_the_environment(kubeconfig: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from webhook import validation
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("MODEL_CACHE_KUBECONFIG", raising=False)
+    assert validation.create_facts_provider() is None
+    monkeypatch.setenv("MODEL_CACHE_KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("MODEL_CACHE_FACTS_BUDGET", "0.25")
+    provider = validation.create_facts_provider()
+    assert provider is not None
+    try:
+        assert provider.settings.budget == 0.25
+        assert provider.gather([NS])[NS] is MISSING  # it really talks to the fake API server
+    finally:
+        provider.close()
