@@ -46,14 +46,16 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[n:]
 
 
-def write_file_atomic(path: Path, data: bytes) -> None:
-    """Readers see the old file or the whole new one, never half of it."""
+def write_file_atomic(path: Path, data: bytes, durable: bool = True) -> None:
+    """Readers see the old file or the whole new one, never half of it.
+    durable=False skips the fsync, for files that may be lost in a crash."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         try:
             write_all(fd, data)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)

@@ -178,7 +178,11 @@ class Lock:
         try:
             try:
                 os.write(fd, self.owner.to_json())
-                os.fsync(fd)
+                # No fsync: other nodes see the content after close() (NFS
+                # close-to-open), and after a crash a lost record just reads
+                # as "unknown holder", judged stale by its missing heartbeat.
+                # An fsync here would also wait on the holder's dirty data
+                # (ext4 data=ordered) every time a waiter polls.
             finally:
                 os.close(fd)
             try:

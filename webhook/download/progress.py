@@ -110,7 +110,11 @@ class Ticker(threading.Thread):
         while not self._stop_event.wait(self.heartbeat):
             try:
                 self.beat()
-            except BaseException as err:  # noqa: BLE001 - handed to the main thread
+            except OSError as err:
+                # A hiccup of the shared file system: keep downloading; if it
+                # lasts, waiters take over and our next beat sees LockLost.
+                print(f"model-cache: warning: lock heartbeat failed: {err}", file=self.out, flush=True)
+            except BaseException as err:  # noqa: BLE001 - LockLost, handed to the main thread
                 self.error = err
                 return
             if time.monotonic() >= next_print:
@@ -129,7 +133,7 @@ def write_progress(path: Path, snap: Snapshot) -> None:
     from webhook.download.fsutil import write_file_atomic
 
     try:
-        write_file_atomic(path, json.dumps({**asdict(snap), "time": time.time()}).encode())
+        write_file_atomic(path, json.dumps({**asdict(snap), "time": time.time()}).encode(), durable=False)
     except OSError:
         pass
 

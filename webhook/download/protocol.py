@@ -76,7 +76,8 @@ def run(s: Settings) -> int:
         if read_marker(s.dest) is not None:
             fast_path(s)
             return 0
-        if lock.try_acquire():
+        # Only try when the lock looks free: an attempt writes a file.
+        if not layout.lock.exists() and lock.try_acquire():
             try:
                 if fast_path(s):  # published between our check and the lock
                     return 0
