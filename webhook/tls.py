@@ -19,6 +19,7 @@ from typing import Any, Callable
 log = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 1.0
+FIRST_LOAD_PATIENCE = 5.0
 
 
 def build_context(certfile: str, keyfile: str) -> ssl.SSLContext:
@@ -44,9 +45,24 @@ class ReloadingContext:
     def __init__(self, certfile: str, keyfile: str, interval: float = CHECK_INTERVAL) -> None:
         self.certfile, self.keyfile, self.interval = certfile, keyfile, interval
         self._lock = threading.Lock()
-        self._fingerprint = _fingerprint(certfile, keyfile)
-        self._context = build_context(certfile, keyfile)
+        self._fingerprint, self._context = self._first_load()
         self._checked = time.monotonic()
+
+    def _first_load(self) -> tuple[tuple[tuple[int, int, int], ...], ssl.SSLContext]:
+        """A worker builds its first context on its first connection, which
+        may fall in the instant between a rotation's key and certificate
+        writes (or a worker restarted mid-rotation). There is no old context
+        to keep then, so wait for the pair to match again instead of failing
+        the connection; the writer finishes in microseconds."""
+        deadline = time.monotonic() + FIRST_LOAD_PATIENCE
+        while True:
+            try:
+                fingerprint = _fingerprint(self.certfile, self.keyfile)
+                return fingerprint, build_context(self.certfile, self.keyfile)
+            except (ssl.SSLError, ValueError):
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
 
     def get(self) -> ssl.SSLContext:
         if time.monotonic() - self._checked >= self.interval and self._lock.acquire(blocking=False):
