@@ -30,10 +30,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.bench_webhook import run_python_client, run_wrk, running_server  # noqa: E402
+from bench.bench_webhook import TYPICAL_POD, run_python_client, run_wrk, running_server  # noqa: E402
+from tests.helpers import pod_review  # noqa: E402
 from tests.validation import pods  # noqa: E402
 from tests.validation.conftest import POLICY_ML  # noqa: E402
 from tests.validation.fake_apiserver import FakeApiServer  # noqa: E402
+
+import yaml  # noqa: E402
 
 
 def typical_review() -> dict[str, Any]:
@@ -89,7 +92,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="mc-bench-validate-"))
     policies = tmp / "policies"
-    policies.mkdir()
+    shutil.copytree(REPO / "policies", policies)  # llm.yaml serves /mutate's typical pod
     (policies / "ml.yaml").write_text(POLICY_ML)
     api = FakeApiServer(tmp / "apiserver")
     seed(api)
@@ -101,6 +104,9 @@ def main() -> None:
         env = {"MODEL_CACHE_KUBECONFIG": str(kubeconfig)}
         with running_server(policies, args.workers, args.threads, env=env) as (port, cafile):
             results["/healthz"] = measure(port, cafile, "/healthz", None, args.connections, args.duration, use_wrk)
+            # /mutate on the same server and load, for the comparison with its goals.
+            mutate_body = json.dumps(pod_review(yaml.safe_load(TYPICAL_POD.read_text()))).encode()
+            results["/mutate"] = measure(port, cafile, "/mutate", mutate_body, args.connections, args.duration, use_wrk)
             results["/validate warm"] = measure(port, cafile, "/validate", body, args.connections, args.duration, use_wrk)
         gets_before = api.count("/api/v1/")
         with running_server(policies, args.workers, args.threads, env={**env, "MODEL_CACHE_FACTS_TTL": "0"}) as (port, cafile):
@@ -118,7 +124,7 @@ def main() -> None:
     print(f"# {results['setup']}, load from {results['client']}")
     print("| endpoint | p50 ms | p99 ms | requests/s | non-2xx |")
     print("|---|---|---|---|---|")
-    for name in ("/healthz", "/validate warm", "/validate cold"):
+    for name in ("/healthz", "/mutate", "/validate warm", "/validate cold"):
         r = results[name]
         print(f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:.0f} | {r['non_2xx']:.0f} |")
     for name, ms in results["pure_ms"].items():
