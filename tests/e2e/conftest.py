@@ -125,6 +125,10 @@ def install(c: Cluster) -> None:
         return True
 
     c.wait_until("both caBundles patched", patched, timeout=120)
+    # A hostPath directory is created by the kubelet as root, 0755: the
+    # downloader runs as non-root, so a node needs it prepared, as an admin
+    # would (docs/install.md says so).
+    _run("docker", "exec", f"{c.name}-control-plane", "install", "-d", "-m", "1777", "/var/lib/model-cache-e2e")
     c.kubectl("create", "namespace", NS, check=False)
     c.kubectl("apply", "-f", str(HERE / "origin.yaml"))
     c.kubectl("-n", NS, "rollout", "status", "deployment/model-origin", "--timeout=180s", timeout=240)
