@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Mapping
 
-from kubernetes.utils.quantity import parse_quantity
 
 from webhook.policy import ResolvedModel
 
@@ -98,7 +97,6 @@ class Unavailable:
     forbidden: str | None = None  # the resource RBAC denied (persistentvolumeclaims, ...)
 
 
-Fact = Any  # PvcInfo | SecretInfo | NamespaceInfo | MISSING | Unavailable | None (not looked up)
 
 
 @dataclass(frozen=True)
