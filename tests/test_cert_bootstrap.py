@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import yaml
 from kubernetes import config
 
 from tests.fake_kube import FakeKube, kubeconfig_for
@@ -28,6 +29,8 @@ WEBHOOKS = REPO / "manifests" / "base" / "webhooks.yaml"
 NS, SECRET = "model-cache", "model-cache-tls"
 CONFIGS = (WebhookConfigRef("mutating", "model-cache"), WebhookConfigRef("validating", "model-cache"))
 MUT, VAL = "mutatingwebhookconfigurations", "validatingwebhookconfigurations"
+# Every webhook of both configurations in the manifests (1 mutating, 3 validating).
+HOOKS = sum(len(d["webhooks"]) for d in yaml.safe_load_all(WEBHOOKS.read_text()) if d)
 
 
 @pytest.fixture
@@ -80,8 +83,9 @@ def test_first_replica_creates_the_secret_patches_both_configurations_and_writes
     assert secret["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "model-cache"
     state = state_from_secret(secret)
     assert set(certs.dns_names(state.serving.cert)) >= {"model-cache.model-cache.svc"}
-    # All three webhooks (one mutating, two validating) trust the bundle.
-    assert bundles(fake) == [b64(state.bundle_pem)] * 3
+    # Every webhook of both configurations trusts the bundle.
+    assert HOOKS == 4
+    assert bundles(fake) == [b64(state.bundle_pem)] * HOOKS
     assert (tmp_path / "tls" / "tls.crt").read_bytes() == state.serving.cert_pem
     assert (tmp_path / "tls" / "tls.key").read_bytes() == state.serving.key_pem
     assert (tmp_path / "tls" / "ca.crt").read_bytes() == state.bundle_pem
@@ -108,7 +112,7 @@ def test_a_replica_that_loses_the_create_race_serves_the_winners_certificate(
     assert result.lost_create_race and not result.created
     assert secret_state(fake) == winner, "the winner's Secret must stay as it is"
     assert (tmp_path / "tls" / "tls.crt").read_bytes() == winner.serving.cert_pem
-    assert bundles(fake) == [b64(winner.bundle_pem)] * 3
+    assert bundles(fake) == [b64(winner.bundle_pem)] * HOOKS
     assert fake.count("PUT") == 0
 
 
@@ -152,7 +156,7 @@ def test_a_reset_cabundle_is_patched_again(fake: FakeKube, kubeconfig: Path, tmp
     result = rec.run_once()
     assert sorted(result.patched) == ["MutatingWebhookConfiguration model-cache",
                                       "ValidatingWebhookConfiguration model-cache"]
-    assert bundles(fake) == [want] * 3
+    assert bundles(fake) == [want] * HOOKS
     # The untouched webhook was left alone: only the drifted paths were patched.
     assert fake.count("PATCH") == 4
 
@@ -170,7 +174,7 @@ def test_ca_roll_over_through_the_api(fake: FakeKube, kubeconfig: Path, tmp_path
     assert Action.STAGE_CA in result.actions
     assert staged.next_ca is not None and staged.ca == first.ca
     # The new CA is in every caBundle before anything it signs is served.
-    assert bundles(fake) == [b64(staged.bundle_pem)] * 3
+    assert bundles(fake) == [b64(staged.bundle_pem)] * HOOKS
     assert certs.is_signed_by(certs.load_cert((tmp_path / "tls" / "tls.crt").read_bytes()), first.ca.cert)
 
     result = rec.run_once(now=stage_at + policy.promote_after + dt.timedelta(seconds=1))
@@ -179,7 +183,7 @@ def test_ca_roll_over_through_the_api(fake: FakeKube, kubeconfig: Path, tmp_path
     assert promoted.ca == staged.next_ca
     served = certs.load_cert((tmp_path / "tls" / "tls.crt").read_bytes())
     assert certs.is_signed_by(served, staged.next_ca.cert)
-    assert bundles(fake) == [b64(staged.bundle_pem)] * 3  # the old CA stays trusted
+    assert bundles(fake) == [b64(staged.bundle_pem)] * HOOKS  # the old CA stays trusted
 
 
 def test_missing_configurations_do_not_stop_the_start_but_block_a_promotion(
@@ -282,4 +286,4 @@ def test_a_deleted_secret_is_recreated_without_dropping_trust_in_the_served_cert
     new = secret_state(fake)
     assert result.created and new.ca != old.ca
     assert new.bundle == (old.ca.cert_pem, new.ca.cert_pem)
-    assert bundles(fake) == [b64(new.bundle_pem)] * 3
+    assert bundles(fake) == [b64(new.bundle_pem)] * HOOKS

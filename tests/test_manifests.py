@@ -182,7 +182,7 @@ def test_webhook_configurations(default: list[dict[str, Any]]) -> None:
     _check_pod_webhook(mut, "/mutate")
     assert mut["reinvocationPolicy"] == "IfNeeded"
 
-    pods, policies = one(default, "ValidatingWebhookConfiguration", "model-cache")["webhooks"]
+    pods, policies, workloads = one(default, "ValidatingWebhookConfiguration", "model-cache")["webhooks"]
     _check_pod_webhook(pods, "/validate")
     assert policies["clientConfig"]["service"]["path"] == "/validate"
     assert policies["rules"][0]["resources"] == ["configmaps"]
@@ -190,6 +190,15 @@ def test_webhook_configurations(default: list[dict[str, Any]]) -> None:
     assert policies["objectSelector"] == {"matchLabels": {"model.cache/policy": "true"}}
     assert policies["namespaceSelector"]["matchExpressions"][0]["values"] == ["model-cache"]
     assert policies["sideEffects"] == "None" and policies["timeoutSeconds"] == 5
+
+    # Workload templates, for warnings at `kubectl apply`: advisory, never blocking.
+    assert workloads["clientConfig"]["service"]["path"] == "/validate"
+    assert {r for rule in workloads["rules"] for r in rule["resources"]} == {
+        "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs"}
+    assert all(rule["operations"] == ["CREATE", "UPDATE"] for rule in workloads["rules"])
+    assert workloads["failurePolicy"] == "Ignore"
+    assert workloads["namespaceSelector"] == pods["namespaceSelector"]
+    assert "model.cache/name" in workloads["matchConditions"][0]["expression"]
 
 
 # --- RBAC -------------------------------------------------------------------
@@ -234,9 +243,12 @@ def test_rbac_has_no_wildcards_and_limits_writes_by_name(default: list[dict[str,
     assert not allowed(default, "update", "", "secrets", "other", "model-cache")
     assert not allowed(default, "create", "", "secrets", None, "default")
     assert not allowed(default, "patch", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "other", None)
-    for resource in ("persistentvolumeclaims", "secrets"):
-        for verb in ("get", "list", "watch"):
-            assert allowed(default, verb, "", resource, None, "some-team")
+    # The validating lookups: get by name, in any namespace; never list or
+    # watch (on Secrets that would stream every value in the cluster).
+    for resource in ("persistentvolumeclaims", "secrets", "namespaces"):
+        assert allowed(default, "get", "", resource, "x", "some-team")
+        for verb in ("list", "watch"):
+            assert not allowed(default, verb, "", resource, None, "some-team")
 
 
 def test_rbac_allows_every_call_the_certificate_manager_makes(default: list[dict[str, Any]], tmp_path: Path) -> None:

@@ -122,6 +122,10 @@ def test_warnings_come_back_through_kubectl_apply(cluster: Cluster) -> None:
     # The e2e PVC is ReadWriteOnce: the validating half warns about it.
     assert "Warning:" in result.stderr, result.stderr
     assert "ReadWriteOnce" in result.stderr or "RWO" in result.stderr, result.stderr
+    # A Deployment's pods are made by a controller: the workloads webhook
+    # checks its template so that the person applying it sees the warnings.
+    result = cluster.kubectl("apply", "-f", "-", input=deployment("warned-deploy", "tiny-memory", strategy="memory"))
+    assert "Warning:" in result.stderr, result.stderr
 
 
 def test_downloader_fetches_once_and_a_second_replica_takes_the_fast_path(cluster: Cluster) -> None:
