@@ -29,16 +29,21 @@ class Conflict(Exception):
 
 
 def api_client() -> client.ApiClient:
-    """In a pod: the ServiceAccount's token. With KUBECONFIG set (local runs,
-    tests): that file's current context."""
-    if os.environ.get("KUBECONFIG"):
-        return config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
-    conf = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=conf)
-    except config.ConfigException as err:
-        raise KubeAccessError("loading the in-cluster configuration", None, str(err)) from err
-    return client.ApiClient(conf)
+    """The same order as the validating half's lookups (cluster.py):
+    MODEL_CACHE_KUBECONFIG, then the pod's ServiceAccount, then KUBECONFIG
+    (local runs against a cluster, tests)."""
+    explicit = os.environ.get("MODEL_CACHE_KUBECONFIG")
+    if explicit:
+        return config.new_client_from_config(config_file=explicit)
+    if os.environ.get("KUBERNETES_SERVICE_HOST") or not os.environ.get("KUBECONFIG"):
+        conf = client.Configuration()
+        try:
+            config.load_incluster_config(client_configuration=conf)
+        except config.ConfigException as err:
+            raise KubeAccessError("loading the in-cluster configuration", None,
+                                  f"{err}; outside a cluster set KUBECONFIG or MODEL_CACHE_KUBECONFIG") from err
+        return client.ApiClient(conf)
+    return config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
 
 
 def _json(response: Any) -> dict[str, Any]:
