@@ -159,8 +159,11 @@ def test_new_certificate_files_are_served_without_a_failed_request(served: tuple
             # Half a rotation first: a new key with the old certificate does
             # not load, so the old pair must go on being served.
             certs.write_atomic(d / "tls.key", new.key_pem, 0o600)
-            before = load.count
-            while load.count < before + 30 and time.monotonic() < deadline:
+            # Held for 30 requests, but not past 1.5 s: a worker that has not
+            # built its first context yet waits (up to tls.FIRST_LOAD_PATIENCE)
+            # for the pair to match, and holds the client's request meanwhile.
+            before, half = load.count, time.monotonic() + 1.5
+            while load.count < before + 30 and time.monotonic() < half:
                 time.sleep(0.02)
             assert load.seen == {old_der}
             certs.write_atomic(d / "tls.crt", new.cert_pem)
@@ -169,7 +172,7 @@ def test_new_certificate_files_are_served_without_a_failed_request(served: tuple
             while load.count < after + 20 and time.monotonic() < deadline:
                 time.sleep(0.02)
         assert load.failures == [], load.failures[:5]
-        assert load.count >= 70
+        assert load.count >= 40
 
         # A connection made before the rotation still answers, with the old certificate.
         assert kept.getpeercert(binary_form=True) == old_der
