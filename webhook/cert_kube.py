@@ -165,13 +165,15 @@ class WebhookConfigs:
 
     def ensure_ca_bundle(self, ref: WebhookConfigRef, bundle_pem: bytes) -> str:
         """Patches the bundle in where it differs. Returns "ok" (already
-        there), "patched" or "missing" (no such configuration yet)."""
+        there), "set" (there was none: a fresh install), "patched" (there was
+        another) or "missing" (no such configuration yet)."""
         obj = self.get(ref)
         if obj is None:
             return "missing"
         ops = ca_bundle_patch(obj, bundle_pem)
         if not ops:
             return "ok"
+        fresh = not any((h.get("clientConfig") or {}).get("caBundle") for h in obj.get("webhooks") or [])
         if self._call(ref, "patch", ops) is None:
             return "missing"
-        return "patched"
+        return "set" if fresh else "patched"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import logging.config
 import os
 import threading
 import time
@@ -190,8 +191,12 @@ class Reconciler:
         published = True
         for ref in self.settings.configs:
             outcome = self.configs.ensure_ca_bundle(ref, bundle_pem)
-            if outcome == "patched":
-                # Something reset it (a re-apply, another injector) or it is new.
+            if outcome == "set":
+                log.info("caBundle of %s set", ref.title)
+                result.patched.append(ref.title)
+            elif outcome == "patched":
+                # Something reset or changed it (a re-apply, another
+                # injector), or a roll-over added a CA.
                 log.warning("caBundle of %s was out of date; patched", ref.title)
                 result.patched.append(ref.title)
             elif outcome == "missing":
@@ -256,6 +261,12 @@ def prepare(args: argparse.Namespace) -> None:
     settings = settings_from_args(args)
     if settings is None:
         return
+    if not logging.getLogger().handlers:
+        # gunicorn configures logging only once it starts; the bootstrap's
+        # lines should already be the same JSON.
+        from webhook.logs import logging_config
+
+        logging.config.dictConfig(logging_config(getattr(args, "log_level", "info")))
     result = bootstrap(Reconciler(settings, api_client()))
     log.info("certificates ready: Secret %s/%s%s, serving %s", settings.namespace, settings.secret,
              " (created)" if result.created else "", ", ".join(settings.dns_names))
