@@ -21,7 +21,7 @@ from webhook import cert_manager, certs
 from webhook.cert_errors import CertConfigError, KubeAccessError
 from webhook.cert_kube import WebhookConfigRef
 from webhook.cert_manager import Reconciler, Settings
-from webhook.cert_rotation import Action, RotationPolicy, apply, new_state, Facts
+from webhook.cert_rotation import Action, Facts, RotationPolicy, apply, new_state
 from webhook.cert_secret import build_secret, state_from_secret
 
 REPO = Path(__file__).resolve().parents[1]

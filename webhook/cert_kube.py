@@ -46,6 +46,14 @@ def api_client() -> client.ApiClient:
     return config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
 
 
+def _secret_model(secret: dict[str, Any]) -> client.V1Secret:
+    # A Secret we build ourselves: every field is one the model knows.
+    model = client.V1Secret.from_dict(secret)
+    if model is None:
+        raise ValueError("empty Secret")
+    return model
+
+
 def _json(response: Any) -> dict[str, Any]:
     return json.loads(response.data)
 
@@ -85,7 +93,7 @@ class SecretStore:
         what = f"creating Secret {self.namespace}/{self.name}"
         try:
             return _json(self._core.create_namespaced_secret(
-                self.namespace, client.V1Secret.from_dict(secret),
+                self.namespace, _secret_model(secret),
                 _preload_content=False, _request_timeout=TIMEOUT))
         except ApiException as err:
             if err.status == 409:
@@ -100,7 +108,7 @@ class SecretStore:
         what = f"updating Secret {self.namespace}/{self.name}"
         try:
             return _json(self._core.replace_namespaced_secret(
-                self.name, self.namespace, client.V1Secret.from_dict(secret),
+                self.name, self.namespace, _secret_model(secret),
                 _preload_content=False, _request_timeout=TIMEOUT))
         except ApiException as err:
             if err.status == 409:

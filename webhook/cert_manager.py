@@ -294,7 +294,7 @@ class Background:
         while not self.stopped.wait(self.interval):
             try:
                 self.reconciler.run_once()
-            except Exception:  # noqa: BLE001 - the loop must survive anything; the next pass retries
+            except Exception:
                 log.exception("certificate check failed; retrying in %.0fs", self.interval)
 
 
