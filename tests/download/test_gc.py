@@ -78,3 +78,17 @@ def test_choose_is_pure_lru() -> None:
 def test_bad_size_is_a_usage_error(tmp_path: Path) -> None:
     r = _gc(tmp_path, "--max-size", "lots")
     assert r.returncode == 2 and "not a size" in r.stderr
+
+
+def test_abandoned_lock_does_not_pin_a_model_forever(tmp_path: Path) -> None:
+    # A downloader killed between its publish and its unlock leaves a lock
+    # that nobody heart-beats; after an hour gc treats it as abandoned.
+    root = tmp_path / "cache"
+    dest = _model(root, "m", 5000, used_ago=10 * 86400)
+    lock = dest.parent / "main.lock"
+    lock.write_text(json.dumps({"token": "gone", "pid": 1, "host": "x"}))
+    t = time.time() - 2 * 3600
+    os.utime(lock, (t, t))
+    r = _gc(root, "--max-size", "0")
+    assert r.returncode == 0, r.stderr
+    assert not dest.exists() and not lock.exists()

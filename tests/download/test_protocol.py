@@ -176,3 +176,17 @@ def test_readers_never_see_a_partial_model(origin: Origin, dl_env, tmp_path: Pat
     assert p.returncode == 0
     complete = set(files) | {".model-cache.json"}
     assert all(s == complete for s in seen)  # whenever DIR exists it is whole, marker included
+
+
+def test_kill_between_marker_and_rename_is_finished_without_refetching(origin: Origin, dl_env, tmp_path: Path) -> None:
+    origin.files["/w.bin"] = os.urandom(200_000)
+    dest = tmp_path / "m" / "main"
+    assert run_download(dl_env, origin.url + "/w.bin", dest).returncode == 0
+    # Put the published model back as its holder left it just before the rename.
+    os.rename(dest, dest.parent / "main.partial")
+    origin.reset_counts()
+    r = run_download(dl_env, origin.url + "/w.bin", dest)
+    assert r.returncode == 0, r.stderr
+    assert "finishing its publish" in r.stdout
+    assert origin.gets["/w.bin"] == 0
+    assert (dest / "w.bin").read_bytes() == origin.files["/w.bin"]

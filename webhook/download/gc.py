@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from webhook.download.lock import Lock, current_owner
+from webhook.download.lock import Lock, break_lock, current_owner, read_lock
 from webhook.download.publish import MARKER, Layout, read_marker
 from webhook.download.units import format_bytes, format_duration
 
@@ -36,6 +36,19 @@ class Entry:
         return f"{self.dest.parent.name}/{self.dest.name}"
 
 
+# A lock's heartbeat is seconds; gc runs rarely and can afford a margin far
+# beyond any clock skew before it calls a lock abandoned (e.g. a downloader
+# killed between its publish and its unlock).
+ABANDONED_LOCK_SECONDS = 3600.0
+
+
+def _lock_is_live(lock: Path) -> bool:
+    try:
+        return time.time() - lock.stat().st_mtime < ABANDONED_LOCK_SECONDS
+    except FileNotFoundError:
+        return False
+
+
 def scan(root: Path) -> list[Entry]:
     """Complete models under root/<model>/<revision>/."""
     entries = []
@@ -50,7 +63,7 @@ def scan(root: Path) -> list[Entry]:
                 used = (rev / MARKER).stat().st_mtime
             except OSError:
                 continue
-            entries.append(Entry(rev, int(marker.get("total_size", 0)), used, Layout(rev).lock.exists()))
+            entries.append(Entry(rev, int(marker.get("total_size", 0)), used, _lock_is_live(Layout(rev).lock)))
     return entries
 
 
@@ -72,6 +85,9 @@ def evict(entry: Entry, min_age: float) -> bool:
     """Removes one model under its lock; False if it was busy or used meanwhile."""
     layout = Layout(entry.dest)
     lock = Lock(layout.lock, current_owner())
+    state = read_lock(layout.lock)
+    if state is not None and not _lock_is_live(layout.lock):
+        break_lock(layout.lock, state)
     if not lock.try_acquire():
         return False
     try:

@@ -124,6 +124,38 @@ def _prepare_partial(layout: Layout, key: str) -> None:
         write_file_atomic(keyfile, key.encode())
 
 
+def _interrupted_publish(layout: Layout, s: Settings, resolved: str) -> dict | None:
+    """A partial directory that already holds its marker was complete and
+    verified when its holder was killed between writing the marker and the
+    rename: publish it instead of fetching it again."""
+    marker = read_marker(layout.partial)
+    if marker is None:
+        return None
+    if marker.get("source") == s.source and marker.get("revision") == s.revision and \
+            marker.get("resolved_revision") == (resolved or s.revision):
+        return marker
+    return None
+
+
+def _clean_leftovers(layout: Layout) -> None:
+    """What killed runs left beside the model: lock attempts, directories set
+    aside by a publish or an eviction. Only old ones: a live process may be
+    about to use a fresh one."""
+    import shutil
+
+    now = time.time()
+    for p in layout.parent.glob(f".{layout.dest.name}.*"):
+        try:
+            if now - p.lstat().st_mtime < 600:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink()
+        except OSError:
+            pass
+
+
 def _disk_full(layout: Layout, progress: Progress) -> DiskFullError:
     snap = progress.snapshot()
     free = free_bytes(layout.parent)
@@ -155,6 +187,13 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
         source = make_source(spec, revision=s.revision, sha256=s.sha256, include=s.include, stall=s.stall, jobs=s.jobs)
         plan = source.plan()
         poll()
+        _clean_leftovers(layout)
+        done = _interrupted_publish(layout, s, plan.revision)
+        if done is not None:
+            say(s.out, "an earlier run was killed while publishing: finishing its publish")
+            lock.heartbeat()
+            publish(layout, done)
+            return 0
         _prepare_partial(layout, plan.key)
         progress.set_plan(plan.total, len(plan.files))
         if plan.total is not None:
