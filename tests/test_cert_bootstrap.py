@@ -177,7 +177,17 @@ def test_ca_roll_over_through_the_api(fake: FakeKube, kubeconfig: Path, tmp_path
     assert bundles(fake) == [b64(staged.bundle_pem)] * HOOKS
     assert certs.is_signed_by(certs.load_cert((tmp_path / "tls" / "tls.crt").read_bytes()), first.ca.cert)
 
-    result = rec.run_once(now=stage_at + policy.promote_after + dt.timedelta(seconds=1))
+    # Just before the promotion, something blanks a caBundle: the pass that
+    # patches it back must not promote (the API servers may not have it yet).
+    mut = fake.get(MUT, "model-cache")
+    del mut["webhooks"][0]["clientConfig"]["caBundle"]
+    fake.put(MUT, mut)
+    due = stage_at + policy.promote_after + dt.timedelta(seconds=1)
+    result = rec.run_once(now=due)
+    assert result.patched == ["MutatingWebhookConfiguration model-cache"]
+    assert Action.PROMOTE_CA not in result.actions and secret_state(fake).ca == first.ca
+
+    result = rec.run_once(now=due + dt.timedelta(seconds=30))
     promoted = secret_state(fake)
     assert Action.PROMOTE_CA in result.actions
     assert promoted.ca == staged.next_ca

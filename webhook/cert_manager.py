@@ -170,7 +170,7 @@ class Reconciler:
             state = state_from_secret(secret)
         except CertSecretInvalid as err:
             log.error("%s", err)
-            state = new_state(s.dns_names, now, s.policy)
+            state = _keep_local_trust(new_state(s.dns_names, now, s.policy), s.ca_file, now)
             secret = self.store.replace(build_secret(s.secret, s.namespace, state, resource_version(secret)))
             result.actions.append(Action.REPLACE_CA)
 
@@ -187,18 +187,23 @@ class Reconciler:
         result.files_written = write_cert_files(s, state)
 
     def _publish(self, bundle_pem: bytes, result: PassResult) -> bool:
-        """Patches BUNDLE_PEM into every configuration; True when all carry it."""
+        """Patches BUNDLE_PEM into every configuration. True only when all
+        carried it already: a bundle patched just now may not have reached the
+        API servers' informers, so a staged CA must not sign yet; the next
+        pass will find it in place."""
         published = True
         for ref in self.settings.configs:
             outcome = self.configs.ensure_ca_bundle(ref, bundle_pem)
             if outcome == "set":
                 log.info("caBundle of %s set", ref.title)
                 result.patched.append(ref.title)
+                published = False
             elif outcome == "patched":
                 # Something reset or changed it (a re-apply, another
                 # injector), or a roll-over added a CA.
                 log.warning("caBundle of %s was out of date; patched", ref.title)
                 result.patched.append(ref.title)
+                published = False
             elif outcome == "missing":
                 log.warning("%s does not exist (yet); its caBundle will be patched once it does", ref.title)
                 result.missing_configs.append(ref.title)
