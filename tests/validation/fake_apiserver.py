@@ -10,7 +10,8 @@ resourceVersion and uid, spec, status); errors are `Status` objects (NotFound,
 Forbidden with the API server's own message, Unauthorized). Requests without the
 kubeconfig's bearer token get 401, so a test passing proves the real client
 authenticated. Tests can make a path slow (`slow`), forbidden (`forbid`), or
-drop the connection without an answer (`drop`), and read what was asked
+drop the connection without an answer (`drop`) or halfway through the body
+(`truncate`), and read what was asked
 (`requests`).
 """
 
@@ -53,6 +54,7 @@ class _Rule:
     delay: float = 0.0
     code: int | None = None
     drop: bool = False
+    truncate: bool = False
 
 
 class FakeApiServer:
@@ -159,6 +161,11 @@ class FakeApiServer:
         with self._lock:
             self._rules.append(_Rule(re.compile(path_regex), drop=True))
 
+    def truncate(self, path_regex: str) -> None:
+        """Answer 200 with the full Content-Length, send half the body, hang up."""
+        with self._lock:
+            self._rules.append(_Rule(re.compile(path_regex), truncate=True))
+
     def heal(self) -> None:
         with self._lock:
             self._rules.clear()
@@ -227,6 +234,17 @@ class FakeApiServer:
                     return
                 if obj is None or m is None:
                     self._send(404, status(404, "NotFound", f'{resource} "{name}" not found', resource, name))
+                    return
+                if any(r.truncate for r in rules):
+                    data = json.dumps(obj).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 self._send(200, obj)
 

@@ -126,6 +126,12 @@ def test_dropped_connection_is_unavailable(healthy_cluster: FakeApiServer, provi
     assert healthy_cluster.count("persistentvolumeclaims") == 2  # one retry, then the breaker
 
 
+def test_connection_dropped_mid_body_is_unavailable(healthy_cluster: FakeApiServer, provider: FactsProvider) -> None:
+    healthy_cluster.truncate("/secrets/")
+    fact = provider.gather([SECRET])[SECRET]
+    assert isinstance(fact, Unavailable) and fact.reason.startswith("API server unreachable"), fact
+
+
 def test_refused_connection_is_unavailable(tmp_path: Path) -> None:
     server = FakeApiServer(tmp_path / "gone")
     kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
