@@ -61,8 +61,8 @@ def review(request: dict[str, Any], store: PolicyStore, facts: FactsProvider | N
     kind = (request.get("kind") or {}).get("kind")
     operation = request.get("operation", "CREATE")
     obj = request.get("object")
-    if operation not in ("CREATE", "UPDATE") or not isinstance(obj, dict):
-        return ValidationOutcome()
+    if operation not in ("CREATE", "UPDATE") or not isinstance(obj, dict) or request.get("subResource"):
+        return ValidationOutcome()  # pods/status, pods/ephemeralcontainers...: not a new pod
     if kind == "ConfigMap":
         return review_policy_configmap(obj)
     namespace = _namespace(request)

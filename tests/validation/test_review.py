@@ -157,8 +157,11 @@ def test_cronjob_template(store: PolicyStore) -> None:
     assert review(store, None, cronjob, kind="CronJob", group="batch").warnings[0].startswith("model granite-tag: image")
 
 
-def test_pod_updates_are_not_checked(store: PolicyStore) -> None:
+def test_pod_updates_and_subresources_are_not_checked(store: PolicyStore) -> None:
     assert review(store, None, pods.final_pod("granite-tag", "oci"), operation="UPDATE").warnings == []
+    request = pods.admission_request(pods.final_pod("granite-tag", "oci"))
+    request["subResource"] = "ephemeralcontainers"
+    assert validation.review(request, store, None).warnings == []
 
 
 def test_not_injected_pod(store: PolicyStore) -> None:
