@@ -220,3 +220,39 @@ def test_a_broken_secret_is_reported_by_name(breakage: str) -> None:
         secret["data"]["tls.key"] = secret["data"]["ca.key"]
     with pytest.raises(CertSecretInvalid, match="model-cache-tls"):
         state_from_secret(secret)
+
+
+# --- expiry metrics ---------------------------------------------------------
+
+def test_expiry_gauges_read_the_files_at_scrape_time(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from webhook.cert_metrics import CertificateCollector
+
+    old_ca = certs.make_ca(now=T0, validity=dt.timedelta(days=100))
+    new_ca = certs.make_ca(now=T0)
+    serving = certs.make_serving(new_ca, list(NAMES), now=T0, validity=dt.timedelta(days=90))
+    certs.write_files(tmp_path, new_ca, serving)
+    certs.write_atomic(tmp_path / "ca.crt", certs.join_bundle([old_ca.cert_pem, new_ca.cert_pem]))
+    registry = CollectorRegistry()
+    registry.register(CertificateCollector(tmp_path / "tls.crt"))
+
+    def scrape() -> dict[str, float]:
+        text = generate_latest(registry).decode()
+        return {line.split("{")[1].split("}")[0]: float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines() if line.startswith("model_cache_certificate_expiry")}
+
+    serving_at = (T0 + dt.timedelta(days=90)).timestamp()
+    ca_at = (T0 + dt.timedelta(days=100)).timestamp()  # the earliest CA of the bundle
+    assert scrape() == {'certificate="ca"': ca_at, 'certificate="serving"': serving_at}
+
+    # A renewal is seen at the next scrape, without a restart.
+    renewed = certs.make_serving(new_ca, list(NAMES), now=T0 + dt.timedelta(days=30), validity=dt.timedelta(days=90))
+    certs.write_atomic(tmp_path / "tls.crt", renewed.cert_pem)
+    assert scrape()['certificate="serving"'] == (T0 + dt.timedelta(days=120)).timestamp()
+
+
+def test_expiry_gauges_skip_missing_files(tmp_path: Path) -> None:
+    from webhook.cert_metrics import expiry_seconds
+
+    assert expiry_seconds(tmp_path / "tls.crt", tmp_path / "ca.crt") == {}
