@@ -333,9 +333,9 @@ def secret_findings(use: CacheUse, secret: Any) -> list[Finding]:
         return []
     name = use.secret_name
     if secret is MISSING:
-        keys = ", ".join(sorted(use.secret_keys)) or "its credentials"
+        keys = ("key " + ", ".join(sorted(use.secret_keys))) if use.secret_keys else "the credentials"
         return [Finding("secret-missing", (
-            f"Secret {name} (credentials for model {use.model}) not found in namespace {use.namespace}: "
+            f"Secret {name} for model {use.model} not found in namespace {use.namespace}: "
             f"the download cannot start; create it with {keys}"
         ))]
     assert isinstance(secret, SecretInfo)
@@ -381,7 +381,7 @@ def oci_findings(model: ResolvedModel) -> list[Finding]:
     last = ref.rsplit("/", 1)[-1]
     shown = ref if ":" in last else f"{ref} (tag latest)"
     return [Finding("oci-tag", (
-        f"model {model.name}: image {shown} is named by tag: pin it by digest (@sha256:...) in the policy"
+        f"model {model.name}: image {shown} is a tag: pin it by digest (@sha256:...) in the policy"
     ))]
 
 
@@ -397,7 +397,7 @@ def hostpath_findings(use: CacheUse, model: ResolvedModel, namespace: Any) -> li
     if model.defaults.hostPath.requireNodePinning and not _pinned(use.spec):
         out.append(Finding("hostpath-unpinned", (
             f"model {model.name} uses hostpath but the pod has no nodeSelector or nodeAffinity: "
-            f"pin it to the cache nodes (the policy asks for it)"
+            f"pin it to the cache nodes (policy rule)"
         )))
     if isinstance(namespace, NamespaceInfo):
         level = namespace.labels.get(PSA_ENFORCE)
@@ -441,8 +441,8 @@ def run_checks(use: CacheUse, model: ResolvedModel, facts: ClusterFacts, templat
         # A Pod with model.cache/name reaches us unchanged when the mutating
         # webhook failed open or does not cover its namespace.
         findings.append(Finding("not-injected", (
-            f"pod names model {model.name} but the model-cache mutating webhook did not change it: "
-            f"the model is not mounted; check that webhook"
+            f"model {model.name} was not injected by the model-cache mutating webhook: nothing is mounted; "
+            f"check that webhook"
         )))
     findings += memory_findings(use, model)
     findings += pvc_findings(use, model, facts.pvc)

@@ -110,8 +110,8 @@ def test_lost_and_deleted_pvcs(store: PolicyStore) -> None:
 
 def test_secret_missing_or_lacking_the_key(store: PolicyStore) -> None:
     assert texts(run(store, pods.final_pod(), ClusterFacts(pvc=GOOD_PVC, secret=MISSING))) == [
-        "Secret hf-token (credentials for model llama-3-8b) not found in namespace ml: the download cannot start; "
-        "create it with HF_TOKEN"]
+        "Secret hf-token for model llama-3-8b not found in namespace ml: the download cannot start; "
+        "create it with key HF_TOKEN"]
     wrong = SecretInfo("hf-token", frozenset({"token"}))
     assert texts(run(store, pods.final_pod(), ClusterFacts(pvc=GOOD_PVC, secret=wrong))) == [
         "Secret hf-token has no key HF_TOKEN: the download of model llama-3-8b cannot start; add it"]
@@ -154,7 +154,7 @@ def test_pod_level_memory_limit_counts(store: PolicyStore) -> None:
 
 def test_oci_by_tag_and_by_digest(store: PolicyStore) -> None:
     assert texts(run(store, pods.final_pod("granite-tag", "oci"))) == [
-        "model granite-tag: image quay.io/example/granite-3b-modelcar:v1.2 is named by tag: "
+        "model granite-tag: image quay.io/example/granite-3b-modelcar:v1.2 is a tag: "
         "pin it by digest (@sha256:...) in the policy"]
     assert run(store, pods.final_pod("granite-digest", "image")).findings == ()
 
@@ -173,7 +173,7 @@ def test_hostpath_pinning_and_pod_security(store: PolicyStore) -> None:
                 ClusterFacts(namespace=NamespaceInfo("ml", {"pod-security.kubernetes.io/enforce": "baseline"})))
     assert texts(loose) == [
         "model asr-en uses hostpath but the pod has no nodeSelector or nodeAffinity: pin it to the cache nodes "
-        "(the policy asks for it)",
+        "(policy rule)",
         "namespace ml enforces Pod Security baseline, which forbids hostPath volumes: pods will be rejected; "
         "use strategy pvc",
     ]
@@ -269,3 +269,23 @@ def test_limits_dedupe_cut_and_cap() -> None:
     assert kept[-1].rule == "truncated" and kept[-1].text.endswith("more model-cache warnings not shown; see the webhook log")
     shown = len(kept) - 1
     assert kept[-1].text.startswith(f"{len(many) - 1 - shown} more")
+
+
+def test_every_warning_fits_120_characters_with_these_names(store: PolicyStore) -> None:
+    """The texts users read: one line each, <= 120 characters for names of a usual length."""
+    small = PvcInfo("llm-models", parse_quantity("18Gi"), None, ("ReadWriteOnce",), "Lost", True)
+    cases = [
+        run(store, pods.final_pod(), ClusterFacts(pvc=small, secret=SecretInfo("hf-token", frozenset()))),
+        run(store, pods.final_pod(), ClusterFacts(pvc=MISSING, secret=MISSING)),
+        run(store, pods.final_pod("phi-2", "memory", memory_limit=None)),
+        run(store, pods.final_pod("granite-tag", "oci")),
+        run(store, pods.final_pod("asr-en", "hostpath", node_selector=False),
+            ClusterFacts(namespace=NamespaceInfo("ml", {"pod-security.kubernetes.io/enforce": "baseline"}))),
+        run(store, pods.tgi_template("llama-3-8b"), ClusterFacts(pvc=Unavailable("403 forbidden", "persistentvolumeclaims"))),
+    ]
+    seen = {f.rule: f.text for result in cases for f in result.findings}
+    assert set(seen) >= {"pvc-small", "pvc-rwo", "pvc-unusable", "pvc-missing", "secret-missing", "secret-key-missing",
+                         "memory-preload", "memory-no-limit", "oci-tag", "hostpath-unpinned", "hostpath-baseline",
+                         "not-injected", "cluster-unavailable"}
+    too_long = {rule: len(text) for rule, text in seen.items() if len(text) > 120}
+    assert not too_long, too_long

@@ -89,8 +89,8 @@ def test_missing_pvc_and_secret(http: requests.Session, webhook: RunningServer) 
     assert response["warnings"] == [
         "PVC llm-models not found in namespace team-b: the pod will stay Pending; "
         "create a ReadWriteMany PVC of at least 19.2Gi",
-        "Secret hf-token (credentials for model llama-3-8b) not found in namespace team-b: the download cannot "
-        "start; create it with HF_TOKEN",
+        "Secret hf-token for model llama-3-8b not found in namespace team-b: the download cannot start; "
+        "create it with key HF_TOKEN",
     ]
 
 
@@ -101,12 +101,12 @@ def test_memory_oci_and_hostpath_warnings(http: requests.Session, webhook: Runni
         "model phi-2 keeps 6Gi in memory but container vllm has no memory limit: set resources.limits.memory",
     ]
     oci = validate(http, webhook, pods.final_pod("granite-tag", "oci"))
-    assert oci["warnings"] == ["model granite-tag: image quay.io/example/granite-3b-modelcar:v1.2 is named by tag: "
+    assert oci["warnings"] == ["model granite-tag: image quay.io/example/granite-3b-modelcar:v1.2 is a tag: "
                                "pin it by digest (@sha256:...) in the policy"]
     hostpath = validate(http, webhook, pods.final_pod("asr-en", "hostpath", node_selector=False))
     assert hostpath["warnings"] == [
         "model asr-en uses hostpath but the pod has no nodeSelector or nodeAffinity: pin it to the cache nodes "
-        "(the policy asks for it)",
+        "(policy rule)",
         "namespace ml enforces Pod Security baseline, which forbids hostPath volumes: pods will be rejected; "
         "use strategy pvc",
     ]

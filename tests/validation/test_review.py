@@ -57,7 +57,7 @@ def test_every_cluster_warning_on_one_pod(store: PolicyStore, provider: FactsPro
 def test_missing_pvc_and_secret(store: PolicyStore, provider: FactsProvider, apiserver: FakeApiServer) -> None:
     warnings = review(store, provider, pods.final_pod()).warnings
     assert [w.split(":")[0] for w in warnings] == ["PVC llm-models not found in namespace ml",
-                                                    "Secret hf-token (credentials for model llama-3-8b) not found in namespace ml"]
+                                                    "Secret hf-token for model llama-3-8b not found in namespace ml"]
 
 
 def test_hostpath_in_a_baseline_namespace(store: PolicyStore, provider: FactsProvider, apiserver: FakeApiServer) -> None:
@@ -168,8 +168,8 @@ def test_not_injected_pod(store: PolicyStore) -> None:
     pod = {"metadata": {"annotations": {"model.cache/name": "granite-digest"}},
            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
     assert review(store, None, pod).warnings == [
-        "pod names model granite-digest but the model-cache mutating webhook did not change it: the model is not "
-        "mounted; check that webhook"]
+        "model granite-digest was not injected by the model-cache mutating webhook: nothing is mounted; "
+        "check that webhook"]
 
 
 def _sample(name: str, labels: dict[str, str]) -> float:
