@@ -216,7 +216,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
         "imagePullPolicy": "IfNotPresent",
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "env": {},
-        "runAsUser": 1000,
+        "runAsUser": 10001,  # the image's own user (Dockerfile)
     },
     "env": {},
     "pvcHeadroomPercent": 20.0,
