@@ -164,3 +164,29 @@ def test_metrics_and_log(http: requests.Session, webhook: RunningServer) -> None
     assert 'model_cache_warnings_total{rule="pvc-small"}' in text
     assert 'model_cache_cluster_lookups_total{kind="pvc",result="hit"}' in text
     assert "hf_value_not_to_be_logged" not in webhook.log_text()
+
+
+@pytest.mark.parametrize(("model", "expected"), [
+    ("llama-3-8b", ["PVC llm-models has 18Gi", "PVC llm-models is ReadWriteOnce", "Secret hf-token has no key HF_TOKEN"]),
+    ("phi-2", ["model phi-2 (6Gi) uses strategy memory"]),
+    ("asr-en", ["namespace ml enforces Pod Security baseline"]),
+    ("granite-tag", ["model granite-tag: image quay.io/example/granite-3b-modelcar:v1.2 is a tag"]),
+    ("granite-digest", []),
+])
+def test_what_mutate_gives_validate_reads(http: requests.Session, webhook: RunningServer, model: str,
+                                           expected: list[str]) -> None:
+    """The contract between the halves: /mutate's real output, then /validate on it."""
+    from tests.helpers import apply_response
+
+    template = pods.tgi_template(model, node_selector=True)
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {**template["metadata"], "generateName": f"{model}-", "namespace": "ml"}, "spec": template["spec"]}
+    request = pods.admission_request(pod)
+    r = http.post(f"https://localhost:{webhook.port}/mutate", json=pods.review_body(request), timeout=10)
+    assert r.status_code == 200 and r.json()["response"]["allowed"], r.text
+    final = apply_response(pod, r.json())
+    assert "model.cache/injected" in final["metadata"]["annotations"]
+    response = validate(http, webhook, final)
+    assert response["allowed"] is True, response
+    warnings = response.get("warnings") or []
+    assert len(warnings) == len(expected) and all(w.startswith(e) for w, e in zip(warnings, expected)), warnings
