@@ -165,6 +165,7 @@ def test_health_ready_and_metrics(client: TLSClient) -> None:
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     assert 'model_cache_reviews_total{endpoint="mutate",result="mutated",strategy="memory"}' in text
     assert "model_cache_review_seconds_bucket" in text
+    assert 'model_cache_certificate_expiry_timestamp_seconds{certificate="serving"}' in text
 
 
 def test_logs_are_json_with_the_review_uid(server: RunningServer, client: TLSClient) -> None:

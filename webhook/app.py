@@ -25,14 +25,27 @@ def _json(body: dict[str, Any], status: int = 200) -> Response:
     return Response(json.dumps(body, separators=(",", ":")), status=status, mimetype=JSON)
 
 
-def _metrics_payload() -> bytes:
+def _metrics_registries(certfile: str | None) -> list[CollectorRegistry]:
+    """What /metrics renders: every worker's counters (summed through the
+    multiprocess directory that serve sets up) plus certificate expiry."""
+    from prometheus_client import REGISTRY
+
+    from webhook.cert_metrics import CertificateCollector
+
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest()
+        counters = CollectorRegistry()
+        multiprocess.MultiProcessCollector(counters)
+    else:
+        counters = REGISTRY
+    registries = [counters]
+    if certfile:
+        # A registry of its own: create_app may run more than once in a process.
+        expiry = CollectorRegistry()
+        expiry.register(CertificateCollector(certfile))
+        registries.append(expiry)
+    return registries
 
 
 # A client still sending when we answer 413 sees a reset instead of the answer;
@@ -54,6 +67,7 @@ def create_app(policies: Path | str, certfile: str | None = None, keyfile: str |
     store = PolicyStore(Path(policies))
     facts = validation.create_facts_provider()
     app.extensions["model_cache_store"] = store
+    registries = _metrics_registries(certfile)
 
     def read_review(endpoint: str) -> tuple[dict[str, Any] | None, Response | None]:
         length = request.content_length
@@ -171,6 +185,6 @@ def create_app(policies: Path | str, certfile: str | None = None, keyfile: str |
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
-        return Response(_metrics_payload(), mimetype=CONTENT_TYPE_LATEST)
+        return Response(b"".join(generate_latest(r) for r in registries), mimetype=CONTENT_TYPE_LATEST)
 
     return app

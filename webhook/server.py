@@ -54,6 +54,9 @@ def gunicorn_options(args: argparse.Namespace) -> dict[str, Any]:
         "when_ready": when_ready,
         "child_exit": child_exit,
         "proc_name": "model-cache",
+        # gunicorn 27's control socket lives under $HOME, which is read-only in
+        # the cluster and shared by parallel local servers; nothing uses it.
+        "control_socket_disable": True,
         "forwarded_allow_ips": "",
     }
 
