@@ -15,6 +15,10 @@ Time bounds (the webhook's own timeoutSeconds is 5):
 - A transport failure (timeout, refused, dropped) opens a breaker for
   `breaker_seconds`: meanwhile lookups answer at once from the cache or as
   Unavailable, so an API server that is down costs no review any time at all.
+- A review that gave up waiting puts the provider in slow mode for
+  `breaker_seconds`: reviews then wait `slow_budget` (50 ms), not the whole
+  budget, while GETs still go out to refill the cache. An overloaded API server
+  thus costs a few reviews 0.5 s, not every review until the breaker opens.
 - After an error a value fetched earlier (up to `max_stale` old) is served
   rather than none: a known PVC size beats "could not check".
 """
@@ -79,6 +83,7 @@ class Settings:
     error_ttl: float = 5.0  # a 403 or API error is not asked again sooner
     http_timeout: float = 2.0  # one background GET, connect + read
     breaker_seconds: float = 5.0  # after a transport failure, no GET for this long
+    slow_budget: float = 0.05  # after a review gave up waiting: how long the next ones wait, for breaker_seconds
     max_stale: float = 300.0  # an older good value is served after an error up to this age
     max_entries: int = 4096
     workers: int = 4
@@ -198,6 +203,7 @@ class FactsProvider:
         self._inflight: dict[LookupKey, Future[Any]] = {}
         self._down_until = 0.0
         self._down_reason = ""
+        self._slow_until = 0.0
         self._pid = -1
         self._pool: ThreadPoolExecutor | None = None
         self._api: k8s.CoreV1Api | None = None
@@ -229,6 +235,8 @@ class FactsProvider:
         Unavailable; within BUDGET seconds for all of them together."""
         budget = self.settings.budget if budget is None else budget
         started = self._clock()
+        if started < self._slow_until:
+            budget = min(budget, self.settings.slow_budget)
         results: dict[LookupKey, Any] = {}
         pending: dict[LookupKey, Future[Any]] = {}
         for key in dict.fromkeys(keys):
@@ -246,6 +254,7 @@ class FactsProvider:
                 else:
                     LOOKUPS.labels(kind=key.kind, result="timeout").inc()
                     results[key] = self._stale_or(key, Unavailable(f"API server did not answer within {budget:g}s"))
+                    self._slow_until = self._clock() + self.settings.breaker_seconds
         return results
 
     def _lookup(self, key: LookupKey) -> tuple[Any, Future[Any] | None]:

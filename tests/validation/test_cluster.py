@@ -101,6 +101,25 @@ def test_slow_api_server_gives_up_within_the_budget(healthy_cluster: FakeApiServ
         p.close()
 
 
+def test_after_one_slow_answer_reviews_wait_less(healthy_cluster: FakeApiServer, kubeconfig: Path) -> None:
+    healthy_cluster.slow("/persistentvolumeclaims/", 3.0)
+    p = make_provider(kubeconfig, budget=0.5, http_timeout=5.0, breaker_seconds=30)
+    try:
+        assert p.gather([PVC])[PVC] == Unavailable("API server did not answer within 0.5s")
+        other = LookupKey("pvc", "ml", "other-models")
+        started = time.monotonic()
+        assert p.gather([other])[other] == Unavailable("API server did not answer within 0.05s")
+        assert time.monotonic() - started < 0.4
+        # GETs still go out in slow mode and refill the cache for the next review.
+        p.gather([SECRET])
+        deadline = time.monotonic() + 10
+        while SECRET in p._inflight and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert isinstance(p.gather([SECRET])[SECRET], SecretInfo)
+    finally:
+        p.close()
+
+
 def test_hanging_api_server_opens_the_breaker(healthy_cluster: FakeApiServer, kubeconfig: Path) -> None:
     healthy_cluster.slow("/api/v1/", 30)  # accepts, never answers in time
     p = make_provider(kubeconfig, budget=0.2, http_timeout=0.3, breaker_seconds=30)
