@@ -145,6 +145,7 @@ class _HashPipe:
 
 
 PIPE_HASH_ABOVE = 16 << 20
+FSYNC_ABOVE = 8 << 20
 WRITEBACK_EVERY = 32 << 20
 
 
@@ -278,7 +279,12 @@ class Fetcher:
                           flush=True)
                     if self.opts.cancel.wait(delay):
                         self._check_cancel()
-            os.fsync(fd)
+            if f.size is None or f.size >= FSYNC_ABOVE:
+                os.fsync(fd)
+            # Smaller files are written back by one syncfs before the marker
+            # (publish.py). Until then a crash of the node (not of the
+            # process: the page cache survives a kill -9) can leave one short,
+            # and the size check at resume fetches it again.
             if os.fstat(fd).st_size != have:
                 raise TransientError(f"{inc} is {os.fstat(fd).st_size} bytes on disk, {have} were written")
         except BaseException:

@@ -77,3 +77,36 @@ def tree_size(path: Path) -> int:
             except FileNotFoundError:
                 pass
     return total
+
+
+def _libc_syncfs():
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.syncfs
+        fn.argtypes = [ctypes.c_int]
+        return fn, ctypes
+    except (OSError, AttributeError):
+        return None
+
+
+_SYNCFS = _libc_syncfs()
+
+
+def sync_filesystem(path: Path) -> None:
+    """Writes back every dirty page of the file system holding `path` and
+    reports a write error (Linux >= 5.8 returns them from syncfs). One call
+    instead of an fsync per small file: each fsync is a journal commit (an
+    NFS COMMIT), and hundreds of them cost seconds."""
+    if _SYNCFS is None:
+        os.sync()
+        return
+    fn, ctypes = _SYNCFS
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if fn(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webhook.download.fetch import SCRATCH, FileRecord
-from webhook.download.fsutil import fsync_dir, write_file_atomic
+from webhook.download.fsutil import fsync_dir, sync_filesystem, write_file_atomic
 
 MARKER = ".model-cache.json"
 MARKER_VERSION = 1
@@ -112,6 +112,9 @@ def publish(layout: Layout, marker: dict) -> None:
     """partial -> dest in one rename, with the marker inside."""
     partial, dest = layout.partial, layout.dest
     shutil.rmtree(partial / SCRATCH, ignore_errors=True)
+    # Small files and unpacked archives were not fsynced one by one: write
+    # everything back (errors raise) before the marker can exist.
+    sync_filesystem(partial)
     fsync_tree_dirs(partial)
     write_file_atomic(partial / MARKER, json.dumps(marker, indent=1).encode() + b"\n")
     fsync_dir(partial)
