@@ -190,3 +190,46 @@ def test_kill_between_marker_and_rename_is_finished_without_refetching(origin: O
     assert "finishing its publish" in r.stdout
     assert origin.gets["/w.bin"] == 0
     assert (dest / "w.bin").read_bytes() == origin.files["/w.bin"]
+
+
+def test_waiter_takes_over_when_the_holder_is_killed(origin: Origin, dl_env, tmp_path: Path) -> None:
+    data = os.urandom(1_000_000)
+    origin.files["/w.bin"] = data
+    gate = origin.gates["/w.bin"] = threading.Event()
+    env = dict(dl_env, MODEL_CACHE_STALE_SECONDS="600")  # only the dead-pid rule can let it in quickly
+    dest = tmp_path / "m" / "main"
+    inc = dest.parent / "main.partial" / ".model-cache-tmp" / "incomplete" / "w.bin"
+    holder = start_download(env, origin.url + "/w.bin", dest)
+    _wait_for(lambda: inc.exists() and inc.stat().st_size >= 500_000, what="the holder half-way")
+    log = tmp_path / "waiter.log"
+    with open(log, "w") as out:
+        waiter = subprocess.Popen(download_cmd(origin.url + "/w.bin", dest), env=env, stdout=out, stderr=out, text=True)
+        _wait_for(lambda: "waiting for" in log.read_text(), what="the waiter waiting")
+        holder.kill()
+        holder.wait()
+        del origin.gates["/w.bin"]
+        gate.set()
+        assert waiter.wait(timeout=60) == 0, log.read_text()
+    assert "which is gone; taking over" in log.read_text()
+    assert (dest / "w.bin").read_bytes() == data
+    ranges = [rng for (m, p, rng, _h) in origin.log if m == "GET" and p == "/w.bin"]
+    assert ranges[0] is None and ranges[-1] is not None and ranges[-1].startswith("bytes=")  # resumed
+
+
+def test_holder_whose_lock_was_taken_exits_8_without_publishing(origin: Origin, dl_env, tmp_path: Path) -> None:
+    origin.files["/w.bin"] = os.urandom(1_000_000)
+    gate = origin.gates["/w.bin"] = threading.Event()
+    dest = tmp_path / "m" / "main"
+    inc = dest.parent / "main.partial" / ".model-cache-tmp" / "incomplete" / "w.bin"
+    holder = start_download(dl_env, origin.url + "/w.bin", dest)
+    _wait_for(lambda: inc.exists() and inc.stat().st_size >= 500_000, what="the holder half-way")
+    # Another node judged it dead and took the lock over.
+    lock = dest.parent / "main.lock"
+    lock.unlink()
+    lock.write_text(json.dumps({"token": "someone-else", "pid": 1, "host": "node-b"}))
+    gate.set()
+    _out, err = holder.communicate(timeout=60)
+    assert holder.returncode == 8, err
+    assert "taken over by another downloader" in err
+    assert not dest.exists()
+    assert json.loads(lock.read_text())["token"] == "someone-else"  # not released: not ours
