@@ -138,3 +138,17 @@ def test_fetcher_restarts_a_large_file_when_the_origin_ignores_the_offset(tmp_pa
     assert calls == [5_000_000]
     assert (tmp_path / "w.bin").read_bytes() == data
     assert rec.sha256 == f.sha256 and not inc.exists()
+
+
+def test_proxies_follow_the_environment_once_per_origin(monkeypatch) -> None:
+    from webhook.download.sources import http_common as hc
+
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,.svc")
+    hc._proxies_for.cache_clear()
+    try:
+        assert hc.proxies("http://127.0.0.1:8080/a") == {}
+        assert hc.proxies("http://models.example.com/a.bin").get("http") == "http://proxy.internal:3128"
+        assert hc.safe_url("https://user:pw@h.example.com:8443/p/a.bin?X-Amz-Signature=s") == "https://h.example.com:8443/p/a.bin"
+    finally:
+        hc._proxies_for.cache_clear()

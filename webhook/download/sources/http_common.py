@@ -6,6 +6,8 @@ byte for `stall` seconds raises, and the fetcher resumes it by Range.
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from typing import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -42,6 +44,12 @@ def safe_url(url: str) -> str:
 
 def make_session(jobs: int) -> requests.Session:
     s = requests.Session()
+    # requests reads the proxy and CA variables from the environment on every
+    # request (a third of the time of a small file); read them once instead.
+    s.trust_env = False
+    ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if ca:
+        s.verify = ca
     adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(jobs, 4), max_retries=0)
     s.mount("http://", adapter)
     s.mount("https://", adapter)
@@ -55,10 +63,23 @@ def content_range_start_total(value: str | None) -> tuple[int, int | None] | Non
     return int(m.group(1)), (None if m.group(3) == "*" else int(m.group(3)))
 
 
+@functools.lru_cache(maxsize=64)
+def _proxies_for(scheme_host: str) -> dict[str, str]:
+    """HTTPS_PROXY/HTTP_PROXY/NO_PROXY for one origin, as requests would apply them."""
+    return requests.utils.get_environ_proxies(scheme_host)
+
+
+def proxies(url: str) -> dict[str, str]:
+    p = urlsplit(url)
+    return _proxies_for(f"{p.scheme}://{p.netloc}/")
+
+
 def get(session: requests.Session, url: str, headers: dict[str, str], stall: float) -> requests.Response:
     try:
+        # Redirects (a CDN) are followed by requests with these same proxies,
+        # which is right for a single corporate proxy.
         return session.get(url, headers={"Accept-Encoding": "identity", **headers}, stream=True,
-                           timeout=(CONNECT_TIMEOUT, stall), allow_redirects=True)
+                           timeout=(CONNECT_TIMEOUT, stall), allow_redirects=True, proxies=proxies(url))
     except _TRANSIENT_EXC as err:
         raise TransientError(f"{safe_url(url)}: {type(err).__name__}: {_short(err)}") from None
 
@@ -125,7 +146,7 @@ def probe_size(session: requests.Session, url: str, headers: dict[str, str], sta
     the method) a 1-byte Range GET."""
     try:
         resp = session.head(url, headers={"Accept-Encoding": "identity", **headers},
-                            timeout=(CONNECT_TIMEOUT, stall), allow_redirects=True)
+                            timeout=(CONNECT_TIMEOUT, stall), allow_redirects=True, proxies=proxies(url))
     except _TRANSIENT_EXC as err:
         raise TransientError(f"{safe_url(url)}: {type(err).__name__}: {_short(err)}") from None
     if resp.status_code in (403, 405, 501) or (resp.ok and "Content-Length" not in resp.headers):
