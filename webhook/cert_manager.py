@@ -35,6 +35,7 @@ from typing import Any
 from kubernetes import client
 
 from webhook import certs
+from webhook.cert_options import DEFAULT_CONFIGS, add_arguments  # noqa: F401 - re-exported
 from webhook.cert_errors import CertConfigError, CertSecretInvalid, KubeAccessError
 from webhook.cert_kube import Conflict, SecretStore, WebhookConfigRef, WebhookConfigs, api_client, parse_config_refs
 from webhook.cert_rotation import Action, CertState, Facts, RotationPolicy, apply, new_state, plan
@@ -43,28 +44,9 @@ from webhook.cert_secret import build_secret, resource_version, state_from_secre
 log = logging.getLogger(__name__)
 
 NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-DEFAULT_CONFIGS = "mutating:model-cache,validating:model-cache"
 # More passes than any chain of actions needs (replace, fix, renew, prune);
 # a bound so that a bug cannot spin.
 MAX_STEPS = 6
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the `model-cache serve` options of self-managed certificates."""
-    g = parser.add_argument_group("self-managed certificates (in a cluster)")
-    g.add_argument("--tls-secret", metavar="NAME", default=None,
-                   help="keep the CA and serving certificate in this Secret, create and rotate them, "
-                        "and patch the caBundle of the webhook configurations (off when absent)")
-    g.add_argument("--tls-namespace", metavar="NS", default=None,
-                   help="namespace of the Secret and the Service (default: $POD_NAMESPACE, "
-                        "else the pod's own namespace, else model-cache)")
-    g.add_argument("--tls-service", metavar="NAME", default="model-cache",
-                   help="Service the API server calls; the certificate names NAME.NS.svc")
-    g.add_argument("--webhook-configs", metavar="KIND:NAME,...", default=DEFAULT_CONFIGS,
-                   help=f"webhook configurations whose caBundle to keep patched (default {DEFAULT_CONFIGS}; "
-                        "'' for none)")
-    g.add_argument("--cert-check-interval", metavar="SECONDS", type=float, default=30.0,
-                   help="how often each replica re-checks the Secret and the caBundles")
 
 
 @dataclass

@@ -55,9 +55,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     p.add_argument("--threads", type=int, default=8, help="threads per worker (gthread)")
     p.add_argument("--log-level", default="info")
-    from webhook import cert_manager
+    from webhook.cert_options import add_arguments as add_certificate_arguments
 
-    cert_manager.add_arguments(p)
+    add_certificate_arguments(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
