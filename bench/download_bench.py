@@ -1,4 +1,4 @@
-"""Benchmark of `model-cache download` on loopback (see docs/benchmarks-download.md).
+"""Benchmark of `model-cache download` on loopback (see docs/benchmarks.md#downloader-benchmarks).
 
     .venv/bin/python bench/download_bench.py --size-gb 2 --workdir /tmp/mc-bench
 
