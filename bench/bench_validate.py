@@ -30,7 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.bench_webhook import TYPICAL_POD, run_python_client, run_wrk, running_server  # noqa: E402
+from bench.bench_webhook import TYPICAL_POD, measure, running_server  # noqa: E402
 from tests.helpers import pod_review  # noqa: E402
 from tests.validation import pods  # noqa: E402
 from tests.validation.conftest import POLICY_ML  # noqa: E402
@@ -71,14 +71,6 @@ def pure_ms(policies: Path) -> dict[str, float]:
         runs = [min(timeit.repeat(fn, number=500, repeat=5)) / 500 * 1000 for _ in range(3)]
         out[name] = statistics.median(runs)
     return out
-
-
-def measure(port: int, cafile: Path, path: str, body: bytes | None, connections: int, duration: int,
-            use_wrk: bool) -> dict[str, float]:
-    if use_wrk:
-        run_wrk(f"https://127.0.0.1:{port}{path}", body, connections, 2)  # warm-up: imports, TLS, caches
-        return run_wrk(f"https://127.0.0.1:{port}{path}", body, connections, duration)
-    return run_python_client(port, cafile, path, body, connections, duration)
 
 
 def main() -> None:

@@ -132,6 +132,15 @@ def run_python_client(port: int, cafile: Path, path: str, body: bytes | None, co
     return {"p50_ms": lats[len(lats) // 2], "p99_ms": lats[int(len(lats) * 0.99)], "rps": len(lats) / duration, "non_2xx": 0.0}
 
 
+def measure(port: int, cafile: Path, path: str, body: bytes | None, connections: int, duration: int,
+            use_wrk: bool) -> dict[str, float]:
+    """One endpoint under load, after a 2 s warm-up (worker imports, caches, TLS set-up)."""
+    if use_wrk:
+        run_wrk(f"https://127.0.0.1:{port}{path}", body, connections, 2)
+        return run_wrk(f"https://127.0.0.1:{port}{path}", body, connections, duration)
+    return run_python_client(port, cafile, path, body, connections, duration)
+
+
 def pure_mutation_ms(policies: Path) -> dict[str, float]:
     from webhook import admission
     from webhook.annotations import parse
@@ -169,12 +178,7 @@ def main() -> None:
     use_wrk = shutil.which("wrk") is not None
     with running_server(policies, args.workers, args.threads) as (port, cafile):
         for name, path, payload in (("/healthz", "/healthz", None), ("/mutate", "/mutate", body)):
-            # Warm up: worker imports, policy cache, TLS session set-up.
-            if use_wrk:
-                run_wrk(f"https://127.0.0.1:{port}{path}", payload, args.connections, 2)
-                results[name] = run_wrk(f"https://127.0.0.1:{port}{path}", payload, args.connections, args.duration)
-            else:
-                results[name] = run_python_client(port, cafile, path, payload, args.connections, args.duration)
+            results[name] = measure(port, cafile, path, payload, args.connections, args.duration, use_wrk)
     results["client"] = "wrk" if use_wrk else "python"
     results["setup"] = f"{args.workers} gunicorn workers x {args.threads} threads, {args.connections} keep-alive connections, {args.duration}s, {os.cpu_count()} cores"
     if args.json:

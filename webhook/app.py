@@ -163,10 +163,6 @@ def create_app(policies: Path | str, certfile: str | None = None, keyfile: str |
         log.exception("unhandled error on %s", request.path)
         return _json(admission.malformed_answer("model-cache internal error; see the webhook log", "", 500), 500)
 
-    @app.errorhandler(413)
-    def too_large(_: Exception) -> Response:
-        return _too_large(request.path.strip("/") or "unknown", request.content_length or 0)
-
     @app.get("/healthz")
     def healthz() -> Response:
         return Response("ok\n", mimetype="text/plain")

@@ -75,47 +75,38 @@ class SecretStore:
     def _core(self) -> client.CoreV1Api:
         return client.CoreV1Api(self.api)
 
-    def get(self) -> dict[str, Any] | None:
-        """The Secret, or None when it does not exist."""
-        what = f"reading Secret {self.namespace}/{self.name}"
+    def _call(self, action: str, method: Any, *args: Any, missing_ok: bool = False) -> dict[str, Any] | None:
+        """One Secret call: None on 404 where MISSING_OK, Conflict on 409 (another
+        replica got there first), KubeAccessError naming the action otherwise."""
+        what = f"{action} Secret {self.namespace}/{self.name}"
         try:
-            return _json(self._core.read_namespaced_secret(
-                self.name, self.namespace, _preload_content=False, _request_timeout=TIMEOUT))
+            return _json(method(*args, _preload_content=False, _request_timeout=TIMEOUT))
         except ApiException as err:
-            if err.status == 404:
+            if err.status == 404 and missing_ok:
                 return None
-            raise KubeAccessError(what, err.status, _reason(err)) from err
-        except HTTPError as err:
-            raise KubeAccessError(what, None, str(err)) from err
-
-    def create(self, secret: dict[str, Any]) -> dict[str, Any]:
-        """Creates the Secret; Conflict when it exists (another replica won)."""
-        what = f"creating Secret {self.namespace}/{self.name}"
-        try:
-            return _json(self._core.create_namespaced_secret(
-                self.namespace, _secret_model(secret),
-                _preload_content=False, _request_timeout=TIMEOUT))
-        except ApiException as err:
             if err.status == 409:
                 raise Conflict(_reason(err)) from err
             raise KubeAccessError(what, err.status, _reason(err)) from err
         except HTTPError as err:
             raise KubeAccessError(what, None, str(err)) from err
+
+    def get(self) -> dict[str, Any] | None:
+        """The Secret, or None when it does not exist."""
+        return self._call("reading", self._core.read_namespaced_secret, self.name, self.namespace, missing_ok=True)
+
+    def create(self, secret: dict[str, Any]) -> dict[str, Any]:
+        """Creates the Secret; Conflict when it exists (another replica won)."""
+        created = self._call("creating", self._core.create_namespaced_secret, self.namespace, _secret_model(secret))
+        assert created is not None  # a 404 raised: missing_ok is off
+        return created
 
     def replace(self, secret: dict[str, Any]) -> dict[str, Any]:
         """Updates the Secret; with metadata.resourceVersion set, Conflict when
         someone else changed it since (optimistic concurrency between replicas)."""
-        what = f"updating Secret {self.namespace}/{self.name}"
-        try:
-            return _json(self._core.replace_namespaced_secret(
-                self.name, self.namespace, _secret_model(secret),
-                _preload_content=False, _request_timeout=TIMEOUT))
-        except ApiException as err:
-            if err.status == 409:
-                raise Conflict(_reason(err)) from err
-            raise KubeAccessError(what, err.status, _reason(err)) from err
-        except HTTPError as err:
-            raise KubeAccessError(what, None, str(err)) from err
+        replaced = self._call("updating", self._core.replace_namespaced_secret, self.name, self.namespace,
+                              _secret_model(secret))
+        assert replaced is not None  # a 404 raised: missing_ok is off
+        return replaced
 
 
 @dataclass(frozen=True)
