@@ -46,8 +46,13 @@ def dl_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+# The installed command line (the console script beside this interpreter), so
+# that the tests do not depend on where the CLI module lives.
+MODEL_CACHE = [str(Path(sys.executable).with_name("model-cache"))]
+
+
 def download_cmd(source: str, dest: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "webhook.cli", "download", "--source", source, "--dest", str(dest), *extra]
+    return [*MODEL_CACHE, "download", "--source", source, "--dest", str(dest), *extra]
 
 
 def run_download(env: dict[str, str], source: str, dest: Path, *extra: str, timeout: float = 60) -> subprocess.CompletedProcess:

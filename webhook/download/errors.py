@@ -57,7 +57,19 @@ class ChecksumError(DownloadError):
 
 
 class TransientError(DownloadError):
-    """A failure worth retrying: a timeout, a reset connection, a 5xx or 429."""
+    """A failure worth retrying: a timeout, a reset connection, a 5xx or 429.
+    `retry_after` is the origin's Retry-After in seconds, when it sent one."""
+
+    exit_code = EXIT_NETWORK
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ChangedError(DownloadError):
+    """The object changed on the origin while (or since) we fetched parts of
+    it: what we have must not be spliced with the new bytes."""
 
     exit_code = EXIT_NETWORK
 

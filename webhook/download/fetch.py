@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
-import random
 import shutil
 import threading
 import time
@@ -24,6 +23,7 @@ from typing import Any, Callable, Iterator, Protocol
 from webhook.download.errors import ChecksumError, NetworkError, TransientError
 from webhook.download.fsutil import write_all
 from webhook.download.progress import Progress
+from webhook.download.retry import emit
 
 CHUNK = 1 << 20  # 1 MiB: big enough for throughput, small enough for bounded memory
 SCRATCH = ".model-cache-tmp"  # inside the partial dir, removed before publishing
@@ -72,6 +72,7 @@ class Body:
     restarted: bool = False       # the origin ignored our offset: content starts at byte 0
     validator: str | None = None  # ETag/Last-Modified, sent back as If-Range on resume
     close: Callable[[], None] = lambda: None
+    total: int | None = None      # the whole object's size, when the response says it
 
 
 class Source(Protocol):
@@ -79,7 +80,7 @@ class Source(Protocol):
 
     def plan(self) -> Plan: ...
 
-    def open(self, f: RemoteFile, offset: int, validator: str | None) -> Body: ...
+    def open(self, f: RemoteFile, offset: int, validator: str | None, end: int | None = None) -> Body: ...
 
 
 @dataclass
@@ -99,8 +100,10 @@ class FetchOptions:
 
 
 def backoff_delay(attempt: int, base: float, cap: float = 30.0) -> float:
-    """Exponential with full jitter, so that many pods don't retry in step."""
-    return random.uniform(0.5, 1.0) * min(cap, base * 2 ** (attempt - 1))
+    """Kept for callers of the old name; the policy lives in retry.py."""
+    from webhook.download.retry import backoff_delay as delay
+
+    return delay(attempt, base, cap)
 
 
 def _hash_prefix(h: "hashlib._Hash", path: Path, upto: int | None = None) -> "hashlib._Hash":
@@ -174,6 +177,17 @@ class Fetcher:
         self.scratch = partial / SCRATCH
         self.progress = progress
         self.opts = opts
+        from webhook.download.retry import RetryPolicy
+
+        self.policy = RetryPolicy(opts.retries, opts.backoff)
+        self._mismatches: dict[str, int] = {}
+        self._mismatch_lock = threading.Lock()
+
+    def mismatch(self, path: str) -> int:
+        """Counts a checksum mismatch of `path`; returns how many so far."""
+        with self._mismatch_lock:
+            self._mismatches[path] = self._mismatches.get(path, 0) + 1
+            return self._mismatches[path]
 
     # -- one file ---------------------------------------------------------
 
@@ -202,8 +216,7 @@ class Fetcher:
                 raise ChecksumError(
                     f"{f.path}: checksum is {digest}, expected {expected} (fetched twice); "
                     f"the origin serves different bytes than its checksum says: fix the file or the --sha256/policy value")
-            print(f"model-cache: {f.path}: checksum mismatch ({digest} != {expected}); fetching it once more",
-                  flush=True)
+            emit(f"model-cache: {f.path}: checksum mismatch ({digest} != {expected}); fetching it once more")
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(inc, final)
         try:
@@ -274,9 +287,8 @@ class Fetcher:
                         raise NetworkError(
                             f"{self.source.label}: {f.path}: {err}; gave up after {self.opts.retries} retries "
                             f"(the partial data is kept: a restart resumes)") from None
-                    delay = backoff_delay(failures, self.opts.backoff)
-                    print(f"model-cache: {f.path}: {err}; retry {failures}/{self.opts.retries} in {delay:.1f}s",
-                          flush=True)
+                    delay = self.policy.delay(failures, err)
+                    emit(f"model-cache: {f.path}: {err}; retry {failures}/{self.opts.retries} in {delay:.1f}s")
                     if self.opts.cancel.wait(delay):
                         self._check_cancel()
             if f.size is None or f.size >= FSYNC_ABOVE:
@@ -308,33 +320,88 @@ class Fetcher:
 
     # -- many files -------------------------------------------------------
 
+    def _parted(self, f: RemoteFile) -> bool:
+        """Fetch this file as parallel ranged parts? Only large files of known
+        size from origins that take ranges; a single-stream partial left by an
+        earlier run (no journal) is resumed as it is."""
+        from webhook.download.parts import PARTS_ABOVE, journal_path
+
+        if not getattr(self.source, "ranged", False) or f.size is None or f.size < PARTS_ABOVE:
+            return False
+        inc = self.scratch / "incomplete" / f.path
+        if inc.exists() and not journal_path(inc).exists() and 0 < inc.stat().st_size < f.size:
+            return False
+        return True
+
     def fetch_all(self, files: list[RemoteFile], poll: Callable[[], None]) -> list[FileRecord]:
-        """Fetches in parallel, biggest first. `poll` runs on the calling
-        thread between waits (signals, a lost lock) and may raise.
+        """Fetches in parallel, biggest first, with `jobs` connections shared
+        by files and parts: a large file becomes part tasks queued ahead of
+        the other files, so every connection works on it until its last parts
+        are taken, then moves on. `poll` runs on the calling thread between
+        waits (signals, a lost lock) and may raise.
 
         Daemon threads rather than a ThreadPoolExecutor: after a failure or a
         SIGTERM a worker blocked in a socket read must not hold up the exit
         (the executor joins its threads at interpreter shutdown)."""
-        todo = queue.Queue()
-        for f in sorted(files, key=lambda f: -(f.size or 0)):
-            todo.put(f)
+        import collections
+
+        tasks: collections.deque = collections.deque(("file", f, False) for f in sorted(files, key=lambda f: -(f.size or 0)))
+        cv = threading.Condition()
+        unfinished = [len(files)]
         results: queue.Queue = queue.Queue()
         cancel = self.opts.cancel
 
+        def submit(parts: list[tuple]) -> None:
+            with cv:
+                tasks.extendleft(reversed(parts))  # ahead of the other files
+                cv.notify_all()
+
+        def requeue(f: RemoteFile, single: bool) -> None:
+            with cv:
+                tasks.appendleft(("file", f, single))
+                cv.notify_all()
+
+        def run(task: tuple) -> FileRecord | None:
+            if task[0] == "part":
+                return task[1].run_part(task[2])
+            f, single = task[1], task[2]
+            if single or not self._parted(f):
+                return self.fetch(f)
+            final = self.partial / f.path
+            if final.is_file() and final.stat().st_size == f.size:
+                return self.fetch(f)  # completed by an earlier run: no request
+            from webhook.download.parted import PartedFile
+
+            inc = self.scratch / "incomplete" / f.path
+            inc.parent.mkdir(parents=True, exist_ok=True)
+            pf = PartedFile(self, f, inc, submit, requeue)
+            if pf.remaining == 0:  # every part on disk already (killed before the rename)
+                return pf.finish()
+            return None
+
         def worker() -> None:
-            while not cancel.is_set():
+            while True:
+                with cv:
+                    while not tasks and unfinished[0] > 0 and not cancel.is_set():
+                        cv.wait(0.25)
+                    if cancel.is_set() or not tasks:
+                        return
+                    task = tasks.popleft()
                 try:
-                    f = todo.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    results.put((self.fetch(f), None))
+                    rec = run(task)
                 except BaseException as err:  # noqa: BLE001 - handed to the main thread
                     results.put((None, err))
                     cancel.set()
+                    with cv:
+                        cv.notify_all()
                     return
+                if rec is not None:
+                    results.put((rec, None))
+                    with cv:
+                        unfinished[0] -= 1
+                        cv.notify_all()
 
-        n = max(1, min(self.opts.jobs, len(files)))
+        n = max(1, self.opts.jobs)
         threads = [threading.Thread(target=worker, name=f"model-cache-fetch-{i}", daemon=True) for i in range(n)]
         for t in threads:
             t.start()

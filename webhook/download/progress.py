@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, TextIO
 
+from webhook.download.retry import emit
 from webhook.download.units import format_bytes, format_duration
 
 
@@ -113,7 +114,7 @@ class Ticker(threading.Thread):
             except OSError as err:
                 # A hiccup of the shared file system: keep downloading; if it
                 # lasts, waiters take over and our next beat sees LockLost.
-                print(f"model-cache: warning: lock heartbeat failed: {err}", file=self.out, flush=True)
+                emit(f"model-cache: warning: lock heartbeat failed: {err}", self.out)
             except BaseException as err:  # noqa: BLE001 - LockLost, handed to the main thread
                 self.error = err
                 return
@@ -123,7 +124,7 @@ class Ticker(threading.Thread):
 
     def print_now(self) -> None:
         snap = self.progress.snapshot()
-        print(f"model-cache: {format_line(self.label, snap)}", file=self.out, flush=True)
+        emit(f"model-cache: {format_line(self.label, snap)}", self.out)
         if self.progress_file is not None:
             write_progress(self.progress_file, snap)
 

@@ -15,6 +15,8 @@ redirect to another host.)
 from __future__ import annotations
 
 import os
+import threading
+from urllib.parse import urlsplit
 
 import httpx2
 import requests
@@ -36,6 +38,9 @@ from webhook.download.uri import SourceSpec, matches
 
 
 class HfSource:
+    ranged = True     # large files may be fetched as parallel ranged parts (of the resolved CDN URL)
+    immutable = True  # the URLs name a commit: their content cannot change
+
     def __init__(self, spec: SourceSpec, *, revision: str, include: list[str] | None, stall: float, jobs: int) -> None:
         self.spec = spec
         self.repo_id = spec.repo_id
@@ -50,6 +55,9 @@ class HfSource:
         self.headers = build_hf_headers(token=self.token if self.token else False,
                                         library_name="model-cache", library_version="0.1.0")
         self.session = hc.make_session(jobs)
+        self.endpoint_setting = "HF_ENDPOINT" if os.environ.get("HF_ENDPOINT") else None
+        self._resolved: dict[str, str] = {}  # resolve URL -> where it redirects (the CDN), for parts
+        self._resolve_lock = threading.Lock()
 
     # -- errors --------------------------------------------------------------
 
@@ -73,10 +81,19 @@ class HfSource:
             if status in (401, 403):
                 return AuthError(f"{repo}: HTTP {status}; {self._token_hint()}")
             if status in hc.TRANSIENT_STATUS or status == 0:
-                return TransientError(f"{repo}: HTTP {status}")
+                after = None
+                if err.response is not None:
+                    from webhook.download.retry import parse_retry_after
+
+                    after = parse_retry_after(err.response.headers.get("Retry-After"))
+                return TransientError(f"{repo}: HTTP {status}", retry_after=after)
+            if status == 404 and self.endpoint_setting:
+                return NotFoundError(f"{repo}: HTTP 404 from HF_ENDPOINT={self.endpoint}, which does not answer like a "
+                                     f"Hugging Face Hub (no repository error code); check HF_ENDPOINT (a mirror's "
+                                     f"base URL, without /api)")
             return DownloadError(f"{repo}: HTTP {status}: {str(err).splitlines()[0]}")
         if isinstance(err, httpx2.TransportError):
-            return TransientError(f"{self.endpoint}: {type(err).__name__}: {err}")
+            return hc.connect_error(err, self.endpoint, self.endpoint_setting)
         return err
 
     def _call(self, fn, what: str):
@@ -116,6 +133,44 @@ class HfSource:
         if resp.status_code == 404:
             raise NotFoundError(f"hf://{self.repo_id}@{self.revision}: {hc.safe_url(resp.url)} not found")
 
-    def open(self, f: RemoteFile, offset: int, validator: str | None) -> Body:
+    def _cdn_url(self, url: str) -> tuple[str, dict[str, str]]:
+        """Where a resolve URL redirects (the CDN), found once per file, so that
+        each part goes straight there instead of through the Hub's redirect.
+        Authorization goes only to the Hub's own host, as requests does on a
+        redirect."""
+        with self._resolve_lock:
+            final = self._resolved.get(url)
+        if final is None:
+            try:
+                resp = self.session.head(url, headers={"Accept-Encoding": "identity", **self.headers},
+                                         timeout=(hc.CONNECT_TIMEOUT, self.stall), allow_redirects=True,
+                                         proxies=hc.proxies(url))
+            except hc._TRANSIENT_EXC as err:
+                raise hc.connect_error(err, url, self.endpoint_setting) from None
+            resp.close()
+            if resp.status_code >= 400:
+                self._on_status(resp)
+                if resp.status_code in hc.TRANSIENT_STATUS:
+                    raise hc.transient_status(url, resp)
+                raise DownloadError(f"hf://{self.repo_id}: HTTP {resp.status_code} on {hc.safe_url(resp.url)}")
+            final = resp.url
+            with self._resolve_lock:
+                self._resolved[url] = final
+        same_host = urlsplit(final).netloc == urlsplit(url).netloc
+        return final, (self.headers if same_host else {k: v for k, v in self.headers.items() if k != "authorization"
+                                                        and k != "Authorization"})
+
+    def open(self, f: RemoteFile, offset: int, validator: str | None, end: int | None = None) -> Body:
         # No If-Range: the URL names a commit, so its content cannot change.
-        return hc.open_range(self.session, f.ref, offset, None, self.headers, self.stall, self._on_status)
+        if end is None:
+            return hc.open_range(self.session, f.ref, offset, None, self.headers, self.stall, self._on_status)
+        url, headers = self._cdn_url(f.ref)
+        try:
+            return hc.open_range(self.session, url, offset, None, headers, self.stall, self._on_status, end=end)
+        except (AuthError, NotFoundError, TransientError):
+            if url == f.ref:
+                raise
+            # A signed CDN URL may have expired: resolve it again on the retry.
+            with self._resolve_lock:
+                self._resolved.pop(f.ref, None)
+            raise TransientError(f"{hc.safe_url(url)}: the CDN URL was refused; resolving it again") from None

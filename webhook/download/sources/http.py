@@ -16,13 +16,16 @@ from webhook.download.uri import SourceSpec, archive_suffix
 
 
 class HttpSource:
+    ranged = True      # large files may be fetched as parallel ranged parts
+    immutable = False  # a URL's content may change: parts are checked against the ETag
+
     def __init__(self, spec: SourceSpec, *, sha256: str | None, stall: float, jobs: int) -> None:
         self.spec = spec
         self.url = spec.url
         self.label = hc.safe_url(spec.url)
         self.sha256 = sha256.lower() if sha256 else None
         self.stall = stall
-        self.session = hc.make_session(1)
+        self.session = hc.make_session(jobs)
         token = os.environ.get("MODEL_CACHE_HTTP_TOKEN", "").strip()
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 
@@ -43,5 +46,6 @@ class HttpSource:
         f = RemoteFile(rel, size, self.sha256, ref=self.url)
         return Plan([f], revision="", key=f"http|{self.label}|{self.sha256 or ''}", archive=bool(suffix))
 
-    def open(self, f: RemoteFile, offset: int, validator: str | None) -> Body:
-        return hc.open_range(self.session, self.url, offset, validator, self.headers, self.stall, self._on_status)
+    def open(self, f: RemoteFile, offset: int, validator: str | None, end: int | None = None) -> Body:
+        return hc.open_range(self.session, self.url, offset, validator, self.headers, self.stall, self._on_status,
+                             end=end)

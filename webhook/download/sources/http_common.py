@@ -15,8 +15,10 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 import urllib3
 
-from webhook.download.errors import DownloadError, NotFoundError, TransientError
+from webhook.download import netmsg
+from webhook.download.errors import ChangedError, DownloadError, NotFoundError, TransientError
 from webhook.download.fetch import CHUNK, Body
+from webhook.download.retry import parse_retry_after
 
 CONNECT_TIMEOUT = 15.0
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
@@ -74,14 +76,29 @@ def proxies(url: str) -> dict[str, str]:
     return _proxies_for(f"{p.scheme}://{p.netloc}/")
 
 
-def get(session: requests.Session, url: str, headers: dict[str, str], stall: float) -> requests.Response:
+def connect_error(err: BaseException, url: str, setting: str | None = None) -> TransientError:
+    """A TransientError that names the cause and the fix (refused, DNS, proxy),
+    not urllib3's nested 'Max retries exceeded ... (Caused by ...)'."""
+    text = netmsg.describe(err, url if not setting else url, setting)
+    return TransientError(text or f"{safe_url(url)}: {type(err).__name__}: {_short(err)}")
+
+
+def get(session: requests.Session, url: str, headers: dict[str, str], stall: float,
+        setting: str | None = None) -> requests.Response:
     try:
         # Redirects (a CDN) are followed by requests with these same proxies,
         # which is right for a single corporate proxy.
         return session.get(url, headers={"Accept-Encoding": "identity", **headers}, stream=True,
                            timeout=(CONNECT_TIMEOUT, stall), allow_redirects=True, proxies=proxies(url))
     except _TRANSIENT_EXC as err:
-        raise TransientError(f"{safe_url(url)}: {type(err).__name__}: {_short(err)}") from None
+        raise connect_error(err, url, setting) from None
+
+
+def transient_status(url: str, resp: requests.Response) -> TransientError:
+    """429/5xx, carrying the origin's Retry-After for the retry policy."""
+    after = parse_retry_after(resp.headers.get("Retry-After"))
+    hint = f" (Retry-After {after:.0f}s)" if after is not None else ""
+    return TransientError(f"{safe_url(url)}: HTTP {resp.status_code}{hint}", retry_after=after)
 
 
 def _short(err: BaseException) -> str:
@@ -100,20 +117,27 @@ def stream(resp: requests.Response) -> Iterator[bytes]:
                 return
             yield buf
     except _TRANSIENT_EXC as err:
-        raise TransientError(f"read failed: {type(err).__name__}: {_short(err)}") from None
+        kind = netmsg.cause(err)
+        what = "no byte arrived within the stall timeout" if kind == "timeout" else f"{type(err).__name__}: {_short(err)}"
+        raise TransientError(f"read failed: {what}") from None
 
 
 def open_range(session: requests.Session, url: str, offset: int, validator: str | None,
                headers: dict[str, str], stall: float,
-               on_status: Callable[[requests.Response], None]) -> Body:
-    """GET from `offset`. `on_status` raises the source's own errors for
-    401/403/404; what it lets through is handled here."""
+               on_status: Callable[[requests.Response], None], end: int | None = None) -> Body:
+    """GET from `offset` to the end, or to `end` (exclusive) for one part.
+    `on_status` raises the source's own errors for 401/403/404; what it lets
+    through is handled here."""
     h = dict(headers)
-    if offset:
-        h["Range"] = f"bytes={offset}-"
+    ranged = bool(offset) or end is not None
+    if ranged:
+        h["Range"] = f"bytes={offset}-{end - 1 if end is not None else ''}"
         if validator:
             h["If-Range"] = validator  # the origin sends the whole new file if it changed
     resp = get(session, url, h, stall)
+    if resp.status_code == 416 and end is not None:
+        resp.close()  # a part beyond the end: the object shrank
+        raise ChangedError(f"{safe_url(url)}: HTTP 416 for bytes {offset}-{end - 1}: the file changed on the origin")
     if resp.status_code == 416 and offset:
         resp.close()  # our partial is as long as the file or longer: start over
         resp = get(session, url, headers, stall)
@@ -122,40 +146,45 @@ def open_range(session: requests.Session, url: str, offset: int, validator: str 
         resp.close()
         on_status(resp)
         if resp.status_code in TRANSIENT_STATUS:
-            raise TransientError(f"{safe_url(url)}: HTTP {resp.status_code}")
+            raise transient_status(url, resp)
         if resp.status_code in (404, 410):
             raise NotFoundError(f"{safe_url(url)}: HTTP {resp.status_code}: not found; check the model's source URL")
         raise DownloadError(f"{safe_url(url)}: HTTP {resp.status_code} {resp.reason}")
     restarted = False
-    if offset > 0 and resp.status_code == 206:
+    total = None
+    if ranged and resp.status_code == 206:
         cr = content_range_start_total(resp.headers.get("Content-Range"))
-        if cr is None or cr[0] != offset:
+        if cr is None or cr[0] != max(offset, 0):
             resp.close()
             raise TransientError(f"{safe_url(url)}: Content-Range {resp.headers.get('Content-Range')!r} does not start at {offset}")
-    elif offset != 0:
+        total = cr[1]
+    elif offset != 0 or ranged:
         restarted = True  # 200 to a Range request (or after a 416)
+    if not ranged or restarted:
+        length = resp.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
     validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
     if validator and validator.startswith("W/"):
         validator = None  # a weak ETag cannot be used with If-Range
-    return Body(stream(resp), restarted=restarted, validator=validator, close=resp.close)
+    return Body(stream(resp), restarted=restarted, validator=validator, close=resp.close, total=total)
 
 
 def probe_size(session: requests.Session, url: str, headers: dict[str, str], stall: float,
-               on_status: Callable[[requests.Response], None]) -> int | None:
+               on_status: Callable[[requests.Response], None], setting: str | None = None) -> int | None:
     """The file's size: a HEAD, or where that is refused (presigned URLs sign
     the method) a 1-byte Range GET."""
     try:
         resp = session.head(url, headers={"Accept-Encoding": "identity", **headers},
                             timeout=(CONNECT_TIMEOUT, stall), allow_redirects=True, proxies=proxies(url))
     except _TRANSIENT_EXC as err:
-        raise TransientError(f"{safe_url(url)}: {type(err).__name__}: {_short(err)}") from None
+        raise connect_error(err, url, setting) from None
     if resp.status_code in (403, 405, 501) or (resp.ok and "Content-Length" not in resp.headers):
-        resp = get(session, url, {**headers, "Range": "bytes=0-0"}, stall)
+        resp = get(session, url, {**headers, "Range": "bytes=0-0"}, stall, setting)
         resp.close()
     if resp.status_code >= 400:
         on_status(resp)
         if resp.status_code in TRANSIENT_STATUS:
-            raise TransientError(f"{safe_url(url)}: HTTP {resp.status_code}")
+            raise transient_status(url, resp)
         if resp.status_code in (404, 410):
             raise NotFoundError(f"{safe_url(url)}: HTTP {resp.status_code}: not found; check the model's source URL")
         raise DownloadError(f"{safe_url(url)}: HTTP {resp.status_code} {resp.reason}")

@@ -38,7 +38,9 @@ class LocalSource:
             raise NotFoundError(f"{self.label}: no files" + (" match --include" if self.include else ""))
         return Plan(files, revision="", key=f"file|{self.root}")
 
-    def open(self, f: RemoteFile, offset: int, validator: str | None) -> Body:
+    ranged = False  # a local copy gains nothing from parallel parts
+
+    def open(self, f: RemoteFile, offset: int, validator: str | None, end: int | None = None) -> Body:
         fh = open(f.ref, "rb")
         fh.seek(offset)
 

@@ -18,7 +18,7 @@ import botocore.config
 import botocore.exceptions
 import urllib3
 
-from webhook.download.errors import AuthError, DownloadError, NotFoundError, TransientError, secret_hint
+from webhook.download.errors import AuthError, ChangedError, DownloadError, NotFoundError, TransientError, secret_hint
 from webhook.download.fetch import CHUNK, Body, Plan, RemoteFile
 from webhook.download.retry import with_retries
 from webhook.download.uri import SourceSpec, matches
@@ -29,7 +29,8 @@ _NOT_FOUND_CODES = {"NoSuchBucket", "NoSuchKey", "404", "NotFound"}
 _TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "500", "502", "503", "504",
                     "ThrottlingException", "RequestTimeTooSkewed"}
 _TRANSIENT_EXC = (
-    botocore.exceptions.HTTPClientError,  # connect/read timeouts, closed connections, proxy errors
+    botocore.exceptions.HTTPClientError,  # read timeouts, closed connections
+    botocore.exceptions.ConnectionError,  # refused, DNS, proxy, connect timeouts
     botocore.exceptions.IncompleteReadError,
     botocore.exceptions.ResponseStreamingError,
     urllib3.exceptions.HTTPError,
@@ -39,6 +40,9 @@ _TRANSIENT_EXC = (
 
 
 class S3Source:
+    ranged = True      # large objects are fetched as parallel ranged parts (get_object with Range)
+    immutable = False  # parts carry If-Match on the listing's ETag
+
     def __init__(self, spec: SourceSpec, *, include: list[str] | None, stall: float, jobs: int) -> None:
         self.spec = spec
         self.bucket = spec.bucket
@@ -48,12 +52,17 @@ class S3Source:
         cfg = botocore.config.Config(
             connect_timeout=15,
             read_timeout=stall,  # the stall watchdog: no byte for this long raises, and we resume
-            retries={"max_attempts": 3, "mode": "standard"},
+            # Off: our retry policy (retry.py) is the only one, so that a
+            # failure is not retried 3 x 9 times and Retry-After is honoured.
+            retries={"total_max_attempts": 1, "mode": "standard"},
             max_pool_connections=max(jobs, 10),
             s3={"addressing_style": os.environ.get("MODEL_CACHE_S3_ADDRESSING_STYLE", "auto")},
         )
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
         self.client = boto3.session.Session().client("s3", region_name=region, config=cfg)
+        self.endpoint = self.client.meta.endpoint_url
+        self.endpoint_setting = "AWS_ENDPOINT_URL" if (os.environ.get("AWS_ENDPOINT_URL")
+                                                       or os.environ.get("AWS_ENDPOINT_URL_S3")) else None
 
     def _translate(self, err: Exception, key: str | None = None) -> Exception:
         where = f"s3://{self.bucket}/{key}" if key else self.label
@@ -69,10 +78,17 @@ class S3Source:
                 what = "bucket" if code == "NoSuchBucket" else "object"
                 return NotFoundError(f"{where}: no such {what} ({code or status}); check the model's source in the policy")
             if code in _TRANSIENT_CODES or status >= 500 or status == 429:
-                return TransientError(f"{where}: {code or status}")
+                from webhook.download.retry import parse_retry_after
+
+                headers = err.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+                return TransientError(f"{where}: {code or status}",
+                                      retry_after=parse_retry_after(headers.get("retry-after")))
             return DownloadError(f"{where}: {code}: {err.response.get('Error', {}).get('Message', '')}")
         if isinstance(err, _TRANSIENT_EXC):
-            return TransientError(f"{where}: {type(err).__name__}: {str(err)[:200]}")
+            from webhook.download.netmsg import describe
+
+            text = describe(err, getattr(self, "endpoint", "") or "", getattr(self, "endpoint_setting", None))
+            return TransientError(f"{where}: {text}" if text else f"{where}: {type(err).__name__}: {str(err)[:200]}")
         return err
 
     def _call(self, fn, what: str, key: str | None = None):
@@ -117,17 +133,20 @@ class S3Source:
 
         return Plan(files, revision="", key=f"s3|{self.label}|{hashlib.sha256(etags.encode()).hexdigest()[:16]}")
 
-    def open(self, f: RemoteFile, offset: int, validator: str | None) -> Body:
+    def open(self, f: RemoteFile, offset: int, validator: str | None, end: int | None = None) -> Body:
         kwargs: dict = {"Bucket": self.bucket, "Key": f.ref}
-        if offset:
-            kwargs["Range"] = f"bytes={offset}-"
+        ranged = bool(offset) or end is not None
+        if ranged:
+            kwargs["Range"] = f"bytes={offset}-{end - 1 if end is not None else ''}"
             if f.etag:
                 kwargs["IfMatch"] = f'"{f.etag}"'
         try:
             resp = self.client.get_object(**kwargs)
         except botocore.exceptions.ClientError as err:
             code = str(err.response.get("Error", {}).get("Code", ""))
-            if offset and code in ("PreconditionFailed", "412", "InvalidRange", "416"):
+            if ranged and code in ("PreconditionFailed", "412", "InvalidRange", "416"):
+                if end is not None:
+                    raise ChangedError(f"s3://{self.bucket}/{f.ref}: {code}: the object changed on the origin") from None
                 body = self.open(f, 0, None)  # changed or shorter: start over
                 body.restarted = True
                 return body
@@ -135,7 +154,14 @@ class S3Source:
         except Exception as err:  # noqa: BLE001
             raise self._translate(err, f.ref) from None
         stream = resp["Body"]
-        restarted = bool(offset) and not resp.get("ContentRange")
+        content_range = resp.get("ContentRange")
+        restarted = ranged and not content_range
+        total = None
+        if content_range and "/" in content_range:
+            tail = content_range.rsplit("/", 1)[1]
+            total = int(tail) if tail.isdigit() else None
+        elif not ranged:
+            total = resp.get("ContentLength")
 
         def chunks():
             try:
@@ -147,4 +173,5 @@ class S3Source:
             except Exception as err:  # noqa: BLE001
                 raise self._translate(err, f.ref) from None
 
-        return Body(chunks(), restarted=restarted, validator=None, close=stream.close)
+        etag = (resp.get("ETag") or "").strip('"') or None
+        return Body(chunks(), restarted=restarted, validator=etag, close=stream.close, total=total)
