@@ -53,8 +53,8 @@ def seed(api: FakeApiServer) -> None:
 
 
 def pure_ms(policies: Path) -> dict[str, float]:
-    from webhook import checks, validation
-    from webhook.checks import ClusterFacts, PvcInfo, SecretInfo
+    from webhook.validate import rules as checks, review as validation
+    from webhook.validate.facts import ClusterFacts, PvcInfo, SecretInfo
     from webhook.policy import PolicyStore
 
     store = PolicyStore(policies, interval=3600)

@@ -9,7 +9,7 @@ from typing import Any
 import jsonpatch
 import pytest
 
-from webhook.admission import json_patch
+from webhook.admission.patch import json_patch
 
 
 @pytest.mark.parametrize(

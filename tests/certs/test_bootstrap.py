@@ -17,14 +17,14 @@ import yaml
 from kubernetes import config
 
 from tests.fake_kube import FakeKube, kubeconfig_for
-from webhook import cert_manager, certs
-from webhook.cert_errors import CertConfigError, KubeAccessError
-from webhook.cert_kube import WebhookConfigRef
-from webhook.cert_manager import Reconciler, Settings
-from webhook.cert_rotation import Action, Facts, RotationPolicy, apply, new_state
-from webhook.cert_secret import build_secret, state_from_secret
+from webhook.certs import manager as cert_manager, x509 as certs
+from webhook.errors import CertConfigError, KubeAccessError
+from webhook.certs.api import WebhookConfigRef
+from webhook.certs.manager import Reconciler, Settings
+from webhook.certs.rotation import Action, Facts, RotationPolicy, apply, new_state
+from webhook.certs.secret import build_secret, state_from_secret
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO  # noqa: E402
 WEBHOOKS = REPO / "manifests" / "base" / "webhooks.yaml"
 NS, SECRET = "model-cache", "model-cache-tls"
 CONFIGS = (WebhookConfigRef("mutating", "model-cache"), WebhookConfigRef("validating", "model-cache"))

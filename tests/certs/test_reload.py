@@ -26,11 +26,11 @@ import pytest
 from tests.conftest import MODEL_CACHE, free_port
 from tests.fake_kube import FakeKube, kubeconfig_for
 from tests.helpers import POLICIES, SERVICE_DNS_NAME
-from webhook import certs
-from webhook.cert_rotation import Action, Facts, RotationPolicy, apply
-from webhook.cert_secret import build_secret, state_from_secret
+from webhook.certs import x509 as certs
+from webhook.certs.rotation import Action, Facts, RotationPolicy, apply
+from webhook.certs.secret import build_secret, state_from_secret
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO  # noqa: E402
 NAMES = certs.service_dns_names("model-cache", "model-cache")
 DEADLINE = 30.0  # an upper bound for "eventually", never a timing under test
 
@@ -233,7 +233,7 @@ def test_self_managed_serve_follows_the_secret_and_repairs_the_cabundle(tmp_path
 def test_a_worker_starting_mid_rotation_waits_for_the_pair_instead_of_failing(tmp_path: Path) -> None:
     """A worker's first connection can land between the key and the
     certificate writes: there is no old context to keep, so it must wait."""
-    from webhook.tls import ReloadingContext
+    from webhook.server.tls import ReloadingContext
 
     ca = certs.make_ca()
     old, new = certs.make_serving(ca, NAMES), certs.make_serving(ca, NAMES)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from webhook import certs
-from webhook.cert_errors import CertSecretInvalid
-from webhook.cert_rotation import Action, CertState, Facts, RotationPolicy, apply, new_state, plan
-from webhook.cert_secret import build_secret, state_from_secret
+from webhook.certs import x509 as certs
+from webhook.errors import CertSecretInvalid
+from webhook.certs.rotation import Action, CertState, Facts, RotationPolicy, apply, new_state, plan
+from webhook.certs.secret import build_secret, state_from_secret
 
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
 NAMES = tuple(certs.service_dns_names("model-cache", "model-cache"))
@@ -227,7 +227,7 @@ def test_a_broken_secret_is_reported_by_name(breakage: str) -> None:
 def test_expiry_gauges_read_the_files_at_scrape_time(tmp_path: Path) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from webhook.cert_metrics import CertificateCollector
+    from webhook.certs.expiry import CertificateCollector
 
     old_ca = certs.make_ca(now=T0, validity=dt.timedelta(days=100))
     new_ca = certs.make_ca(now=T0)
@@ -253,6 +253,6 @@ def test_expiry_gauges_read_the_files_at_scrape_time(tmp_path: Path) -> None:
 
 
 def test_expiry_gauges_skip_missing_files(tmp_path: Path) -> None:
-    from webhook.cert_metrics import expiry_seconds
+    from webhook.certs.expiry import expiry_seconds
 
     assert expiry_seconds(tmp_path / "tls.crt", tmp_path / "ca.crt") == {}

@@ -48,6 +48,11 @@ class Origin:
         self.corrupt_gets: Counter[str] = Counter()  # path -> how many GETs still serve flipped bytes
         self.throttle = 0.0                      # seconds of sleep per 64 KiB
         self.gates: dict[str, threading.Event] = {}  # path -> GETs pause half-way until set
+        self.stall_at: dict[str, int] = {}      # path -> a GET reaching this offset hangs there (once)
+        self.change_after: dict[str, tuple[int, bytes]] = {}  # path -> (bytes served, new content)
+        self.busy: dict[str, list[tuple[int, str | None]]] = {}  # path -> next GETs answered (status, Retry-After)
+        self.fail_all: int | None = None         # answer every request with this status (counted in `log`)
+        self.times: dict[str, list[float]] = {}  # path -> monotonic time of each GET
         self.lock = threading.Lock()
         self.release_stall = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -123,10 +128,22 @@ def _handler(origin: Origin):
         def do_HEAD(self) -> None:
             self.do_GET()
 
+        def do_POST(self) -> None:  # only for fail_all (an S3 client may POST)
+            self.do_GET()
+
         def do_GET(self) -> None:
             path = unquote(urlsplit(self.path).path)
             with origin.lock:
                 origin.log.append((self.command, path, self.headers.get("Range"), dict(self.headers)))
+                if self.command == "GET":
+                    origin.times.setdefault(path, []).append(time.monotonic())
+                busy = origin.busy.get(path)
+                answer = busy.pop(0) if (busy and self.command == "GET") else None
+            if origin.fail_all is not None:
+                return self._error(origin.fail_all)
+            if answer is not None:
+                status, after = answer
+                return self._json(status, {"error": "busy"}, {"Retry-After": after} if after else None)
             if m := _REVISION.match(path):
                 repo = self._repo(m["repo"])
                 if repo is None:
@@ -175,6 +192,13 @@ def _handler(origin: Origin):
         def _send_file(self, path: str, data: bytes, headers: dict[str, str]) -> None:
             start, status = 0, 200
             rng = self.headers.get("Range")
+            etag = headers.get("ETag")
+            if_match = self.headers.get("If-Match")
+            if if_match and if_match != etag:
+                return self._error(412, "PreconditionFailed")
+            if_range = self.headers.get("If-Range")
+            if if_range and if_range != etag:
+                rng = None  # RFC 9110: the validator does not match, send the whole (new) content
             if rng and not origin.ignore_range:
                 m = re.match(r"bytes=(\d+)-(\d*)$", rng)
                 if m:
@@ -215,9 +239,17 @@ def _handler(origin: Origin):
                 gate = origin.gates.get(path)
             view = memoryview(body)
             sent = 0
+            stall_at = origin.stall_at.get(path)
+            if stall_at is not None and start <= stall_at < start + len(body):
+                with origin.lock:
+                    origin.stall_at.pop(path, None)
+                stall = True
+                half = stall_at - start
+            else:
+                half = len(view) // 2
             try:
                 while sent < len(view):
-                    if stall and sent >= len(view) // 2:
+                    if stall and sent >= half:
                         origin.release_stall.wait(30)  # hang: the client's watchdog must give up
                         self.close_connection = True
                         return
@@ -226,12 +258,16 @@ def _handler(origin: Origin):
                         gate = None
                     n = min(65536, len(view) - sent)
                     if stall:
-                        n = min(n, len(view) // 2 - sent) or n
+                        n = min(n, half - sent) or n
                     self.wfile.write(view[sent:sent + n])
                     sent += n
                     with origin.lock:
                         origin.served[path] += n
-                        origin.served_by_range[(path, rng)] += n
+                        origin.served_by_range[(path, self.headers.get("Range"))] += n
+                        change = origin.change_after.get(path)
+                        if change is not None and origin.served[path] >= change[0]:
+                            origin.files[path] = change[1]  # later requests see the new object
+                            del origin.change_after[path]
                     if origin.throttle:
                         time.sleep(origin.throttle)
             except (BrokenPipeError, ConnectionResetError):

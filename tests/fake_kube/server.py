@@ -29,7 +29,7 @@ from typing import Any, Callable
 import jsonpatch
 import yaml
 
-from webhook import certs
+from webhook.certs import x509 as certs
 
 GROUP = "/apis/admissionregistration.k8s.io/v1"
 KINDS = {

@@ -16,9 +16,11 @@ import yaml
 
 from tests.helpers import POLICIES, assert_schema_valid
 from webhook import admission
+from webhook.admission.patch import json_patch
+from webhook.mutate import mutate_pod
 from webhook.policy import PolicyStore
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 CASES = sorted(p.name.removesuffix(".in.yaml") for p in GOLDEN.glob("*.in.yaml"))
 
 
@@ -29,7 +31,7 @@ def store() -> PolicyStore:
 
 def _mutate(case: str, store: PolicyStore) -> tuple[dict, dict]:
     pod = yaml.safe_load((GOLDEN / f"{case}.in.yaml").read_text())
-    mutated, plan = admission.mutate_pod(pod, pod["metadata"]["namespace"], store)
+    mutated, plan = mutate_pod(pod, pod["metadata"]["namespace"], store)
     assert mutated is not None and plan is not None, f"{case}: the pod was not mutated"
     return pod, mutated
 
@@ -53,7 +55,7 @@ def test_golden_inputs_and_outputs_are_schema_valid(case: str, store: PolicyStor
 @pytest.mark.parametrize("case", CASES)
 def test_patch_only_adds_except_memory_quantities(case: str, store: PolicyStore) -> None:
     pod, mutated = _mutate(case, store)
-    patch = admission.json_patch(pod, mutated)
+    patch = json_patch(pod, mutated)
     for op in patch:
         if op["op"] == "add":
             continue
@@ -65,5 +67,5 @@ def test_patch_only_adds_except_memory_quantities(case: str, store: PolicyStore)
 @pytest.mark.parametrize("case", CASES)
 def test_mutated_pod_is_not_changed_again(case: str, store: PolicyStore) -> None:
     _, mutated = _mutate(case, store)
-    again, plan = admission.mutate_pod(mutated, mutated["metadata"]["namespace"], store)
+    again, plan = mutate_pod(mutated, mutated["metadata"]["namespace"], store)
     assert again is None and plan is None

@@ -12,7 +12,9 @@ import yaml
 from kubernetes.utils.quantity import parse_quantity
 
 from tests.helpers import assert_schema_valid
-from webhook import admission, inject
+from webhook import admission, quantity
+from webhook.mutate import containers, plan as inject_plan, pod as inject
+from webhook.mutate.pod import mutate_pod
 from webhook.errors import AnnotationError, Denied
 from webhook.policy import PolicyStore
 
@@ -70,7 +72,7 @@ def pod(annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any
 
 
 def mutate(p: dict[str, Any], store: PolicyStore) -> dict[str, Any]:
-    mutated, plan = admission.mutate_pod(p, "ml", store)
+    mutated, plan = mutate_pod(p, "ml", store)
     assert mutated is not None
     assert_schema_valid(mutated)
     return mutated
@@ -83,12 +85,12 @@ def by_name(items: list[dict[str, Any]], name: str) -> dict[str, Any]:
 def test_pod_without_annotation_is_untouched(store: PolicyStore) -> None:
     p = pod()
     del p["metadata"]["annotations"]
-    assert admission.mutate_pod(p, "ml", store) == (None, None)
+    assert mutate_pod(p, "ml", store) == (None, None)
 
 
 def test_mirror_pod_is_untouched(store: PolicyStore) -> None:
     p = pod({"kubernetes.io/config.mirror": "abc"})
-    assert admission.mutate_pod(p, "ml", store) == (None, None)
+    assert mutate_pod(p, "ml", store) == (None, None)
 
 
 def test_input_pod_is_not_modified(store: PolicyStore) -> None:
@@ -103,7 +105,7 @@ def test_unknown_fields_survive(store: PolicyStore) -> None:
     p["spec"]["futureField"] = {"x": 1}
     p["spec"]["containers"][0]["futureContainerField"] = "kept"
     p["status"] = {"phase": "Pending"}
-    mutated, _ = admission.mutate_pod(p, "ml", store)
+    mutated, _ = mutate_pod(p, "ml", store)
     assert mutated["spec"]["futureField"] == {"x": 1}
     assert mutated["spec"]["containers"][0]["futureContainerField"] == "kept"
     assert mutated["status"] == {"phase": "Pending"}
@@ -248,41 +250,35 @@ def test_oci_credentials_become_image_pull_secrets(tmp_path: Path) -> None:
 )
 def test_denials_name_the_problem_and_the_fix(store: PolicyStore, annotations: dict[str, str], expected: str) -> None:
     with pytest.raises(Denied) as err:
-        admission.mutate_pod(pod(annotations), "ml", store)
+        mutate_pod(pod(annotations), "ml", store)
     assert expected in str(err.value)
 
 
 def test_strategy_not_allowed_from_policy_is_denied(tmp_path: Path) -> None:
     (tmp_path / "ml.yaml").write_text(POLICY.replace("allowedStrategies: [pvc, hostpath, memory]", "allowedStrategies: [pvc]"))
     with pytest.raises(Denied, match="the policy's strategy for small.*allowed: pvc"):
-        admission.mutate_pod(pod({"model.cache/name": "small"}), "ml", PolicyStore(tmp_path))
+        mutate_pod(pod({"model.cache/name": "small"}), "ml", PolicyStore(tmp_path))
 
 
 def test_existing_volume_name_is_denied(store: PolicyStore) -> None:
     with pytest.raises(Denied, match='already has a volume named "model-cache", which model-cache injects; rename that volume'):
-        admission.mutate_pod(pod(volumes=[{"name": "model-cache", "emptyDir": {}}]), "ml", store)
+        mutate_pod(pod(volumes=[{"name": "model-cache", "emptyDir": {}}]), "ml", store)
 
 
 def test_existing_mount_path_is_denied(store: PolicyStore) -> None:
     p = pod(volumes=[{"name": "weights", "emptyDir": {}}])
     p["spec"]["containers"][0]["volumeMounts"] = [{"name": "weights", "mountPath": "/model-cache/"}]
     with pytest.raises(Denied, match="container server already mounts weights at /model-cache; set model.cache/mount-path"):
-        admission.mutate_pod(p, "ml", store)
+        mutate_pod(p, "ml", store)
 
 
 def test_no_policy_for_namespace_is_denied(store: PolicyStore) -> None:
     with pytest.raises(Denied, match="no model-cache policy for namespace other: .*other.yaml"):
-        admission.mutate_pod(pod(), "other", store)
+        mutate_pod(pod(), "other", store)
 
 
 def test_annotation_error_is_a_denial() -> None:
     assert issubclass(AnnotationError, Denied)
-
-
-def test_format_bytes_keeps_whole_units() -> None:
-    assert inject.format_bytes(parse_quantity("16Gi")) == "16Gi"
-    assert inject.format_bytes(parse_quantity("16Gi") + parse_quantity("512Mi")) == "16896Mi"
-    assert inject.format_bytes(parse_quantity("1G")) == "1000000000"
 
 
 def test_reinvocation_after_another_webhook_keeps_our_work(store: PolicyStore) -> None:
@@ -290,16 +286,16 @@ def test_reinvocation_after_another_webhook_keeps_our_work(store: PolicyStore) -
     we are called again; the injected annotation stops a second injection."""
     m = mutate(pod(), store)
     m["spec"]["initContainers"].insert(0, {"name": "istio-init", "image": "istio/proxyv2:1.23.2"})
-    assert admission.mutate_pod(m, "ml", store) == (None, None)
+    assert mutate_pod(m, "ml", store) == (None, None)
     stripped = copy.deepcopy(m)
     del stripped["metadata"]["annotations"]["model.cache/injected"]
-    assert admission.mutate_pod(stripped, "ml", store) == (None, None)
+    assert mutate_pod(stripped, "ml", store) == (None, None)
     # Our volume alone (annotation and init container gone) also marks the pod as done.
     del stripped["spec"]["initContainers"][1]
     assert stripped["spec"]["initContainers"][0]["name"] == "istio-init"
-    assert admission.mutate_pod(stripped, "ml", store) == (None, None)
+    assert mutate_pod(stripped, "ml", store) == (None, None)
 
 
 def test_shm_volume_name_clash_is_denied(store: PolicyStore) -> None:
     with pytest.raises(Denied, match='already has a volume named "model-cache-shm"'):
-        admission.mutate_pod(pod(volumes=[{"name": "model-cache-shm", "emptyDir": {}}]), "ml", store)
+        mutate_pod(pod(volumes=[{"name": "model-cache-shm", "emptyDir": {}}]), "ml", store)

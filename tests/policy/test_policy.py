@@ -30,7 +30,7 @@ def test_example_policies_are_valid() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (HEAD + "models:\n  m: {source: hf://a/b, size: lots}\n", "x.yaml: models.m.size: 'lots' is not a Kubernetes quantity; write e.g. 16Gi"),
+        (HEAD + "models:\n  m: {source: hf://a/b, size: lots}\n", "x.yaml: models.m.size: \"lots\" is not a Kubernetes quantity"),
         (HEAD + "models:\n  m: {source: ftp://a/b, size: 1Gi}\n", "models.m.source: 'ftp://a/b' has an unsupported scheme; use one of hf://, s3://"),
         (HEAD + "models:\n  m: {source: hf://just-a-repo, size: 1Gi}\n", "an hf:// source is hf://ORG/REPO"),
         (HEAD + "models:\n  m: {source: hf://a/b}\n", "models.m.size: required field is missing"),
@@ -59,7 +59,7 @@ def test_policy_check_reports_each_error_and_exits_1(tmp_path: Path) -> None:
     write(tmp_path / "team-a.yaml", HEAD + "models:\n  m: {source: hf://a/b, size: -1Gi}\n")
     result = subprocess.run([MODEL_CACHE, "policy", "check", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 1
-    assert f"{tmp_path}/team-a.yaml: models.m.size: '-1Gi' is negative" in result.stderr
+    assert f"{tmp_path}/team-a.yaml: models.m.size: \"-1Gi\" is negative" in result.stderr
     assert "Traceback" not in result.stderr
 
 

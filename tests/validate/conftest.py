@@ -8,8 +8,8 @@ from typing import Iterator
 
 import pytest
 
-from tests.validation.fake_apiserver import FakeApiServer
-from webhook.cluster import FactsProvider, Settings, load_configuration
+from tests.validate.fake_apiserver import FakeApiServer
+from webhook.validate.lookups import FactsProvider, Settings, load_configuration
 from webhook.policy import PolicyStore
 
 POLICY_ML = """\

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from webhook import certs
+from webhook.certs import x509 as certs
 
 TOKEN = "fake-token-for-tests"
 SERVICE_ACCOUNT = "system:serviceaccount:model-cache:model-cache"

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.validation.conftest import make_provider
-from tests.validation.fake_apiserver import FakeApiServer
-from webhook import cluster
-from webhook.checks import MISSING, NamespaceInfo, PvcInfo, SecretInfo, Unavailable
-from webhook.cluster import FactsProvider, LookupKey, Settings, load_configuration
+from tests.validate.conftest import make_provider
+from tests.validate.fake_apiserver import FakeApiServer
+from webhook.validate import lookups as cluster
+from webhook.validate.facts import MISSING, NamespaceInfo, PvcInfo, SecretInfo, Unavailable
+from webhook.validate.lookups import FactsProvider, LookupKey, Settings, load_configuration
 
 PVC = LookupKey("pvc", "ml", "llm-models")
 SECRET = LookupKey("secret", "ml", "hf-token")
@@ -251,16 +251,16 @@ def test_pvc_from_json_tolerates_odd_shapes() -> None:
 
 def test_create_facts_provider_follows_the_environment(kubeconfig: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from webhook import validation
+    from webhook.validate import review as validation
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.delenv("MODEL_CACHE_KUBECONFIG", raising=False)
-    assert validation.create_facts_provider() is None
+    assert cluster.create_facts_provider() is None
     monkeypatch.setenv("MODEL_CACHE_KUBECONFIG", str(kubeconfig))
     monkeypatch.setenv("MODEL_CACHE_FACTS_BUDGET", "0.25")
-    provider = validation.create_facts_provider()
+    provider = cluster.create_facts_provider()
     assert provider is not None
     try:
         assert provider.settings.budget == 0.25

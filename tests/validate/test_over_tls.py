@@ -12,9 +12,9 @@ import requests
 
 from tests.conftest import RunningServer, start_server, stop_server
 from tests.helpers import assert_schema_valid
-from tests.validation import pods
-from tests.validation.conftest import POLICY_ML
-from tests.validation.fake_apiserver import FakeApiServer
+from tests.validate import pods
+from tests.validate.conftest import POLICY_ML
+from tests.validate.fake_apiserver import FakeApiServer
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +154,7 @@ def test_bad_policy_configmap_is_denied(http: requests.Session, webhook: Running
           "data": {"ml.yaml": POLICY_ML.replace("size: 16Gi", "size: 16GB!")}}
     response = validate(http, webhook, cm, namespace="model-cache", kind="ConfigMap")
     assert response["allowed"] is False
-    assert response["status"]["message"].startswith("ml.yaml: models.llama-3-8b.size: '16GB!' is not a Kubernetes quantity")
+    assert response["status"]["message"].startswith('ml.yaml: models.llama-3-8b.size: "16GB!" is not a Kubernetes quantity')
 
 
 def test_metrics_and_log(http: requests.Session, webhook: RunningServer) -> None:

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.validation import pods
-from tests.validation.conftest import POLICY_ML, make_provider
-from tests.validation.fake_apiserver import FakeApiServer
-from webhook import validation
-from webhook.cluster import FactsProvider
+from tests.validate import pods
+from tests.validate.conftest import POLICY_ML, make_provider
+from tests.validate.fake_apiserver import FakeApiServer
+from tests.helpers import pod_review
+from webhook.validate import review as validation
+from webhook.validate.policy_configmap import MAX_POLICY_PROBLEMS
+from webhook.validate.lookups import FactsProvider
 from webhook.policy import PolicyStore, policy_problems
 
 
@@ -117,9 +119,11 @@ def test_denial_for_a_removed_volume_asks_nothing(store: PolicyStore, provider: 
 
 def test_unknown_model(store: PolicyStore) -> None:
     pod = pods.tgi_template("llama-4")
-    assert review(store, None, pods.deployment(pod), kind="Deployment", group="apps").warnings == [
-        'model "llama-4" is not in the model-cache policy for namespace ml: its pods will be denied; '
-        "fix model.cache/name"]
+    [warning] = review(store, None, pods.deployment(pod), kind="Deployment", group="apps").warnings
+    # The same words /mutate will deny its pods with, said at `kubectl apply` time.
+    assert warning.startswith('its pods will be denied by model-cache: model "llama-4" is not in the model-cache '
+                              "policy for namespace ml; known models: ")
+    assert len(warning) <= 256
 
 
 def test_deployment_template_warnings(store: PolicyStore, provider: FactsProvider, apiserver: FakeApiServer) -> None:
@@ -177,8 +181,14 @@ def _sample(name: str, labels: dict[str, str]) -> float:
 
 
 def test_warnings_are_counted_by_rule(store: PolicyStore) -> None:
+    from webhook.admission import answer_validation
+    from webhook.server import metrics
+
     before = _sample("model_cache_warnings_total", {"rule": "oci-tag"})
-    review(store, None, pods.final_pod("granite-tag", "oci"))
+    request = pod_review(pods.final_pod("granite-tag", "oci"), namespace="ml")["request"]
+    answer = answer_validation(request, store, None)
+    assert answer.rules == ["oci-tag"]
+    metrics.record("validate", answer)
     assert _sample("model_cache_warnings_total", {"rule": "oci-tag"}) == before + 1
 
 
@@ -207,7 +217,7 @@ def test_bad_policy_is_denied_with_policy_check_messages(store: PolicyStore) -> 
                      kind="ConfigMap", namespace="model-cache", operation="UPDATE")
     assert not outcome.allowed
     assert outcome.message == "\n".join(policy_problems("kind: [unclosed", "_default.yaml") + policy_problems(bad, "ml.yaml"))
-    assert "ml.yaml: models.llama-3-8b.size: 'sixteen' is not a Kubernetes quantity" in outcome.message
+    assert 'ml.yaml: models.llama-3-8b.size: "sixteen" is not a Kubernetes quantity' in outcome.message
     assert "_default.yaml: not valid YAML: line 1" in outcome.message
 
 
@@ -250,5 +260,23 @@ def test_long_problem_lists_are_capped(store: PolicyStore) -> None:
     outcome = review(store, None, policy_configmap(many), kind="ConfigMap", namespace="model-cache")
     assert outcome.message is not None
     lines = outcome.message.splitlines()
-    assert len(lines) == validation.MAX_POLICY_PROBLEMS + 1
+    assert len(lines) == MAX_POLICY_PROBLEMS + 1
     assert lines[-1] == "... and 10 more: run model-cache policy check on the files"
+
+
+def test_a_pod_the_mutating_webhook_missed_is_warned_not_denied(store: PolicyStore) -> None:
+    """model.cache/name but no marker: the mutating webhook failed open. The pod is
+    allowed, with a warning, and with what the mutation would have met."""
+    outcome = review(store, None, pods.tgi_template("llama-3-8b"))
+    assert outcome.allowed
+    assert [f.rule for f in outcome.findings] == ["not-injected"]
+    assert outcome.warnings[0].startswith("model llama-3-8b was not injected by the model-cache mutating webhook")
+    assert len(outcome.warnings[0]) <= 120
+
+
+def test_a_template_whose_strategy_is_not_allowed_warns_at_apply_time(store: PolicyStore) -> None:
+    """The mutation's own denial, said when the Deployment is applied (it used to say nothing)."""
+    template = pods.tgi_template("llama-3-8b", {"model.cache/strategy": "image"})
+    [warning] = review(store, None, pods.deployment(template), kind="Deployment", group="apps").warnings
+    assert warning.startswith("its pods will be denied by model-cache: ")
+    assert 'strategy "image"' in warning

@@ -1,16 +1,19 @@
-"""The rules alone (webhook/checks.py): realistic pods, facts given directly,
-warning texts as kubectl prints them."""
+"""The rules alone (webhook/validate/rules.py) on pods as the mutation gives
+them: realistic pods, facts given directly, warning texts as kubectl prints them."""
 
 from __future__ import annotations
-
-from decimal import Decimal
 
 import pytest
 from kubernetes.utils.quantity import parse_quantity
 
-from tests.validation import pods
-from webhook import checks
-from webhook.checks import MISSING, ClusterFacts, Finding, NamespaceInfo, PvcInfo, SecretInfo, Unavailable
+from tests.validate import pods
+from webhook import quantity
+from webhook.mutate import mutate_pod
+from webhook.validate import rules as checks
+from webhook.validate import warnings
+from webhook.validate.facts import MISSING, ClusterFacts, NamespaceInfo, PvcInfo, SecretInfo, Unavailable
+from webhook.validate.rules import Finding
+from webhook.validate.usage import annotations_of, describe, injected_strategy
 from webhook.policy import PolicyStore
 
 GOOD_PVC = PvcInfo("llm-models", parse_quantity("100Gi"), parse_quantity("100Gi"), ("ReadWriteMany",), "Bound")
@@ -18,10 +21,13 @@ HF_SECRET = SecretInfo("hf-token", frozenset({"HF_TOKEN"}))
 
 
 def run(store: PolicyStore, pod: dict, facts: ClusterFacts = ClusterFacts(), template: bool = False) -> checks.CheckResult:
-    annotations = checks.annotations_of(pod)
-    marker = checks.injected_strategy(annotations)
-    model = store.resolve("ml", marker[1] if marker else annotations[checks.NAME])
-    return checks.run_checks(checks.describe(pod, model, "ml"), model, facts, template=template)
+    if injected_strategy(annotations_of(pod)) is None:  # a template: what its pods become
+        pod, _ = mutate_pod(pod, "ml", store)
+        assert pod is not None
+    marker = injected_strategy(annotations_of(pod))
+    assert marker is not None
+    model = store.resolve("ml", marker[1])
+    return checks.run_checks(describe(pod, model, "ml"), model, facts, template=template)
 
 
 def texts(result: checks.CheckResult) -> list[str]:
@@ -39,7 +45,7 @@ def test_a_well_set_up_pvc_pod_gets_no_warning(store: PolicyStore) -> None:
 
 def test_describe_reads_the_final_pod(store: PolicyStore) -> None:
     model = store.resolve("ml", "llama-3-8b")
-    use = checks.describe(pods.final_pod(), model, "ml")
+    use = describe(pods.final_pod(), model, "ml")
     assert (use.final, use.strategy, use.pvc_name, use.preload) == (True, "pvc", "llm-models", True)
     assert use.mounted_by == ("vllm",)
     assert (use.secret_name, use.secret_keys) == ("hf-token", frozenset({"HF_TOKEN"}))
@@ -47,7 +53,7 @@ def test_describe_reads_the_final_pod(store: PolicyStore) -> None:
 
 def test_the_claim_in_the_pod_wins_over_the_policy(store: PolicyStore) -> None:
     model = store.resolve("ml", "llama-3-8b")
-    use = checks.describe(pods.final_pod(claim="team-b-models"), model, "ml")
+    use = describe(pods.final_pod(claim="team-b-models"), model, "ml")
     assert use.pvc_name == "team-b-models"
 
 
@@ -130,7 +136,7 @@ def test_secret_keys_come_from_the_pods_own_references(store: PolicyStore) -> No
 
 def test_no_downloader_means_no_secret_check(store: PolicyStore) -> None:
     model = store.resolve("ml", "llama-3-8b")
-    assert checks.describe(pods.final_pod(preload=False), model, "ml").secret_name is None
+    assert describe(pods.final_pod(preload=False), model, "ml").secret_name is None
 
 
 def test_memory_with_preload_and_without_limit(store: PolicyStore) -> None:
@@ -241,31 +247,19 @@ def test_templates_are_predicted_from_annotations_and_policy(store: PolicyStore)
 
 def test_template_with_strategy_annotation(store: PolicyStore) -> None:
     template = pods.tgi_template("llama-3-8b", {"model.cache/strategy": "memory", "model.cache/preload": "false"})
-    use = checks.describe(template, store.resolve("ml", "llama-3-8b"), "ml")
+    mutated, _ = mutate_pod(template, "ml", store)
+    assert mutated is not None
+    use = describe(mutated, store.resolve("ml", "llama-3-8b"), "ml")
     assert (use.strategy, use.preload, use.pvc_name, use.secret_name) == ("memory", False, None, None)
-
-
-def test_unmutated_pod_is_warned_not_denied(store: PolicyStore) -> None:
-    result = run(store, pods.tgi_template("llama-3-8b"), ClusterFacts(pvc=GOOD_PVC, secret=HF_SECRET))
-    assert result.denial is None and rules(result) == ["not-injected"]
-
-
-@pytest.mark.parametrize(("value", "up", "expected"), [
-    (Decimal(16 * 2**30), False, "16Gi"), (Decimal(16 * 2**30) * Decimal("1.2"), True, "19.2Gi"),
-    (Decimal(2**30 - 1), False, "1023.9Mi"), (Decimal(2**30 + 1), True, "1.1Gi"), (Decimal(512), False, "512"),
-    (Decimal(3 * 2**40), False, "3Ti"),
-])
-def test_format_size(value: Decimal, up: bool, expected: str) -> None:
-    assert checks.format_size(value, round_up=up) == expected
 
 
 def test_limits_dedupe_cut_and_cap() -> None:
     many = [Finding("a", "same"), Finding("a", "same"), Finding("b", "x" * 400 + "\nsecond line")]
     many += [Finding("c", f"warning {i:03d} " + "y" * 100) for i in range(60)]
-    kept = checks.limit_findings(many)
+    kept = warnings.limit_findings(many)
     assert [f.text for f in kept].count("same") == 1
-    assert all(len(f.text) <= checks.MAX_WARNING_CHARS and "\n" not in f.text for f in kept)
-    assert sum(len(f.text.encode()) for f in kept) <= checks.MAX_WARNINGS_BYTES
+    assert all(len(f.text) <= warnings.MAX_WARNING_CHARS and "\n" not in f.text for f in kept)
+    assert sum(len(f.text.encode()) for f in kept) <= warnings.MAX_WARNINGS_BYTES
     assert kept[-1].rule == "truncated" and kept[-1].text.endswith("more model-cache warnings not shown; see the webhook log")
     shown = len(kept) - 1
     assert kept[-1].text.startswith(f"{len(many) - 1 - shown} more")
@@ -286,6 +280,6 @@ def test_every_warning_fits_120_characters_with_these_names(store: PolicyStore) 
     seen = {f.rule: f.text for result in cases for f in result.findings}
     assert set(seen) >= {"pvc-small", "pvc-rwo", "pvc-unusable", "pvc-missing", "secret-missing", "secret-key-missing",
                          "memory-preload", "memory-no-limit", "oci-tag", "hostpath-unpinned", "hostpath-baseline",
-                         "not-injected", "cluster-unavailable"}
+                         "cluster-unavailable"}
     too_long = {rule: len(text) for rule, text in seen.items() if len(text) > 120}
     assert not too_long, too_long

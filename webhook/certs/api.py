@@ -10,59 +10,47 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
+from kubernetes import client
 
-from webhook.cert_errors import KubeAccessError
+from webhook import kube
+from webhook.errors import Conflict, KubeAccessError
 
 # Short: a hung API server must not stall the start of a replica for minutes.
 TIMEOUT = (5.0, 10.0)
 
 
-class Conflict(Exception):
-    """409: the object exists already (create) or changed since it was read (update)."""
-
-
 def api_client() -> client.ApiClient:
-    """The same order as the validating half's lookups (cluster.py):
-    MODEL_CACHE_KUBECONFIG, then the pod's ServiceAccount, then KUBECONFIG
-    (local runs against a cluster, tests)."""
-    explicit = os.environ.get("MODEL_CACHE_KUBECONFIG")
-    if explicit:
-        return config.new_client_from_config(config_file=explicit)
-    if os.environ.get("KUBERNETES_SERVICE_HOST") or not os.environ.get("KUBECONFIG"):
-        conf = client.Configuration()
-        try:
-            config.load_incluster_config(client_configuration=conf)
-        except config.ConfigException as err:
-            raise KubeAccessError("loading the in-cluster configuration", None,
-                                  f"{err}; outside a cluster set KUBECONFIG or MODEL_CACHE_KUBECONFIG") from err
-        return client.ApiClient(conf)
-    return config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
+    """A client from webhook.kube's configuration (MODEL_CACHE_KUBECONFIG, the
+    pod's ServiceAccount, KUBECONFIG, ~/.kube/config)."""
+    configuration = kube.load_configuration()
+    if configuration is None:
+        raise KubeAccessError("loading the kubernetes client configuration", None,
+                              "none found; outside a cluster set KUBECONFIG or MODEL_CACHE_KUBECONFIG")
+    return client.ApiClient(configuration)
 
 
-def _secret_model(secret: dict[str, Any]) -> client.V1Secret:
-    # A Secret we build ourselves: every field is one the model knows.
-    model = client.V1Secret.from_dict(secret)
-    if model is None:
-        raise ValueError("empty Secret")
-    return model
+def _call(what: str, method: Any, *args: Any, missing_ok: bool = False) -> dict[str, Any] | None:
+    """One API call, its answer as a plain dict: None on 404 where MISSING_OK,
+    Conflict on 409 (another replica got there first), KubeAccessError naming
+    WHAT otherwise."""
+    try:
+        return _json(method(*args, _preload_content=False, _request_timeout=TIMEOUT))
+    except Exception as err:  # noqa: BLE001 - read by kube.read_failure; anything else is re-raised
+        failure = kube.read_failure(err)
+        if failure is None:
+            raise
+        if failure.kind == "missing" and missing_ok:
+            return None
+        if failure.kind == "conflict":
+            raise Conflict(failure.message) from err
+        raise KubeAccessError(what, failure.status, failure.message) from err
 
 
 def _json(response: Any) -> dict[str, Any]:
     return json.loads(response.data)
-
-
-def _reason(err: ApiException) -> str:
-    try:
-        return str(json.loads(err.body or "{}").get("message") or err.reason)
-    except ValueError:
-        return str(err.reason)
 
 
 @dataclass
@@ -76,19 +64,7 @@ class SecretStore:
         return client.CoreV1Api(self.api)
 
     def _call(self, action: str, method: Any, *args: Any, missing_ok: bool = False) -> dict[str, Any] | None:
-        """One Secret call: None on 404 where MISSING_OK, Conflict on 409 (another
-        replica got there first), KubeAccessError naming the action otherwise."""
-        what = f"{action} Secret {self.namespace}/{self.name}"
-        try:
-            return _json(method(*args, _preload_content=False, _request_timeout=TIMEOUT))
-        except ApiException as err:
-            if err.status == 404 and missing_ok:
-                return None
-            if err.status == 409:
-                raise Conflict(_reason(err)) from err
-            raise KubeAccessError(what, err.status, _reason(err)) from err
-        except HTTPError as err:
-            raise KubeAccessError(what, None, str(err)) from err
+        return _call(f"{action} Secret {self.namespace}/{self.name}", method, *args, missing_ok=missing_ok)
 
     def get(self) -> dict[str, Any] | None:
         """The Secret, or None when it does not exist."""
@@ -96,7 +72,7 @@ class SecretStore:
 
     def create(self, secret: dict[str, Any]) -> dict[str, Any]:
         """Creates the Secret; Conflict when it exists (another replica won)."""
-        created = self._call("creating", self._core.create_namespaced_secret, self.namespace, _secret_model(secret))
+        created = self._call("creating", self._core.create_namespaced_secret, self.namespace, secret)
         assert created is not None  # a 404 raised: missing_ok is off
         return created
 
@@ -104,7 +80,7 @@ class SecretStore:
         """Updates the Secret; with metadata.resourceVersion set, Conflict when
         someone else changed it since (optimistic concurrency between replicas)."""
         replaced = self._call("updating", self._core.replace_namespaced_secret, self.name, self.namespace,
-                              _secret_model(secret))
+                              secret)
         assert replaced is not None  # a 404 raised: missing_ok is off
         return replaced
 
@@ -150,14 +126,7 @@ class WebhookConfigs:
     def _call(self, ref: WebhookConfigRef, verb: str, *args: Any) -> dict[str, Any] | None:
         api = client.AdmissionregistrationV1Api(self.api)
         method = getattr(api, f"{verb}_{ref.kind}_webhook_configuration")
-        try:
-            return _json(method(ref.name, *args, _preload_content=False, _request_timeout=TIMEOUT))
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise KubeAccessError(f"{verb} {ref.title}", err.status, _reason(err)) from err
-        except HTTPError as err:
-            raise KubeAccessError(f"{verb} {ref.title}", None, str(err)) from err
+        return _call(f"{verb} {ref.title}", method, ref.name, *args, missing_ok=True)
 
     def get(self, ref: WebhookConfigRef) -> dict[str, Any] | None:
         return self._call(ref, "read")

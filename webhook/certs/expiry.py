@@ -21,7 +21,7 @@ from pathlib import Path
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from webhook import certs
+from webhook.certs import x509
 
 NAME = "model_cache_certificate_expiry_timestamp_seconds"
 
@@ -31,13 +31,13 @@ def expiry_seconds(certfile: Path, cafile: Path) -> dict[str, float]:
     time, for the files that exist and parse."""
     out: dict[str, float] = {}
     try:
-        out["serving"] = certs.not_after(certs.load_cert(certfile.read_bytes())).timestamp()
+        out["serving"] = x509.not_after(x509.load_cert(certfile.read_bytes())).timestamp()
     except (OSError, ValueError):
         pass
     try:
-        bundle = certs.split_bundle(cafile.read_bytes())
+        bundle = x509.split_bundle(cafile.read_bytes())
         if bundle:
-            out["ca"] = min(certs.not_after(certs.load_cert(p)) for p in bundle).timestamp()
+            out["ca"] = min(x509.not_after(x509.load_cert(p)) for p in bundle).timestamp()
     except (OSError, ValueError):
         pass
     return out

@@ -1,5 +1,5 @@
 """Self-managed certificates in the cluster: the imperative shell around
-cert_rotation (what to do) and cert_kube (the API calls).
+rotation.py (what to do) and api.py (the API calls).
 
 `model-cache serve --tls-secret NAME` turns it on; without that option serve
 uses the files at --cert/--key as they are (local runs, the cert-manager
@@ -34,12 +34,13 @@ from typing import Any
 
 from kubernetes import client
 
-from webhook import certs
-from webhook.cert_options import DEFAULT_CONFIGS, add_arguments  # noqa: F401 - re-exported
-from webhook.cert_errors import CertConfigError, CertSecretInvalid, KubeAccessError
-from webhook.cert_kube import Conflict, SecretStore, WebhookConfigRef, WebhookConfigs, api_client, parse_config_refs
-from webhook.cert_rotation import Action, CertState, Facts, RotationPolicy, apply, new_state, plan
-from webhook.cert_secret import build_secret, resource_version, state_from_secret
+from webhook.certs import x509
+from webhook.certs.options import DEFAULT_CONFIGS, add_arguments  # noqa: F401 - re-exported
+from webhook.errors import CertConfigError, CertSecretInvalid, KubeAccessError
+from webhook.errors import Conflict
+from webhook.certs.api import SecretStore, WebhookConfigRef, WebhookConfigs, api_client, parse_config_refs
+from webhook.certs.rotation import Action, CertState, Facts, RotationPolicy, apply, new_state, plan
+from webhook.certs.secret import build_secret, resource_version, state_from_secret
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Settings:
 
     @property
     def dns_names(self) -> tuple[str, ...]:
-        return tuple(certs.service_dns_names(self.service, self.namespace))
+        return tuple(x509.service_dns_names(self.service, self.namespace))
 
 
 def _default_namespace() -> str:
@@ -198,10 +199,10 @@ def _keep_local_trust(state: CertState, ca_file: Path, now: dt.datetime) -> Cert
     of the old CA until their next pass, so the unexpired CAs they trust
     (our own ca.crt, written from the old Secret) stay in the new bundle."""
     try:
-        old = certs.split_bundle(ca_file.read_bytes())
+        old = x509.split_bundle(ca_file.read_bytes())
     except (OSError, ValueError):
         return state
-    keep = [p for p in old if certs.not_after(certs.load_cert(p)) > now and p not in state.bundle]
+    keep = [p for p in old if x509.not_after(x509.load_cert(p)) > now and p not in state.bundle]
     return replace(state, bundle=(*keep, *state.bundle)) if keep else state
 
 
@@ -219,7 +220,7 @@ def write_cert_files(settings: Settings, state: CertState) -> bool:
                 continue
         except OSError:
             pass
-        certs.write_atomic(path, data, mode)
+        x509.write_atomic(path, data, mode)
         wrote = True
     return wrote
 
@@ -251,7 +252,7 @@ def prepare(args: argparse.Namespace) -> None:
     if not logging.getLogger().handlers:
         # gunicorn configures logging only once it starts; the bootstrap's
         # lines should already be the same JSON.
-        from webhook.logs import logging_config
+        from webhook.server.logs import logging_config
 
         logging.config.dictConfig(logging_config(getattr(args, "log_level", "info")))
     result = bootstrap(Reconciler(settings, api_client()))

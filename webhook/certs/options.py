@@ -1,6 +1,6 @@
 """The `model-cache serve` options of self-managed certificates.
 
-Apart from cert_manager so that building the command line (which every
+Apart from manager.py so that building the command line (which every
 `model-cache download` in every init container does) does not import the
 kubernetes client.
 """

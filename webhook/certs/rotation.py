@@ -26,8 +26,8 @@ import datetime as dt
 import enum
 from dataclasses import dataclass, field, replace
 
-from webhook import certs
-from webhook.certs import CertPair
+from webhook.certs import x509
+from webhook.certs.x509 import CertPair
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class RotationPolicy:
     """When to renew. The defaults keep two thirds of a serving certificate's
     life as margin, and roll the CA a quarter of a year before it ends."""
 
-    ca_validity: dt.timedelta = certs.CA_VALIDITY
+    ca_validity: dt.timedelta = x509.CA_VALIDITY
     ca_renew_before: dt.timedelta = dt.timedelta(days=90)
     serving_validity: dt.timedelta = dt.timedelta(days=90)
     serving_renew_before: dt.timedelta = dt.timedelta(days=60)
@@ -61,7 +61,7 @@ class CertState:
 
     @property
     def bundle_pem(self) -> bytes:
-        return certs.join_bundle(list(self.bundle))
+        return x509.join_bundle(list(self.bundle))
 
 
 class Action(enum.Enum):
@@ -93,17 +93,17 @@ class Facts:
 
 
 def staged_at(ca: CertPair) -> dt.datetime:
-    return certs.not_before(ca.cert) + certs.BACKDATE
+    return x509.not_before(ca.cert) + x509.BACKDATE
 
 
 def plan(state: CertState, facts: Facts) -> Decision:
     """The one next step for STATE, most urgent first."""
     now, policy = facts.now, facts.policy
     ca = state.ca.cert
-    bundle = [certs.load_cert(p) for p in state.bundle]
+    bundle = [x509.load_cert(p) for p in state.bundle]
 
-    if certs.not_after(ca) <= now:
-        return Decision(Action.REPLACE_CA, f"the CA expired at {certs.not_after(ca):%Y-%m-%d %H:%M}Z")
+    if x509.not_after(ca) <= now:
+        return Decision(Action.REPLACE_CA, f"the CA expired at {x509.not_after(ca):%Y-%m-%d %H:%M}Z")
     needed = [state.ca] + ([state.next_ca] if state.next_ca else [])
     for pair in needed:
         if pair.cert not in bundle:
@@ -112,13 +112,13 @@ def plan(state: CertState, facts: Facts) -> Decision:
         waited = now - staged_at(state.next_ca)
         if waited >= policy.promote_after and facts.bundle_published:
             return Decision(Action.PROMOTE_CA, f"the next CA has been trusted for {_human(waited)}")
-    elif certs.not_after(ca) - now < policy.ca_renew_before:
-        return Decision(Action.STAGE_CA, f"the CA expires in {_human(certs.not_after(ca) - now)}")
+    elif x509.not_after(ca) - now < policy.ca_renew_before:
+        return Decision(Action.STAGE_CA, f"the CA expires in {_human(x509.not_after(ca) - now)}")
 
     why = _serving_problem(state, facts)
     if why:
         return Decision(Action.RENEW_SERVING, why)
-    expired = [c for c in bundle if certs.not_after(c) <= now]
+    expired = [c for c in bundle if x509.not_after(c) <= now]
     if expired:
         return Decision(Action.PRUNE_BUNDLE, f"{len(expired)} expired CA(s) in the bundle")
     return Decision(Action.NOTHING, "certificates are current")
@@ -126,20 +126,20 @@ def plan(state: CertState, facts: Facts) -> Decision:
 
 def _serving_problem(state: CertState, facts: Facts) -> str | None:
     serving = state.serving.cert
-    if not certs.is_signed_by(serving, state.ca.cert):
+    if not x509.is_signed_by(serving, state.ca.cert):
         return "the serving certificate was not signed by the current CA"
     if not state.serving.matches_key():
         return "the serving key does not match its certificate"
-    missing = set(facts.dns_names) - set(certs.dns_names(serving))
+    missing = set(facts.dns_names) - set(x509.dns_names(serving))
     if missing:
         return f"the serving certificate lacks {', '.join(sorted(missing))}"
-    left = certs.not_after(serving) - facts.now
+    left = x509.not_after(serving) - facts.now
     if left <= dt.timedelta(0):
         return "the serving certificate expired"
     # A certificate that already ends with its CA cannot be extended by a
     # renewal; the CA roll-over (staged 90 days ahead) takes care of it.
     # Without this check every pass would renew it again.
-    ends_with_ca = certs.not_after(serving) >= certs.not_after(state.ca.cert) - dt.timedelta(minutes=1)
+    ends_with_ca = x509.not_after(serving) >= x509.not_after(state.ca.cert) - dt.timedelta(minutes=1)
     if left < facts.policy.serving_renew_before and not ends_with_ca:
         return f"the serving certificate expires in {_human(left)}"
     return None
@@ -147,10 +147,10 @@ def _serving_problem(state: CertState, facts: Facts) -> str | None:
 
 def new_state(dns_names: tuple[str, ...], now: dt.datetime, policy: RotationPolicy) -> CertState:
     """A first CA and serving certificate (a fresh install)."""
-    ca = certs.make_ca(now=now, validity=policy.ca_validity)
+    ca = x509.make_ca(now=now, validity=policy.ca_validity)
     return CertState(
         ca=ca,
-        serving=certs.make_serving(ca, list(dns_names), now=now, validity=policy.serving_validity),
+        serving=x509.make_serving(ca, list(dns_names), now=now, validity=policy.serving_validity),
         bundle=(ca.cert_pem,),
     )
 
@@ -160,21 +160,21 @@ def apply(state: CertState, action: Action, facts: Facts) -> CertState:
     now, policy, names = facts.now, facts.policy, list(facts.dns_names)
 
     def issue(ca: CertPair) -> CertPair:
-        return certs.make_serving(ca, names, now=now, validity=policy.serving_validity)
+        return x509.make_serving(ca, names, now=now, validity=policy.serving_validity)
 
     if action is Action.NOTHING:
         return state
     if action is Action.REPLACE_CA:
-        ca = certs.make_ca(now=now, validity=policy.ca_validity)
+        ca = x509.make_ca(now=now, validity=policy.ca_validity)
         return CertState(ca=ca, serving=issue(ca), bundle=(*_unexpired(state.bundle, now), ca.cert_pem))
     if action is Action.FIX_BUNDLE:
         bundle = list(state.bundle)
         for pair in (state.ca, state.next_ca):
-            if pair is not None and pair.cert not in [certs.load_cert(p) for p in bundle]:
+            if pair is not None and pair.cert not in [x509.load_cert(p) for p in bundle]:
                 bundle.append(pair.cert_pem)
         return replace(state, bundle=tuple(bundle))
     if action is Action.STAGE_CA:
-        nxt = certs.make_ca(now=now, validity=policy.ca_validity)
+        nxt = x509.make_ca(now=now, validity=policy.ca_validity)
         return replace(state, next_ca=nxt, bundle=(*state.bundle, nxt.cert_pem))
     if action is Action.PROMOTE_CA:
         if state.next_ca is None:
@@ -188,7 +188,7 @@ def apply(state: CertState, action: Action, facts: Facts) -> CertState:
 
 
 def _unexpired(bundle: tuple[bytes, ...], now: dt.datetime) -> tuple[bytes, ...]:
-    return tuple(p for p in bundle if certs.not_after(certs.load_cert(p)) > now)
+    return tuple(p for p in bundle if x509.not_after(x509.load_cert(p)) > now)
 
 
 def _human(delta: dt.timedelta) -> str:

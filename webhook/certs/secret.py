@@ -14,10 +14,10 @@ from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
 
-from webhook import certs
-from webhook.cert_errors import CertSecretInvalid
-from webhook.cert_rotation import CertState
-from webhook.certs import CertPair
+from webhook.certs import x509
+from webhook.errors import CertSecretInvalid
+from webhook.certs.rotation import CertState
+from webhook.certs.x509 import CertPair
 
 SECRET_TYPE = "kubernetes.io/tls"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -82,7 +82,7 @@ def state_from_secret(secret: dict[str, Any]) -> CertState:
             # and not later inside the planner.
             if pair is not None and not pair.matches_key():
                 raise CertSecretInvalid(name, "a certificate does not match its key")
-        bundle = tuple(certs.split_bundle(data.get(BUNDLE, b"")))
+        bundle = tuple(x509.split_bundle(data.get(BUNDLE, b"")))
     except CertSecretInvalid:
         raise
     except (ValueError, TypeError, UnsupportedAlgorithm) as err:

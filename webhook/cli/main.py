@@ -7,6 +7,7 @@ every init container) starts without loading Flask, gunicorn or kubernetes.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -15,13 +16,13 @@ from webhook.errors import ModelCacheError
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from webhook.server import serve
+    from webhook.server.gunicorn import serve
 
     return serve(args)
 
 
 def _cmd_certs_generate(args: argparse.Namespace) -> int:
-    from webhook.certs import generate
+    from webhook.certs.x509 import generate
 
     names = generate(Path(args.out), service=args.service, namespace=args.namespace)
     print(f"wrote {args.out}/ca.crt, tls.crt, tls.key for {', '.join(names)}")
@@ -29,7 +30,7 @@ def _cmd_certs_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_inject(args: argparse.Namespace) -> int:
-    from webhook.inject_cli import run_inject
+    from webhook.cli.inject import run_inject
 
     return run_inject(args.file, namespace=args.namespace, policies=Path(args.policies))
 
@@ -55,7 +56,11 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     p.add_argument("--threads", type=int, default=8, help="threads per worker (gthread)")
     p.add_argument("--log-level", default="info")
-    from webhook.cert_options import add_arguments as add_certificate_arguments
+    p.add_argument("--warn-only", action="store_true",
+                   default=os.environ.get("MODEL_CACHE_WARN_ONLY", "").strip().lower() in ("1", "true", "yes", "on"),
+                   help="allow what would be denied, with a warning, and count it in "
+                        "model_cache_warn_only_denials_total (env MODEL_CACHE_WARN_ONLY=true)")
+    from webhook.certs.options import add_arguments as add_certificate_arguments
 
     add_certificate_arguments(p)
 
@@ -103,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return err.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `model-cache inject -f x | head`: the reader left; not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""A pod's `model.cache/*` annotations parsed into one request, or a clear error."""
+"""A pod's `model.cache/*` annotations parsed into one request, or a clear error
+(AnnotationError, which denies the pod)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,10 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
-from kubernetes.utils.quantity import parse_quantity
+from webhook import quantity
+from webhook.errors import AnnotationError, QuantityError
+from webhook.vocabulary import CONTAINERS, INJECTED, INPUTS, MOUNT_PATH, NAME, PREFIX, PRELOAD, SHM_SIZE, STRATEGIES, STRATEGY
 
-from webhook.errors import AnnotationError
-
-PREFIX = "model.cache/"
-NAME = PREFIX + "name"
-STRATEGY = PREFIX + "strategy"
-MOUNT_PATH = PREFIX + "mount-path"
-CONTAINERS = PREFIX + "containers"
-PRELOAD = PREFIX + "preload"
-SHM_SIZE = PREFIX + "shm-size"
-INJECTED = PREFIX + "injected"
-
-INPUTS = (NAME, STRATEGY, MOUNT_PATH, CONTAINERS, PRELOAD, SHM_SIZE)
-STRATEGIES = ("pvc", "hostpath", "memory", "oci", "image")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,126}[A-Za-z0-9])?$")
 
 
@@ -70,11 +60,9 @@ def _preload(value: str) -> bool:
 def _shm_size(value: str) -> str:
     v = value.strip()
     try:
-        size = parse_quantity(v)
-    except ValueError:
-        raise AnnotationError(f'{SHM_SIZE}: "{value}" is not a Kubernetes quantity; write e.g. 2Gi, or "0" for no /dev/shm') from None
-    if size < 0:
-        raise AnnotationError(f'{SHM_SIZE}: "{value}" is negative; write e.g. 2Gi, or "0" for no /dev/shm')
+        quantity.parse(v)
+    except QuantityError as err:
+        raise AnnotationError(f'{SHM_SIZE}: {err}; or "0" for no /dev/shm') from None
     return v
 
 

@@ -1,4 +1,5 @@
-"""The Flask app: routes, metrics, logs. A thin shell over admission.py."""
+"""The Flask app: routes, metrics, logs. A thin shell over webhook.admission:
+it reads the body, calls a pure handler, records the answer, writes it back."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from typing import Any
 from flask import Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from webhook import admission, metrics, validation
-from webhook.errors import MalformedReview, TooLarge
+from webhook import admission
+from webhook.admission.review import MAX_BODY_BYTES
+from webhook.errors import MalformedReview
 from webhook.policy import PolicyStore
+from webhook.server import metrics
+from webhook.validate.lookups import create_facts_provider
 
 log = logging.getLogger("webhook.app")
 JSON = "application/json"
@@ -30,7 +34,7 @@ def _metrics_registries(certfile: str | None) -> list[CollectorRegistry]:
     multiprocess directory that serve sets up) plus certificate expiry."""
     from prometheus_client import REGISTRY
 
-    from webhook.cert_metrics import CertificateCollector
+    from webhook.certs.expiry import CertificateCollector
 
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
@@ -62,31 +66,35 @@ def _drain(stream: Any, length: int) -> None:
         remaining -= len(chunk)
 
 
-def create_app(policies: Path | str, certfile: str | None = None, keyfile: str | None = None) -> Flask:
+def create_app(policies: Path | str, certfile: str | None = None, keyfile: str | None = None,
+               warn_only: bool = False) -> Flask:
     app = Flask("model-cache")
-    store = PolicyStore(Path(policies))
-    facts = validation.create_facts_provider()
+    store = PolicyStore(
+        Path(policies),
+        on_rejected=lambda name: metrics.POLICY_RELOAD_ERRORS.labels(file=name).inc(),
+        on_invalid_count=metrics.POLICY_FILES_BAD.set,
+    )
+    facts = create_facts_provider()
     app.extensions["model_cache_store"] = store
     registries = _metrics_registries(certfile)
 
     def read_review(endpoint: str) -> tuple[dict[str, Any] | None, Response | None]:
         length = request.content_length
-        if length is not None and length > admission.MAX_BODY_BYTES:
+        if length is not None and length > MAX_BODY_BYTES:
             _drain(request.environ["wsgi.input"], length)
             return None, _too_large(endpoint, length)
         if length is None:  # chunked: read one byte past the cap to know it was exceeded
-            body = request.stream.read(admission.MAX_BODY_BYTES + 1)
+            body = request.stream.read(MAX_BODY_BYTES + 1)
         else:
             body = request.get_data(cache=False)
         try:
             return admission.parse_review(body), None
-        except TooLarge as err:
-            return None, _malformed(endpoint, str(err), "", 413)
         except MalformedReview as err:
-            return None, _malformed(endpoint, str(err), admission.request_uid(body), 400)
+            uid = admission.request_uid(body) if err.status == 400 else ""
+            return None, _malformed(endpoint, str(err), uid, err.status)
 
     def _too_large(endpoint: str, length: int) -> Response:
-        return _malformed(endpoint, f"request body is {length} bytes; the limit is {admission.MAX_BODY_BYTES}", "", 413)
+        return _malformed(endpoint, f"request body is {length} bytes; the limit is {MAX_BODY_BYTES}", "", 413)
 
     def _malformed(endpoint: str, reason: str, uid: str, status: int) -> Response:
         metrics.REVIEWS.labels(endpoint=endpoint, result="malformed", strategy="none").inc()
@@ -96,7 +104,7 @@ def create_app(policies: Path | str, certfile: str | None = None, keyfile: str |
     def finish(endpoint: str, answer: admission.Answer, req: dict[str, Any], started: float) -> Response:
         elapsed = time.perf_counter() - started
         metrics.LATENCY.labels(endpoint=endpoint).observe(elapsed)
-        metrics.REVIEWS.labels(endpoint=endpoint, result=answer.result, strategy=answer.strategy).inc()
+        metrics.record(endpoint, answer)
         if answer.result != "skipped":
             obj = req.get("object") or {}
             log.info(
@@ -122,7 +130,7 @@ def create_app(policies: Path | str, certfile: str | None = None, keyfile: str |
             return error
         assert req is not None
         try:
-            answer = admission.answer_mutation(req, store)
+            answer = admission.answer_mutation(req, store, warn_only=warn_only)
         except Exception:  # noqa: BLE001 - a bug must still give the API server an answer
             log.exception("mutation failed", extra={"uid": req["uid"]})
             answer = admission.Answer(
@@ -138,20 +146,12 @@ def create_app(policies: Path | str, certfile: str | None = None, keyfile: str |
         if error is not None:
             return error
         assert req is not None
-        answer = admission.Answer(uid=req["uid"])
         try:
-            outcome = validation.review(req, store, facts)
-            answer.allowed, answer.warnings = outcome.allowed, list(outcome.warnings)
-            if not outcome.allowed:
-                answer.message, answer.code, answer.result = outcome.message, 403, "denied"
-            elif outcome.warnings:
-                answer.result = "warned"
-            elif (((req.get("object") or {}).get("metadata") or {}).get("annotations") or {}).get("model.cache/name"):
-                answer.result = "allowed"
+            answer = admission.answer_validation(req, store, facts, warn_only=warn_only)
         except Exception:  # noqa: BLE001 - never fail a pod for a bug in an advisory check
             log.exception("validation failed", extra={"uid": req["uid"]})
-            answer.warnings = ["model-cache could not check this pod (webhook error; see its log)"]
-            answer.result = "error"
+            answer = admission.Answer(uid=req["uid"], result="error",
+                                      warnings=["model-cache could not check this pod (webhook error; see its log)"])
         return finish("validate", answer, req, started)
 
     @app.errorhandler(Exception)

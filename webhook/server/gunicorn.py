@@ -15,16 +15,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from webhook.errors import ModelCacheError
-
-
-class ServeError(ModelCacheError):
-    pass
+from webhook.errors import ServeError
 
 
 def gunicorn_options(args: argparse.Namespace) -> dict[str, Any]:
-    from webhook import cert_manager, tls
-    from webhook.logs import logging_config
+    from webhook.certs import manager as cert_manager
+    from webhook.server import tls
+    from webhook.server.logs import logging_config
 
     def when_ready(server: Any) -> None:
         cert_manager.start_background(args)
@@ -62,7 +59,7 @@ def gunicorn_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from webhook import cert_manager
+    from webhook.certs import manager as cert_manager
 
     cert_manager.prepare(args)
     for path, what in ((args.cert, "certificate"), (args.key, "key")):
@@ -96,9 +93,10 @@ def _make_application() -> Any:
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
-            from webhook.app import create_app
+            from webhook.server.app import create_app
 
-            return create_app(self.args.policies, certfile=self.args.cert, keyfile=self.args.key)
+            return create_app(self.args.policies, certfile=self.args.cert, keyfile=self.args.key,
+                              warn_only=self.args.warn_only)
 
     return Application
 

@@ -33,7 +33,7 @@ def logging_config(level: str = "info") -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "webhook.logs.JsonFormatter"}},
+        "formatters": {"json": {"()": "webhook.server.logs.JsonFormatter"}},
         "handlers": {"stderr": handler},
         "root": {"level": level.upper(), "handlers": ["stderr"]},
         "loggers": {

@@ -3,7 +3,12 @@ registry is multiprocess-aware when PROMETHEUS_MULTIPROC_DIR is set (serve sets 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from webhook.admission import Answer
 
 REVIEWS = Counter(
     "model_cache_reviews_total",
@@ -31,3 +36,18 @@ WARNINGS = Counter(
     "Warnings returned by /validate, by rule.",
     ["rule"],
 )
+WARN_ONLY_DENIALS = Counter(
+    "model_cache_warn_only_denials_total",
+    "Reviews that would have been denied, allowed with a warning because serve runs with --warn-only.",
+    ["endpoint"],
+)
+
+
+def record(endpoint: str, answer: "Answer") -> None:
+    """Counts one answered review, its warnings by rule and a warn-only denial."""
+    REVIEWS.labels(endpoint=endpoint, result=answer.result, strategy=answer.strategy).inc()
+    if endpoint == "validate":
+        for rule in answer.rules:
+            WARNINGS.labels(rule=rule).inc()
+    if answer.would_deny:
+        WARN_ONLY_DENIALS.labels(endpoint=endpoint).inc()

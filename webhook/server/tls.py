@@ -3,7 +3,7 @@
 gunicorn's gthread worker asks the `ssl_context` hook for a context on every
 new connection. Building one costs a key load, so it is cached per process and
 rebuilt only when the certificate or key file changes (a Secret update, a
-rotation by cert_manager). Connections already open keep the context they
+rotation by certs.manager). Connections already open keep the context they
 were made with, so no request fails during a rotation.
 """
 

@@ -34,22 +34,18 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import urllib3
-import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
-from kubernetes.utils.quantity import parse_quantity
 from prometheus_client import Counter, Histogram
 
-from webhook.checks import MISSING, NamespaceInfo, PvcInfo, SecretInfo, Unavailable
+from webhook import kube, quantity
+from webhook.errors import KubeConfigError
+from webhook.validate.facts import MISSING, LookupKey, NamespaceInfo, PvcInfo, SecretInfo, Unavailable
 
 log = logging.getLogger(__name__)
-
-Kind = Literal["pvc", "secret", "namespace"]
 
 LOOKUPS = Counter(
     "model_cache_cluster_lookups_total",
@@ -66,13 +62,6 @@ FETCH_SECONDS = Histogram(
 
 # RBAC verbs and resources each lookup needs (docs/validation.md).
 _RESOURCE: dict[str, str] = {"pvc": "persistentvolumeclaims", "secret": "secrets", "namespace": "namespaces"}
-
-
-@dataclass(frozen=True)
-class LookupKey:
-    kind: Kind
-    namespace: str  # for kind "namespace": the namespace itself
-    name: str
 
 
 @dataclass(frozen=True)
@@ -110,8 +99,8 @@ def _quantity(value: Any) -> Decimal | None:
     if value is None:
         return None
     try:
-        return parse_quantity(value)
-    except (ValueError, TypeError):
+        return quantity.parse(value)
+    except ValueError:
         return None
 
 
@@ -142,41 +131,19 @@ def namespace_from_json(obj: Mapping[str, Any]) -> NamespaceInfo:
 
 
 def load_configuration(env: Mapping[str, str] = os.environ) -> k8s.Configuration | None:
-    """MODEL_CACHE_KUBECONFIG, else in-cluster, else KUBECONFIG / ~/.kube/config; None if none.
-    MODEL_CACHE_CLUSTER_CHECKS=off turns the lookups off."""
-    from kubernetes import config as k8s_config
-
+    """webhook.kube's configuration; None (lookups off) when there is none, when
+    it is broken (the checks are advisory: the webhook must serve anyway), or
+    when MODEL_CACHE_CLUSTER_CHECKS=off."""
     if env.get("MODEL_CACHE_CLUSTER_CHECKS", "").strip().lower() in ("off", "false", "0", "no"):
         log.info("cluster checks off (MODEL_CACHE_CLUSTER_CHECKS)")
         return None
-    cfg = k8s.Configuration()
-    explicit = env.get("MODEL_CACHE_KUBECONFIG")
     try:
-        if explicit:
-            k8s_config.load_kube_config(config_file=explicit, client_configuration=cfg, persist_config=False)
-            return _harden(cfg)
-        try:
-            k8s_config.load_incluster_config(client_configuration=cfg)
-            return _harden(cfg)
-        except ConfigException:
-            pass
-        default = env.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-        if env.get("KUBECONFIG") or Path(default).is_file():
-            k8s_config.load_kube_config(config_file=default, client_configuration=cfg, persist_config=False)
-            return _harden(cfg)
-    except (ConfigException, OSError, ValueError, TypeError, yaml.YAMLError) as err:
-        # A broken kubeconfig must not stop the webhook: its checks are advisory.
-        log.error("cluster checks off: cannot load the kubernetes client configuration: %s", err)
+        cfg = kube.load_configuration(env)
+    except KubeConfigError as err:
+        log.error("cluster checks off: %s", err)
         return None
-    log.info("cluster checks off: no in-cluster config, MODEL_CACHE_KUBECONFIG, KUBECONFIG or ~/.kube/config")
-    return None
-
-
-def _harden(cfg: k8s.Configuration) -> k8s.Configuration:
-    # urllib3's default is 3 retries with redirects: each a full timeout. One retry
-    # covers a pooled keep-alive connection the API server closed meanwhile.
-    cfg.retries = urllib3.Retry(total=1, connect=1, read=1, redirect=0, status=0, other=0)
-    cfg.connection_pool_maxsize = 8
+    if cfg is None:
+        log.info("cluster checks off: no in-cluster config, MODEL_CACHE_KUBECONFIG, KUBECONFIG or ~/.kube/config")
     return cfg
 
 
@@ -293,15 +260,13 @@ class FactsProvider:
             fact, ttl, result = self._get(api, key), s.ttl, "fetched"
             if fact is MISSING:
                 ttl, result = s.missing_ttl, "missing"
-        except ApiException as err:
-            fact, ttl, result = _api_error(key, err), s.error_ttl, "forbidden" if err.status in (401, 403) else "error"
-            if err.status == 0:  # a TLS failure, raised by the client as status 0
-                self._open_breaker(f"API server TLS error: {_first_line(err.reason)}")
-        except (urllib3.exceptions.HTTPError, OSError) as err:
-            fact, ttl, result = Unavailable(f"API server unreachable ({_transport_reason(err)})"), s.error_ttl, "error"
-            self._open_breaker(fact.reason)
-        except ValueError:  # not JSON: a proxy's error page, a truncated body
-            fact, ttl, result = Unavailable("API server sent an unreadable answer"), s.error_ttl, "error"
+        except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as err:
+            failure = kube.read_failure(err)
+            assert failure is not None  # read_failure knows every type caught here
+            fact, ttl = _unavailable(key, failure), s.error_ttl
+            result = "forbidden" if failure.kind in ("unauthorized", "forbidden") else "error"
+            if failure.transport:
+                self._open_breaker(fact.reason)
         except Exception as err:  # noqa: BLE001 - a background thread: a bug must become a warning, not a lost future
             log.exception("cluster lookup crashed: %s %s/%s", key.kind, key.namespace, key.name)
             fact, ttl, result = Unavailable(f"lookup failed ({type(err).__name__})"), s.error_ttl, "error"
@@ -357,25 +322,25 @@ class FactsProvider:
             self._cache.popitem(last=False)
 
 
-def _first_line(text: Any) -> str:
-    return str(text or "").strip().splitlines()[0][:80] if str(text or "").strip() else "unknown"
+def _unavailable(key: LookupKey, failure: kube.ApiFailure) -> Unavailable:
+    if failure.kind in ("unauthorized", "forbidden"):
+        return Unavailable(f"{failure.status} {failure.kind}", forbidden=_RESOURCE[key.kind])
+    if failure.kind == "tls":
+        return Unavailable(f"API server {failure.reason}")
+    if failure.kind == "unreachable":
+        return Unavailable(f"API server unreachable ({failure.reason})")
+    if failure.kind == "unreadable":
+        return Unavailable("API server sent an unreadable answer")
+    return Unavailable(f"API server answered {failure.status} {kube.first_line(failure.reason, 80)}")
 
 
-def _transport_reason(err: BaseException) -> str:
-    reason = getattr(err, "reason", None) or err
-    if isinstance(reason, (urllib3.exceptions.TimeoutError, TimeoutError)):
-        return "timed out"
-    if isinstance(reason, urllib3.exceptions.ProtocolError) or "RemoteDisconnected" in repr(reason):
-        return "connection dropped"
-    if isinstance(reason, urllib3.exceptions.NewConnectionError) or isinstance(reason, ConnectionRefusedError):
-        return "connection refused"
-    return type(reason).__name__
-
-
-def _api_error(key: LookupKey, err: ApiException) -> Unavailable:
-    resource = _RESOURCE[key.kind]
-    if err.status in (401, 403):
-        return Unavailable("401 unauthorized" if err.status == 401 else "403 forbidden", forbidden=resource)
-    if err.status == 0:
-        return Unavailable(f"API server TLS error: {_first_line(err.reason)}")
-    return Unavailable(f"API server answered {err.status} {_first_line(err.reason)}")
+def create_facts_provider() -> FactsProvider | None:
+    """Called once per worker when the app is created; None means no cluster lookups
+    (no in-cluster config, MODEL_CACHE_KUBECONFIG, KUBECONFIG or ~/.kube/config):
+    the checks that need the cluster are then skipped without a warning."""
+    configuration = load_configuration()
+    if configuration is None:
+        return None
+    settings = Settings.from_env()
+    log.info("cluster checks on: %s (budget %gs, ttl %gs)", configuration.host, settings.budget, settings.ttl)
+    return FactsProvider(configuration, settings)

@@ -1,63 +1,31 @@
-"""The validating half (`POST /validate`): warnings on the final pod, a denial for
-what cannot work, and policy ConfigMaps checked before they reach the webhook.
+"""The validating half (`POST /validate`), orchestrated: the pod as the mutation
+gives it, described, its cluster facts gathered, the rules run.
 
-app.py calls `create_facts_provider()` once per worker and `review()` per request.
-The rules are in checks.py (pure), the cluster lookups in cluster.py.
+A Pod is checked as it arrives (the mutating webhook ran before). A workload's
+pod template (Deployment, StatefulSet, ...) is checked so that whoever applies
+it sees the warnings at `kubectl apply` time: the real mutation runs on the
+template, the same pure function as /mutate and `inject -f`, and its output
+is described, so that a template whose pods will be denied says so now.
+Pure but for the policy lookups and the facts source passed in.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import logging
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from webhook import checks, metrics
-from webhook.checks import ClusterFacts, Finding
-from webhook.cluster import FactsProvider, LookupKey, Settings, load_configuration
 from webhook.errors import Denied
-from webhook.policy import PolicyStore, policy_problems
-
-log = logging.getLogger(__name__)
-
-POLICY_LABEL = "model.cache/policy"
-MAX_POLICY_PROBLEMS = 20  # in one denial message; `model-cache policy check` lists them all
-
-# Workloads whose pod template is checked, so that kubectl shows the warnings to
-# whoever applies the Deployment (its pods are created by a controller, whose
-# warnings nobody reads). Path to the template in each.
-TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
-    "Deployment": ("spec", "template"),
-    "ReplicaSet": ("spec", "template"),
-    "StatefulSet": ("spec", "template"),
-    "DaemonSet": ("spec", "template"),
-    "Job": ("spec", "template"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template"),
-}
+from webhook.mutate import ModelResolver, mutate_pod
+from webhook.validate import rules
+from webhook.validate.facts import ClusterFacts, FactsSource, LookupKey
+from webhook.validate.outcome import ValidationOutcome, outcome
+from webhook.validate.policy_configmap import review_policy_configmap
+from webhook.validate.rules import Finding
+from webhook.validate.usage import CacheUse, annotations_of, describe, injected_strategy
+from webhook.vocabulary import MIRROR, NAME, TEMPLATE_PATHS
 
 
-@dataclass
-class ValidationOutcome:
-    allowed: bool = True
-    message: str | None = None
-    warnings: list[str] = field(default_factory=list)
-
-
-def create_facts_provider() -> FactsProvider | None:
-    """Called once per worker when the app is created; None means no cluster lookups
-    (no in-cluster config, MODEL_CACHE_KUBECONFIG, KUBECONFIG or ~/.kube/config):
-    the checks that need the cluster are then skipped without a warning."""
-    configuration = load_configuration()
-    if configuration is None:
-        return None
-    settings = Settings.from_env()
-    log.info("cluster checks on: %s (budget %gs, ttl %gs)", configuration.host, settings.budget, settings.ttl)
-    return FactsProvider(configuration, settings)
-
-
-def review(request: dict[str, Any], store: PolicyStore, facts: FactsProvider | None) -> ValidationOutcome:
-    """`request` is the AdmissionReview's `request` object, already checked to be well formed."""
+def review(request: dict[str, Any], policies: ModelResolver, facts: FactsSource | None) -> ValidationOutcome:
+    """`request` is the AdmissionReview's `request` object, its shape already checked."""
     kind = (request.get("kind") or {}).get("kind")
     operation = request.get("operation", "CREATE")
     obj = request.get("object")
@@ -69,7 +37,7 @@ def review(request: dict[str, Any], store: PolicyStore, facts: FactsProvider | N
     if kind == "Pod":
         if operation != "CREATE":  # a pod's spec is immutable: it was checked at creation
             return ValidationOutcome()
-        return _review_pod(obj, namespace, store, facts, template=False)
+        return review_pod(obj, namespace, policies, facts)
     path = TEMPLATE_PATHS.get(kind or "")
     if path is None:
         return ValidationOutcome()
@@ -78,7 +46,7 @@ def review(request: dict[str, Any], store: PolicyStore, facts: FactsProvider | N
         return ValidationOutcome()
     if operation == "UPDATE" and _dig(request.get("oldObject") or {}, path) == template:
         return ValidationOutcome()  # a scale or a label change: nothing new to say
-    return _review_pod(template, namespace, store, facts, template=True)
+    return review_template(template, namespace, kind or "workload", policies, facts)
 
 
 def _namespace(request: Mapping[str, Any]) -> str:
@@ -93,34 +61,66 @@ def _dig(obj: Any, path: tuple[str, ...]) -> Any:
     return obj
 
 
-def _review_pod(pod: dict[str, Any], namespace: str, store: PolicyStore, facts: FactsProvider | None,
-                template: bool) -> ValidationOutcome:
-    annotations = checks.annotations_of(pod)
-    name = (annotations.get(checks.NAME) or "").strip()
-    if not name or checks.MIRROR in annotations:
+def _asks_for_a_model(pod: Mapping[str, Any]) -> bool:
+    annotations = annotations_of(pod)
+    return bool((annotations.get(NAME) or "").strip()) and MIRROR not in annotations
+
+
+def review_pod(pod: dict[str, Any], namespace: str, policies: ModelResolver,
+               facts: FactsSource | None) -> ValidationOutcome:
+    """A Pod being created: the mutating webhook has run (or failed open)."""
+    if not _asks_for_a_model(pod):
         return ValidationOutcome()
-    marker = checks.injected_strategy(annotations)
-    model_name = marker[1] if marker else name  # what was mounted wins over what was asked
+    marker = injected_strategy(annotations_of(pod))
+    if marker is None:
+        # model.cache/name but no marker: the mutating webhook failed open or does
+        # not cover this namespace. Say so, and what the mutation would have said.
+        missed = Finding("not-injected", (
+            f"model {annotations_of(pod)[NAME].strip()} was not injected by the model-cache mutating webhook: "
+            "nothing is mounted; check that webhook"
+        ))
+        predicted = review_template(pod, namespace, "pod", policies, facts)
+        return outcome(None, [missed, *predicted.findings])
     try:
-        model = store.resolve(namespace, model_name)
+        model = policies.resolve(namespace, marker[1])  # what was mounted wins over what was asked
     except Denied:
-        text = (
-            f'model "{model_name}" is not in the model-cache policy for namespace {namespace}: '
-            + ("checks skipped" if marker else "its pods will be denied; fix model.cache/name")
-        )
-        return _outcome(None, [Finding("model-unknown", text)])
-
-    use = checks.describe(pod, model, namespace)
-    if not template:
-        denial = checks.denial_for(use)
-        if denial is not None:  # no lookups for a pod that is refused anyway
-            return _outcome(denial, [])
-    cluster = _gather(use, facts)
-    result = checks.run_checks(use, model, cluster, template=template)
-    return _outcome(result.denial, list(result.findings))
+        return outcome(None, [Finding("model-unknown", (
+            f'model "{marker[1]}" is not in the model-cache policy for namespace {namespace}: checks skipped'
+        ))])
+    use = describe(pod, model, namespace)
+    denial = rules.denial_for(use)
+    if denial is not None:  # no lookups for a pod that is refused anyway
+        return outcome(denial, [])
+    result = rules.run_checks(use, model, gather(use, facts))
+    return outcome(None, list(result.findings))
 
 
-def lookups_for(use: checks.CacheUse) -> dict[str, LookupKey]:
+def review_template(template: dict[str, Any], namespace: str, kind: str, policies: ModelResolver,
+                    facts: FactsSource | None) -> ValidationOutcome:
+    """A workload's pod template: never denied (its pods are checked when they
+    are created), but warned about everything its pods will meet."""
+    if not _asks_for_a_model(template):
+        return ValidationOutcome()
+    try:
+        mutated, plan = mutate_pod(template, namespace, policies)
+    except Denied as err:
+        return outcome(None, [Finding("will-be-denied", f"its pods will be denied by model-cache: {err}")])
+    pod = mutated if mutated is not None else template
+    marker = injected_strategy(annotations_of(pod))
+    if marker is None:
+        return ValidationOutcome()
+    model = plan.model if plan is not None else None
+    if model is None:
+        try:
+            model = policies.resolve(namespace, marker[1])
+        except Denied:
+            return ValidationOutcome()
+    use = describe(pod, model, namespace)
+    result = rules.run_checks(use, model, gather(use, facts), template=True)
+    return outcome(None, list(result.findings))
+
+
+def lookups_for(use: CacheUse) -> dict[str, LookupKey]:
     """The cluster facts the rules need for USE, by ClusterFacts field."""
     keys: dict[str, LookupKey] = {}
     if use.pvc_name:
@@ -132,59 +132,9 @@ def lookups_for(use: checks.CacheUse) -> dict[str, LookupKey]:
     return keys
 
 
-def _gather(use: checks.CacheUse, facts: FactsProvider | None) -> ClusterFacts:
+def gather(use: CacheUse, facts: FactsSource | None) -> ClusterFacts:
     keys = lookups_for(use)
     if facts is None or not keys:
         return ClusterFacts()
     found = facts.gather(keys.values())
     return ClusterFacts(**{name: found.get(key) for name, key in keys.items()})
-
-
-def _outcome(denial: str | None, findings: list[Finding]) -> ValidationOutcome:
-    if denial is not None:
-        return ValidationOutcome(allowed=False, message=denial)
-    kept = checks.limit_findings(findings)
-    for f in kept:
-        metrics.WARNINGS.labels(rule=f.rule).inc()
-    return ValidationOutcome(warnings=[f.text for f in kept])
-
-
-# --- policy ConfigMaps ----------------------------------------------------------------
-
-
-def _policy_texts(configmap: Mapping[str, Any]) -> tuple[list[tuple[str, str | bytes]], list[str]]:
-    """(file name, text) of every .yaml/.yml key, and problems decoding binaryData."""
-    files: list[tuple[str, str | bytes]] = []
-    problems: list[str] = []
-    for key, value in sorted((configmap.get("data") or {}).items()):
-        if key.endswith((".yaml", ".yml")):
-            files.append((key, value if isinstance(value, str) else ""))
-    for key, value in sorted((configmap.get("binaryData") or {}).items()):
-        if key.endswith((".yaml", ".yml")):
-            try:
-                files.append((key, base64.b64decode(value, validate=True)))
-            except (binascii.Error, TypeError, ValueError):
-                problems.append(f"{key}: binaryData is not base64")
-    return files, problems
-
-
-def review_policy_configmap(configmap: Mapping[str, Any]) -> ValidationOutcome:
-    """A ConfigMap labelled model.cache/policy=true: denied if a policy in it does not
-    parse, with the messages of `model-cache policy check`."""
-    meta = configmap.get("metadata") or {}
-    if (meta.get("labels") or {}).get(POLICY_LABEL) != "true":
-        return ValidationOutcome()
-    files, problems = _policy_texts(configmap)
-    for filename, text in files:
-        problems.extend(policy_problems(text, filename))
-    if problems:
-        shown = problems[:MAX_POLICY_PROBLEMS]
-        if len(problems) > len(shown):
-            shown.append(f"... and {len(problems) - len(shown)} more: run model-cache policy check on the files")
-        return ValidationOutcome(allowed=False, message="\n".join(shown))
-    if not files:
-        name = meta.get("name") or meta.get("generateName") or "?"
-        return _outcome(None, [Finding("policy-empty", (
-            f"ConfigMap {name} is labelled {POLICY_LABEL}=true but has no <namespace>.yaml key: it holds no policy"
-        ))])
-    return ValidationOutcome()

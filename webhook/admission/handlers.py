@@ -1,0 +1,75 @@
+"""The pure handlers: one checked AdmissionReview request in, one Answer out.
+No Flask, no metrics, no files: the server records what the Answer says.
+
+Warn-only mode (`serve --warn-only`) lets a platform team roll the webhook out
+gradually, as Kyverno's Audit and Gatekeeper's dryrun do: what would be denied
+is allowed, unchanged, with the denial as a warning (and counted by the server).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webhook.admission.patch import json_patch
+from webhook.admission.review import Answer, namespace_of
+from webhook.errors import Denied
+from webhook.mutate import ModelResolver, mutate_pod
+from webhook.validate.facts import FactsSource
+from webhook.validate.review import review
+from webhook.validate.warnings import clean_warning
+from webhook.vocabulary import NAME
+
+WARN_ONLY_PREFIX = "model-cache (warn-only) would deny this pod: "
+
+
+def is_pod_create(request: dict[str, Any]) -> bool:
+    kind = request.get("kind") or {}
+    return (
+        kind.get("kind") == "Pod"
+        and kind.get("group", "") == ""
+        and request.get("operation") == "CREATE"
+        and not request.get("subResource")
+    )
+
+
+def _deny(answer: Answer, message: str, warn_only: bool) -> Answer:
+    if warn_only:
+        answer.warnings.append(clean_warning(WARN_ONLY_PREFIX + message))
+        answer.rules.append("warn-only-denial")
+        answer.result, answer.would_deny = "warn-only", True
+    else:
+        answer.allowed, answer.message, answer.code, answer.result = False, message, 403, "denied"
+    return answer
+
+
+def answer_mutation(request: dict[str, Any], policies: ModelResolver, warn_only: bool = False) -> Answer:
+    """The answer to one mutating review."""
+    answer = Answer(uid=request["uid"])
+    if not is_pod_create(request):
+        return answer
+    pod = request["object"]
+    try:
+        mutated, plan = mutate_pod(pod, namespace_of(request), policies)
+    except Denied as err:
+        return _deny(answer, str(err), warn_only)
+    if mutated is None or plan is None:
+        return answer
+    answer.patch = json_patch(pod, mutated)
+    answer.result, answer.strategy = "mutated", plan.strategy
+    return answer
+
+
+def answer_validation(request: dict[str, Any], policies: ModelResolver, facts: FactsSource | None,
+                      warn_only: bool = False) -> Answer:
+    """The answer to one validating review: warnings, or a denial for what cannot work."""
+    answer = Answer(uid=request["uid"])
+    outcome = review(request, policies, facts)
+    answer.warnings = outcome.warnings
+    answer.rules = [f.rule for f in outcome.findings]
+    if not outcome.allowed:
+        return _deny(answer, outcome.message or "", warn_only)
+    if outcome.findings:
+        answer.result = "warned"
+    elif (((request.get("object") or {}).get("metadata") or {}).get("annotations") or {}).get(NAME):
+        answer.result = "allowed"
+    return answer

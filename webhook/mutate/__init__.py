@@ -1,0 +1,7 @@
+"""The pure mutation: request (a pod's annotations), plan (what to inject),
+containers (the injected init containers), pod (the pod it gives)."""
+
+from webhook.mutate.plan import Plan, already_injected
+from webhook.mutate.pod import ModelResolver, mutate, mutate_pod
+
+__all__ = ["ModelResolver", "Plan", "already_injected", "mutate", "mutate_pod"]

@@ -1,0 +1,98 @@
+"""The containers a mutation injects: the downloader and the OCI copy. Pure."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from webhook import quantity
+from webhook.mutate.plan import Plan
+from webhook.vocabulary import CREDENTIAL_KEYS, DOWNLOADER, OCI_COPY, VOLUME, VOLUME_ROOT
+
+
+def restricted_security_context(run_as_user: int | None) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if run_as_user is not None:
+        context["runAsUser"] = run_as_user
+        context["runAsGroup"] = run_as_user
+    return context
+
+
+def downloader(plan: Plan) -> dict[str, Any]:
+    model = plan.model
+    spec, d = model.spec, model.defaults.downloader
+    args = ["download", "--source", spec.source, "--dest", f"{VOLUME_ROOT}/{model.cache_subpath}"]
+    if spec.revision:
+        args += ["--revision", spec.revision]
+    if spec.sha256:
+        args += ["--sha256", spec.sha256]
+    if spec.include:
+        args += ["--include", *spec.include]
+
+    env: list[dict[str, Any]] = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+    ]
+    if spec.authSecretName:
+        env.append({"name": "MODEL_CACHE_AUTH_SECRET", "value": spec.authSecretName})
+        scheme = spec.source.split("://", 1)[0]
+        for key, optional in CREDENTIAL_KEYS.get(scheme, ()):
+            ref: dict[str, Any] = {"name": spec.authSecretName, "key": key}
+            if optional:
+                ref["optional"] = True
+            env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
+    env += [{"name": k, "value": v} for k, v in (d.env or {}).items()]
+
+    container: dict[str, Any] = {
+        "name": DOWNLOADER,
+        "image": d.image,
+        "imagePullPolicy": d.imagePullPolicy,
+        "command": ["model-cache"],
+        "args": args,
+        "env": env,
+        "volumeMounts": [{"name": VOLUME, "mountPath": VOLUME_ROOT}],
+        "securityContext": restricted_security_context(d.runAsUser),
+    }
+    if d.resources is not None:
+        container["resources"] = d.resources.model_dump(exclude_none=True)
+        if plan.strategy == "memory":
+            # The downloader writes the model into tmpfs: its memory limit must hold it.
+            grow_memory(container, model.size_bytes, ("limits",))
+    return container
+
+
+def oci_copy(plan: Plan) -> dict[str, Any]:
+    spec, d = plan.model.spec, plan.model.defaults.downloader
+    source_dir = (spec.ociPath or "/models").rstrip("/") or "/"
+    container: dict[str, Any] = {
+        "name": OCI_COPY,
+        "image": image_reference(spec.source),
+        "imagePullPolicy": "IfNotPresent",
+        # cp is in every modelcar base image (busybox, distroless/base-debug, ubi-micro).
+        "command": ["cp", "-R", f"{source_dir}/.", f"{VOLUME_ROOT}/"],
+        "volumeMounts": [{"name": VOLUME, "mountPath": VOLUME_ROOT}],
+        "securityContext": restricted_security_context(d.runAsUser),
+    }
+    if d.resources is not None:
+        container["resources"] = d.resources.model_dump(exclude_none=True)
+    return container
+
+
+
+
+def image_reference(source: str) -> str:
+    return source.removeprefix("oci://")
+
+
+def grow_memory(container: dict[str, Any], size: Decimal, kinds: tuple[str, ...]) -> None:
+    """Adds SIZE to the container's memory request and/or limit, where set."""
+    resources = container.get("resources") or {}
+    for kind in kinds:
+        current = (resources.get(kind) or {}).get("memory")
+        if current is not None:
+            resources[kind]["memory"] = quantity.exact(quantity.parse(current, f"{kind}.memory") + size)

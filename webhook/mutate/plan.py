@@ -1,0 +1,80 @@
+"""The plan: what to inject, decided from the pod author's request and the
+namespace's policy, or Denied naming the fix. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from webhook.errors import Denied
+from webhook.mutate.request import InjectionRequest
+from webhook.policy import ResolvedModel
+from webhook.vocabulary import CONTAINERS, DOWNLOADER, INJECTED, OCI_COPY, OCI_STRATEGIES, STRATEGY
+
+Pod = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to inject, decided from the request and the policy."""
+
+    model: ResolvedModel
+    strategy: str
+    mount_path: str
+    targets: tuple[str, ...]
+    preload: bool
+    shm_size: str
+
+    @property
+    def marker(self) -> str:
+        return f"{self.strategy}/{self.model.name}/{self.model.revision}"
+
+
+def already_injected(pod: Pod) -> bool:
+    """A pod we changed before (our annotation or our init container) is left alone,
+    also when another webhook reinvokes us."""
+    metadata = pod.get("metadata") or {}
+    if INJECTED in (metadata.get("annotations") or {}):
+        return True
+    names = {c.get("name") for c in (pod.get("spec") or {}).get("initContainers") or []}
+    return DOWNLOADER in names or OCI_COPY in names
+
+
+def make_plan(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> Plan:
+    """Checks the request against the policy and the pod's containers; Denied names the fix.
+    Clashes with the pod's volumes and mounts are checked by `mutate`."""
+    d = model.defaults
+    strategy = request.strategy or model.strategy
+    if strategy not in d.allowedStrategies:
+        origin = STRATEGY if request.strategy else f"the policy's strategy for {model.name}"
+        raise Denied(
+            f'strategy "{strategy}" ({origin}) is not allowed in namespace {model.namespace}; '
+            f"allowed: {', '.join(d.allowedStrategies)}. Set model.cache/strategy to one of them"
+        )
+    if (strategy in OCI_STRATEGIES) != model.spec.is_oci:
+        need = "oci or image" if model.spec.is_oci else "pvc, hostpath or memory"
+        raise Denied(
+            f'model {model.name} comes from {model.spec.source.split("://")[0]}://, which strategy "{strategy}" '
+            f"cannot serve; set model.cache/strategy to {need}"
+        )
+    spec = pod.get("spec") or {}
+    containers = spec.get("containers") or []
+    names = [c.get("name") for c in containers]
+    targets = request.containers or tuple(names)
+    missing = [t for t in targets if t not in names]
+    if missing:
+        raise Denied(
+            f"model.cache/containers names {', '.join(missing)}, not in this pod; "
+            f"its containers are {', '.join(str(n) for n in names)}"
+        )
+    mount_path = request.mount_path or d.mountPath
+    return Plan(
+        model=model,
+        strategy=strategy,
+        mount_path=mount_path,
+        targets=tuple(targets),
+        preload=request.preload and strategy not in OCI_STRATEGIES,
+        shm_size=request.shm_size if request.shm_size is not None else d.shmSize,
+    )
+
+

@@ -1,0 +1,184 @@
+"""The pure mutation: pod + request + resolved model -> mutated pod.
+
+The pod is the plain dict the API server sent; nothing here round-trips it
+through model classes, so fields this code does not know survive untouched.
+Everything is added; only memory quantities are replaced (strategy `memory`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from webhook import quantity
+from webhook.errors import Denied
+from webhook.mutate import request as annotations
+from webhook.mutate.containers import downloader, grow_memory, image_reference, oci_copy
+from webhook.mutate.plan import Plan, Pod, already_injected, make_plan
+from webhook.mutate.request import InjectionRequest
+from webhook.policy import ResolvedModel
+from webhook.vocabulary import CACHE_PATH_ENV, INJECTED, MIRROR, OCI_STRATEGIES, SHM_PATH, SHM_VOLUME, VOLUME
+
+
+class ModelResolver(Protocol):
+    def resolve(self, namespace: str, model: str) -> ResolvedModel: ...
+
+
+def _copy_json(value: Any) -> Any:
+    # A pod is plain dicts, lists and scalars: this is several times faster than
+    # copy.deepcopy, which keeps a memo for cycles a pod cannot have.
+    if type(value) is dict:
+        return {k: _copy_json(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_copy_json(v) for v in value]
+    return value
+
+
+def apply_plan(pod: Pod, plan: Plan) -> Pod:
+    """A new pod with the plan applied; the input is not modified."""
+    pod = _copy_json(pod)
+    metadata = pod.setdefault("metadata", {})
+    spec = pod.setdefault("spec", {})
+    model = plan.model
+
+    volumes = spec.setdefault("volumes", [])
+    volumes.append(_model_volume(plan))
+
+    init_container = None
+    if plan.preload:
+        init_container = downloader(plan)
+    elif plan.strategy == "oci":
+        init_container = oci_copy(plan)
+    if init_container is not None:
+        init_containers = spec.setdefault("initContainers", [])
+        init_containers.insert(_init_position(init_containers), init_container)
+
+    if plan.strategy in OCI_STRATEGIES and model.spec.authSecretName:
+        pull_secrets = spec.setdefault("imagePullSecrets", [])
+        if {"name": model.spec.authSecretName} not in pull_secrets:
+            pull_secrets.append({"name": model.spec.authSecretName})
+
+    add_shm = quantity.parse(plan.shm_size) > 0 and not any(
+        m.get("mountPath", "").rstrip("/") == SHM_PATH
+        for c in spec.get("containers") or []
+        for m in c.get("volumeMounts") or []
+    )
+    if add_shm:
+        volumes.append({"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": plan.shm_size}})
+
+    mount: dict[str, Any] = {"name": VOLUME, "mountPath": plan.mount_path, "readOnly": True}
+    sub_path = _serving_sub_path(plan)
+    if sub_path:
+        mount["subPath"] = sub_path
+    env = [{"name": k, "value": v} for k, v in model.defaults.env.items()]
+    env.append({"name": CACHE_PATH_ENV, "value": plan.mount_path})
+
+    first = True
+    for container in spec.get("containers") or []:
+        if container.get("name") not in plan.targets:
+            continue
+        mounts = container.setdefault("volumeMounts", [])
+        mounts.append(dict(mount))
+        if add_shm:
+            mounts.append({"name": SHM_VOLUME, "mountPath": SHM_PATH})
+        _add_env(container, env)
+        if plan.strategy == "memory" and first:
+            # The tmpfs pages are charged to the pod: without this the server is OOM-killed
+            # as soon as it maps the weights.
+            grow_memory(container, model.size_bytes, ("requests", "limits"))
+        first = False
+
+    metadata.setdefault("annotations", {})[INJECTED] = plan.marker
+    return pod
+
+
+# --- the pieces ------------------------------------------------------------
+
+
+def _model_volume(plan: Plan) -> dict[str, Any]:
+    d, spec = plan.model.defaults, plan.model.spec
+    if plan.strategy == "pvc":
+        return {"name": VOLUME, "persistentVolumeClaim": {"claimName": d.pvc.claimName}}
+    if plan.strategy == "hostpath":
+        return {"name": VOLUME, "hostPath": {"path": d.hostPath.path, "type": "DirectoryOrCreate"}}
+    if plan.strategy == "memory":
+        return {"name": VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": spec.size}}
+    if plan.strategy == "oci":
+        return {"name": VOLUME, "emptyDir": {"sizeLimit": spec.size}}
+    return {"name": VOLUME, "image": {"reference": image_reference(spec.source), "pullPolicy": "IfNotPresent"}}
+
+
+def _serving_sub_path(plan: Plan) -> str | None:
+    if plan.strategy in ("pvc", "hostpath", "memory"):
+        return plan.model.cache_subpath
+    if plan.strategy == "image":
+        # An image volume shows the whole image filesystem; the model is under ociPath.
+        return (plan.model.spec.ociPath or "").strip("/") or None
+    return None
+
+
+def _init_position(init_containers: list[dict[str, Any]]) -> int:
+    """After the last native sidecar, so a mesh proxy is up before the download;
+    before the pod's own init containers that follow it."""
+    position = 0
+    for i, c in enumerate(init_containers):
+        if c.get("restartPolicy") == "Always":
+            position = i + 1
+    return position
+
+
+def _add_env(container: dict[str, Any], env: list[dict[str, Any]]) -> None:
+    current = container.setdefault("env", [])
+    # The pod author's own value wins: we add, never override.
+    taken = {e.get("name") for e in current}
+    current.extend(dict(e) for e in env if e["name"] not in taken)
+
+
+def _volume_clash(name: str) -> Denied:
+    return Denied(
+        f'the pod already has a volume named "{name}", which model-cache injects; '
+        "rename that volume, or remove the model.cache/name annotation"
+    )
+
+
+def mutate(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> tuple[Pod | None, Plan]:
+    """The whole pure mutation: the plan (or Denied) and the pod it gives; None
+    for the pod when it already carries exactly the volume we would add (ours,
+    from an earlier pass whose annotation was lost)."""
+    plan = make_plan(pod, request, model)
+    volumes = {v.get("name"): v for v in (pod.get("spec") or {}).get("volumes") or []}
+    if VOLUME in volumes:
+        if volumes[VOLUME] == _model_volume(plan):
+            return None, plan
+        raise _volume_clash(VOLUME)
+    if SHM_VOLUME in volumes:
+        raise _volume_clash(SHM_VOLUME)
+    _check_mount_paths(pod, plan)
+    return apply_plan(pod, plan), plan
+
+
+def _check_mount_paths(pod: Pod, plan: Plan) -> None:
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        if container.get("name") not in plan.targets:
+            continue
+        for mount in container.get("volumeMounts") or []:
+            if mount.get("mountPath", "").rstrip("/") == plan.mount_path:
+                raise Denied(
+                    f'container {container["name"]} already mounts {mount.get("name")} at {plan.mount_path}; '
+                    "set model.cache/mount-path to a free path, or remove that mount"
+                )
+
+
+def mutate_pod(pod: Pod, namespace: str, policies: ModelResolver) -> tuple[Pod | None, Plan | None]:
+    """The whole decision for one pod, as /mutate, /validate and `inject -f`
+    make it: the mutated pod and its plan, (None, None) when the pod is left
+    as it is (no trigger, a mirror pod, injected already). Raises Denied."""
+    metadata = pod.get("metadata") or {}
+    pod_annotations = metadata.get("annotations") or {}
+    if MIRROR in pod_annotations or already_injected(pod):
+        return None, None
+    request = annotations.parse(pod_annotations)
+    if request is None:
+        return None, None
+    model = policies.resolve(namespace, request.model)
+    mutated, plan = mutate(pod, request, model)
+    return (mutated, plan) if mutated is not None else (None, None)

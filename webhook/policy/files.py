@@ -1,0 +1,93 @@
+"""Reading policy files: one file's text into a ModelCachePolicy or every
+problem as `file: field.path: what is expected`; the files of a directory."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from webhook.errors import PolicyError
+from webhook.policy.schema import ModelCachePolicy
+from webhook.vocabulary import DEFAULT_POLICY, POLICY_API_VERSION, POLICY_KIND
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _format_validation_error(file: str, err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors(include_url=False):
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "missing":
+            msg = "required field is missing"
+        elif e["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; see policies/_default.yaml for the fields)"
+        elif e["type"] == "literal_error":
+            msg = f"{msg}, got {e['input']!r}"
+        problems.append(f"{loc}: {msg}")
+    return problems
+
+
+def namespace_of(filename: str) -> str:
+    stem = filename.rsplit("/", 1)[-1]
+    for ext in (".yaml", ".yml"):
+        if stem.endswith(ext):
+            return stem[: -len(ext)]
+    return stem
+
+
+def parse_policy(text: str | bytes, filename: str) -> ModelCachePolicy:
+    """Parses one policy file's text; raises PolicyError listing every problem."""
+    namespace = namespace_of(filename)
+    if namespace != DEFAULT_POLICY and (len(namespace) > 63 or not _DNS_LABEL.match(namespace)):
+        raise PolicyError(filename, [f"file name must be <namespace>.yaml or {DEFAULT_POLICY}.yaml; {namespace!r} is not a namespace name"])
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise PolicyError(filename, [f"not valid YAML: {where}{problem}"]) from None
+    if not isinstance(data, dict):
+        raise PolicyError(filename, [f"expected a mapping with apiVersion: {POLICY_API_VERSION} and kind: {POLICY_KIND}, got {type(data).__name__}"])
+    try:
+        return ModelCachePolicy.model_validate(data)
+    except ValidationError as err:
+        raise PolicyError(filename, _format_validation_error(filename, err)) from None
+
+
+def policy_problems(text: str | bytes, filename: str) -> list[str]:
+    """Every problem of one file as `file: field.path: what is expected`; empty if valid."""
+    try:
+        parse_policy(text, filename)
+    except PolicyError as err:
+        return [f"{err.file}: {p}" for p in err.problems]
+    return []
+
+
+def policy_files(directory: Path) -> list[Path]:
+    # A mounted ConfigMap shows `ns.yaml -> ..data/ns.yaml` plus hidden `..data`
+    # and `..<timestamp>` entries: skip anything hidden.
+    try:
+        entries = sorted(directory.iterdir())
+    except FileNotFoundError:
+        return []
+    return [p for p in entries if not p.name.startswith(".") and p.suffix in (".yaml", ".yml") and p.is_file()]
+
+
+def check_directory(directory: Path) -> list[str]:
+    """`model-cache policy check DIR`: problems of every file, or a missing/empty directory."""
+    if not directory.is_dir():
+        return [f"{directory}: no such directory"]
+    files = policy_files(directory)
+    if not files:
+        return [f"{directory}: no <namespace>.yaml or {DEFAULT_POLICY}.yaml files"]
+    problems: list[str] = []
+    for path in files:
+        problems.extend(policy_problems(path.read_bytes(), str(path)))
+    return problems
+
+

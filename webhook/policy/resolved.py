@@ -1,0 +1,78 @@
+"""A policy's defaults merged over the built-in ones, and a model as one
+namespace sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from webhook import quantity
+from webhook.policy.schema import EffectiveDefaults, ModelSpec, PolicyDefaults
+from webhook.vocabulary import DEFAULT_IMAGE, STRATEGIES
+
+BUILTIN_DEFAULTS: dict[str, Any] = {
+    "strategy": "pvc",
+    "allowedStrategies": list(STRATEGIES),
+    "mountPath": "/model-cache",
+    "shmSize": "1Gi",
+    "pvc": {"claimName": "model-cache"},
+    "hostPath": {"path": "/var/lib/model-cache", "requireNodePinning": False},
+    "downloader": {
+        "image": DEFAULT_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "env": {},
+        "runAsUser": 10001,  # the image's own user (Dockerfile)
+    },
+    "env": {},
+    "pvcHeadroomPercent": 20.0,
+}
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def merge_defaults(*layers: PolicyDefaults | None) -> EffectiveDefaults:
+    """Built-in defaults, then each layer's fields over them, most general first."""
+    merged = BUILTIN_DEFAULTS
+    for layer in layers:
+        if layer is not None:
+            merged = _deep_merge(merged, layer.model_dump(exclude_none=True))
+    return EffectiveDefaults.model_validate(merged)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model as one namespace sees it: its spec and the merged defaults."""
+
+    name: str
+    namespace: str
+    spec: ModelSpec
+    defaults: EffectiveDefaults
+    policy_file: str
+
+    @property
+    def revision(self) -> str:
+        return self.spec.revision or "main"
+
+    @property
+    def size_bytes(self) -> Decimal:
+        return quantity.parse(self.spec.size)
+
+    @property
+    def strategy(self) -> str:
+        return self.spec.strategy or self.defaults.strategy
+
+    @property
+    def cache_subpath(self) -> str:
+        return f"{self.name}/{self.revision}"
+
+

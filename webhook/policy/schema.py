@@ -1,0 +1,170 @@
+"""`ModelCachePolicy`: the pydantic models of one policy file, and of the
+defaults after the merge. Every field is checked the way the API server would
+check what it becomes in a pod (quantities, object names, paths)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from webhook import quantity
+from webhook.vocabulary import OCI_STRATEGIES, Strategy
+
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+# Model names and revisions become path components and annotation values.
+_PATH_COMPONENT = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,126}[A-Za-z0-9])?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_SOURCE_SCHEMES = ("hf://", "s3://", "https://", "http://", "oci://")
+
+
+def _check_quantity(value: Any) -> str:
+    # YAML reads `size: 1000` as an int; the API server's grammar decides the rest.
+    quantity.parse(value)
+    return str(value)
+
+
+def _check_absolute(value: str) -> str:
+    if not value.startswith("/") or "\0" in value:
+        raise ValueError(f"{value!r} must be an absolute path such as /model-cache")
+    if any(part == ".." for part in value.split("/")):
+        raise ValueError(f"{value!r} must not contain '..'")
+    return value.rstrip("/") or "/"
+
+
+def _check_dns_subdomain(value: str) -> str:
+    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+        raise ValueError(f"{value!r} is not a valid Kubernetes object name (lower case, digits, '-', '.')")
+    return value
+
+
+def _check_source(value: str) -> str:
+    if not value.startswith(_SOURCE_SCHEMES):
+        raise ValueError(f"{value!r} has an unsupported scheme; use one of hf://, s3://, https://, http://, oci://")
+    rest = value.split("://", 1)[1]
+    if not rest.strip("/"):
+        raise ValueError(f"{value!r} names no repository, bucket, URL or image")
+    if value.startswith("hf://") and rest.strip("/").count("/") != 1:
+        raise ValueError(f"{value!r}: an hf:// source is hf://ORG/REPO")
+    return value
+
+
+def _check_env(value: dict[str, str]) -> dict[str, str]:
+    bad = [k for k in value if not _ENV_NAME.match(k)]
+    if bad:
+        raise ValueError(f"invalid environment variable names: {', '.join(bad)}")
+    return value
+
+
+def _env_values_to_str(value: Any) -> Any:
+    # YAML reads HF_HUB_OFFLINE: 1 as an int; a container's env value is a string.
+    if isinstance(value, dict):
+        return {k: (str(v).lower() if isinstance(v, bool) else str(v)) if v is not None else "" for k, v in value.items()}
+    return value
+
+
+Quantity = Annotated[str, BeforeValidator(_check_quantity)]
+AbsolutePath = Annotated[str, AfterValidator(_check_absolute)]
+ObjectName = Annotated[str, AfterValidator(_check_dns_subdomain)]
+EnvMap = Annotated[dict[str, str], BeforeValidator(_env_values_to_str), AfterValidator(_check_env)]
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class PvcSettings(_Schema):
+    claimName: ObjectName | None = None
+
+
+class HostPathSettings(_Schema):
+    path: AbsolutePath | None = None
+    # Ask the validator to warn when a hostpath pod has no nodeSelector/affinity:
+    # without pinning, replicas land on nodes with a cold cache.
+    requireNodePinning: bool | None = None
+
+
+class ResourceRequirements(_Schema):
+    requests: dict[str, Quantity] | None = None
+    limits: dict[str, Quantity] | None = None
+
+
+class DownloaderSettings(_Schema):
+    image: str | None = Field(default=None, min_length=1)
+    imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    resources: ResourceRequirements | None = None
+    env: EnvMap | None = None
+    runAsUser: int | None = Field(default=None, ge=1)
+
+
+class PolicyDefaults(_Schema):
+    """`defaults` as written in a file: every field optional, merged later."""
+
+    strategy: Strategy | None = None
+    allowedStrategies: list[Strategy] | None = Field(default=None, min_length=1)
+    mountPath: AbsolutePath | None = None
+    shmSize: Quantity | None = None
+    pvc: PvcSettings | None = None
+    hostPath: HostPathSettings | None = None
+    downloader: DownloaderSettings | None = None
+    env: EnvMap | None = None
+    pvcHeadroomPercent: float | None = Field(default=None, ge=0, le=1000)
+
+
+class ModelSpec(_Schema):
+    source: Annotated[str, AfterValidator(_check_source)]
+    revision: Annotated[str, AfterValidator(lambda v: _check_path_component(v, "revision"))] | None = None
+    size: Quantity
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    authSecretName: ObjectName | None = None
+    include: list[str] | None = None
+    strategy: Strategy | None = None
+    ociPath: AbsolutePath | None = None
+
+    @model_validator(mode="after")
+    def _source_fits_strategy(self) -> "ModelSpec":
+        is_oci = self.source.startswith("oci://")
+        if self.strategy in OCI_STRATEGIES and not is_oci:
+            raise ValueError(f"strategy {self.strategy} needs an oci:// source, got {self.source!r}")
+        if self.strategy and self.strategy not in OCI_STRATEGIES and is_oci:
+            raise ValueError(f"an oci:// source is served by strategy oci or image, not {self.strategy}")
+        return self
+
+    @property
+    def is_oci(self) -> bool:
+        return self.source.startswith("oci://")
+
+
+def _check_path_component(value: str, what: str) -> str:
+    if not _PATH_COMPONENT.match(value):
+        raise ValueError(f"{what} {value!r} must be letters, digits, '.', '_' or '-' (it becomes a directory name)")
+    return value
+
+
+ModelName = Annotated[str, AfterValidator(lambda v: _check_path_component(v, "model name"))]
+
+
+class ModelCachePolicy(_Schema):
+    apiVersion: Literal["model.cache/v1alpha1"]
+    kind: Literal["ModelCachePolicy"]
+    defaults: PolicyDefaults = PolicyDefaults()
+    models: dict[ModelName, ModelSpec] = Field(default_factory=dict)
+
+
+class EffectiveDefaults(_Schema):
+    """`defaults` after the merge: every field has a value."""
+
+    strategy: Strategy
+    allowedStrategies: list[Strategy]
+    mountPath: AbsolutePath
+    shmSize: Quantity
+    pvc: PvcSettings
+    hostPath: HostPathSettings
+    downloader: DownloaderSettings
+    env: EnvMap
+    pvcHeadroomPercent: float
+
+
+def is_valid_model_name(name: str) -> bool:
+    return bool(_PATH_COMPONENT.match(name))

@@ -1,0 +1,1 @@
+"""The thin shell: Flask routes (app), gunicorn (gunicorn), TLS (tls), metrics, logs."""

@@ -1,0 +1,104 @@
+"""What a pod does with the model cache, read from the pod the mutation gave."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from webhook.policy import ResolvedModel
+from webhook.vocabulary import DOWNLOADER, INJECTED, OCI_COPY, VOLUME, required_credential_keys
+
+
+@dataclass(frozen=True)
+class CacheUse:
+    """A pod's use of the model cache, read from the pod the mutation gave
+    (`final`: it carries model.cache/injected)."""
+
+    model: str
+    strategy: str
+    final: bool
+    namespace: str
+    has_volume: bool
+    volume: Mapping[str, Any]
+    mounted_by: tuple[str, ...]  # containers of spec.containers that mount the volume
+    serving: tuple[Mapping[str, Any], ...]  # the containers that get the model
+    preload: bool  # a downloader init container is (or will be) there
+    oci_copy: bool
+    pvc_name: str | None
+    secret_name: str | None  # the authSecretName, when this pod uses it
+    secret_keys: frozenset[str]  # keys of it the pod cannot start without
+    spec: Mapping[str, Any]
+
+
+def annotations_of(pod: Mapping[str, Any]) -> Mapping[str, str]:
+    return ((pod.get("metadata") or {}).get("annotations")) or {}
+
+
+def injected_strategy(annotations: Mapping[str, str]) -> tuple[str, str] | None:
+    """(strategy, model) from `model.cache/injected: <strategy>/<model>/<revision>`."""
+    value = annotations.get(INJECTED)
+    if not value:
+        return None
+    parts = value.split("/")
+    if len(parts) < 2 or not parts[0]:
+        return None
+    return parts[0], parts[1]
+
+
+def _containers(spec: Mapping[str, Any], key: str = "containers") -> list[Mapping[str, Any]]:
+    return [c for c in (spec.get(key) or []) if isinstance(c, Mapping)]
+
+
+def _mounts(container: Mapping[str, Any], volume: str) -> bool:
+    return any(m.get("name") == volume for m in container.get("volumeMounts") or [])
+
+
+def _secret_refs(spec: Mapping[str, Any], secret: str) -> tuple[bool, frozenset[str]]:
+    """Whether any container of the pod uses SECRET, and the keys it must hold
+    (non-optional secretKeyRefs, secret volume items)."""
+    used, keys = False, set()
+    for c in _containers(spec) + _containers(spec, "initContainers"):
+        for env in c.get("env") or []:
+            ref = ((env.get("valueFrom") or {}).get("secretKeyRef")) or {}
+            if ref.get("name") == secret:
+                used = True
+                if not ref.get("optional") and ref.get("key"):
+                    keys.add(ref["key"])
+        for src in c.get("envFrom") or []:
+            ref = src.get("secretRef") or {}
+            if ref.get("name") == secret and not ref.get("optional"):
+                used = True
+    for vol in spec.get("volumes") or []:
+        ref = vol.get("secret") or {}
+        if ref.get("secretName") == secret and not ref.get("optional"):
+            used = True
+            keys.update(i["key"] for i in ref.get("items") or [] if i.get("key"))
+    return used, frozenset(keys)
+
+
+def describe(pod: Mapping[str, Any], model: ResolvedModel, namespace: str) -> CacheUse:
+    """What POD, as the mutation gave it (it carries model.cache/injected), does
+    with MODEL's cache. A pod whose marker is unreadable counts as not injected."""
+    annotations = annotations_of(pod)
+    spec = pod.get("spec") or {}
+    marker = injected_strategy(annotations)
+    containers = _containers(spec)
+    inits = {c.get("name") for c in _containers(spec, "initContainers")}
+    volume = next((v for v in spec.get("volumes") or [] if v.get("name") == VOLUME), None)
+    mounted_by = tuple(c.get("name", "") for c in containers if _mounts(c, VOLUME))
+    scheme = model.spec.source.split("://", 1)[0]
+    secret = model.spec.authSecretName
+    strategy = marker[0] if marker else model.strategy
+    preload = DOWNLOADER in inits
+    claim = ((volume or {}).get("persistentVolumeClaim") or {}).get("claimName")
+    used, keys = _secret_refs(spec, secret) if secret else (False, frozenset())
+    if secret and preload and not used:
+        # A downloader that carries no reference to the Secret: expect the keys its source needs.
+        used, keys = True, required_credential_keys(scheme)
+    return CacheUse(
+        model=model.name, strategy=strategy, final=marker is not None, namespace=namespace,
+        has_volume=volume is not None, volume=volume or {}, mounted_by=mounted_by,
+        serving=tuple(c for c in containers if _mounts(c, VOLUME)), preload=preload, oci_copy=OCI_COPY in inits,
+        pvc_name=claim if strategy == "pvc" else None,
+        secret_name=secret if used else None, secret_keys=keys, spec=spec,
+    )

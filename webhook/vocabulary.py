@@ -1,0 +1,78 @@
+"""The words the webhook shares with its users and with itself: annotation keys,
+the names of what it injects, strategies, credential keys, where workloads keep
+their pod template. Declared once, here (DESIGN.md, "The user contract")."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+# --- pod annotations -------------------------------------------------------------
+
+PREFIX = "model.cache/"
+NAME = PREFIX + "name"  # the only trigger
+STRATEGY = PREFIX + "strategy"
+MOUNT_PATH = PREFIX + "mount-path"
+CONTAINERS = PREFIX + "containers"
+PRELOAD = PREFIX + "preload"
+SHM_SIZE = PREFIX + "shm-size"
+INJECTED = PREFIX + "injected"  # output: "<strategy>/<model>/<revision>"
+
+INPUTS: tuple[str, ...] = (NAME, STRATEGY, MOUNT_PATH, CONTAINERS, PRELOAD, SHM_SIZE)
+
+MIRROR = "kubernetes.io/config.mirror"  # static pods' mirrors: never touched
+PSA_ENFORCE = "pod-security.kubernetes.io/enforce"  # a namespace's Pod Security level
+
+# --- policy files ------------------------------------------------------------------
+
+POLICY_API_VERSION = "model.cache/v1alpha1"
+POLICY_KIND = "ModelCachePolicy"
+DEFAULT_POLICY = "_default"  # `_default.yaml` serves every namespace
+POLICY_LABEL = "model.cache/policy"  # on the ConfigMap that carries the policy files
+
+# --- strategies ---------------------------------------------------------------------
+
+Strategy = Literal["pvc", "hostpath", "memory", "oci", "image"]
+STRATEGIES: tuple[str, ...] = ("pvc", "hostpath", "memory", "oci", "image")
+OCI_STRATEGIES = frozenset({"oci", "image"})  # served from an oci:// image, no downloader
+DOWNLOAD_STRATEGIES = frozenset({"pvc", "hostpath", "memory"})
+
+# --- what a mutation adds ------------------------------------------------------------
+
+VOLUME = "model-cache"
+SHM_VOLUME = "model-cache-shm"
+DOWNLOADER = "model-cache-download"
+OCI_COPY = "model-cache-oci-copy"
+INJECTED_CONTAINERS = frozenset({DOWNLOADER, OCI_COPY})
+INJECTED_VOLUMES = frozenset({VOLUME, SHM_VOLUME})
+VOLUME_ROOT = "/model-cache"  # where the downloader and the OCI copy see the whole volume
+SHM_PATH = "/dev/shm"
+CACHE_PATH_ENV = "MODEL_CACHE_PATH"
+DEFAULT_IMAGE = "ghcr.io/model-cache/model-cache:0.1.0"
+
+# --- credentials ----------------------------------------------------------------------
+
+# Secret keys the downloader reads, by source scheme: (key, optional).
+CREDENTIAL_KEYS: dict[str, tuple[tuple[str, bool], ...]] = {
+    "hf": (("HF_TOKEN", False),),
+    "s3": (("AWS_ACCESS_KEY_ID", False), ("AWS_SECRET_ACCESS_KEY", False), ("AWS_SESSION_TOKEN", True)),
+    "http": (("MODEL_CACHE_HTTP_TOKEN", False),),
+    "https": (("MODEL_CACHE_HTTP_TOKEN", False),),
+}
+
+
+def required_credential_keys(scheme: str) -> frozenset[str]:
+    """The keys a Secret must hold for a download from SCHEME to start."""
+    return frozenset(key for key, optional in CREDENTIAL_KEYS.get(scheme, ()) if not optional)
+
+
+# --- workloads -------------------------------------------------------------------------
+
+# Where each kind keeps the pod template its controller creates pods from.
+TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
+    "Deployment": ("spec", "template"),
+    "ReplicaSet": ("spec", "template"),
+    "StatefulSet": ("spec", "template"),
+    "DaemonSet": ("spec", "template"),
+    "Job": ("spec", "template"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template"),
+}
