@@ -32,9 +32,9 @@ sys.path.insert(0, str(REPO))
 
 from bench.bench_webhook import TYPICAL_POD, measure, running_server  # noqa: E402
 from tests.helpers import pod_review  # noqa: E402
-from tests.validation import pods  # noqa: E402
-from tests.validation.conftest import POLICY_ML  # noqa: E402
-from tests.validation.fake_apiserver import FakeApiServer  # noqa: E402
+from tests.validate import pods  # noqa: E402
+from tests.validate.conftest import POLICY_ML  # noqa: E402
+from tests.validate.fake_apiserver import FakeApiServer  # noqa: E402
 
 import yaml  # noqa: E402
 
