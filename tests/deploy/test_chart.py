@@ -1,0 +1,278 @@
+"""The Helm chart (charts/model-cache): with default values it renders the
+same objects as manifests/ (Helm's bookkeeping labels aside), in
+cert-manager mode the same as manifests/cert-manager/, with the toggles the
+same as the kustomize components; every rendering is valid strictly; every
+value does what values.yaml says. Needs helm (scripts/helm-bin)."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.render import (
+    CHART,
+    REPO,
+    HelmError,
+    by_key,
+    helm_template,
+    kustomize,
+    need_helm,
+    one,
+    validate_strictly,
+    without_helm_labels,
+)
+
+Docs = list[dict[str, Any]]
+MODEL_CACHE = str(Path(sys.executable).with_name("model-cache"))
+ALL_TOGGLES = {"monitoring": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
+                              "dashboard": {"enabled": True}},
+               "networkPolicy": {"enabled": True}}
+
+
+def overlay(tmp: Path, resources: list[str], components: list[str]) -> Path:
+    """A throwaway kustomization over the repository's manifests."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    rel = lambda p: os.path.relpath(REPO / p, tmp)  # noqa: E731  (kustomize wants relative paths)
+    (tmp / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [rel(r) for r in resources], "components": [rel(c) for c in components]}))
+    return tmp
+
+
+def assert_same_objects(helm: Docs, kust: Docs) -> None:
+    h, k = by_key(helm), by_key(kust)
+    assert sorted(h) == sorted(k), f"only in helm: {sorted(set(h) - set(k))}; only in kustomize: {sorted(set(k) - set(h))}"
+    for key in k:
+        ours = without_helm_labels(h[key])
+        if ours != k[key]:
+            diff = difflib.unified_diff(yaml.safe_dump(k[key]).splitlines(), yaml.safe_dump(ours).splitlines(),
+                                        "kustomize", "helm", lineterm="")
+            pytest.fail(f"{key} differs:\n" + "\n".join(diff))
+
+
+@pytest.fixture(scope="module")
+def chart_default() -> Docs:
+    return helm_template()
+
+
+def test_helm_lint() -> None:
+    helm = need_helm()
+    for args in ([], ["--set", "certificates.mode=cert-manager,warnOnly=true,networkPolicy.enabled=true,"
+                              "monitoring.serviceMonitor.enabled=true,monitoring.prometheusRule.enabled=true,"
+                              "monitoring.dashboard.enabled=true"]):
+        proc = subprocess.run([helm, "lint", "--strict", str(CHART), *args], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "0 chart(s) failed" in proc.stdout
+
+
+def test_default_values_render_the_manifests(chart_default: Docs) -> None:
+    assert len(chart_default) >= 15
+    assert_same_objects(chart_default, kustomize("manifests"))
+
+
+def test_cert_manager_mode_renders_the_cert_manager_overlay() -> None:
+    assert_same_objects(helm_template("--set", "certificates.mode=cert-manager"), kustomize("manifests/cert-manager"))
+
+
+def test_toggles_render_the_kustomize_components(tmp_path: Path) -> None:
+    helm = helm_template(values=ALL_TOGGLES, tmp=tmp_path)
+    kust = kustomize(overlay(tmp_path / "k", ["manifests"],
+                             ["manifests/components/monitoring", "manifests/components/network-policy"]))
+    assert {"ServiceMonitor", "PrometheusRule", "NetworkPolicy"} <= {d["kind"] for d in kust}
+    assert_same_objects(helm, kust)
+
+
+def test_the_labels_helm_adds_are_only_its_bookkeeping(chart_default: Docs) -> None:
+    """The agreement above ignores these labels; they must not reach a selector."""
+    for doc in chart_default:
+        assert doc["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "model-cache"
+    dep = one(chart_default, "Deployment", "model-cache")
+    assert "app.kubernetes.io/instance" not in dep["spec"]["selector"]["matchLabels"]
+
+
+VARIANTS = {
+    "default": {},
+    "cert-manager": {"certificates": {"mode": "cert-manager"}},
+    "everything": {**ALL_TOGGLES, "warnOnly": True, "namespace": {"name": "ml-platform"},
+                   "failurePolicy": "Ignore", "namespaceSelector": {"matchLabels": {"model.cache/enabled": "true"}},
+                   "policies": {"existingConfigMap": "my-policies"}, "imagePullSecrets": [{"name": "regcred"}],
+                   "nodeSelector": {"pool": "system"}, "tolerations": [{"key": "system", "operator": "Exists"}],
+                   "networkPolicy": {"enabled": True, "from": [{"ipBlock": {"cidr": "172.16.0.0/28"}}]}},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_rendering_is_valid_strictly(variant: str, tmp_path: Path) -> None:
+    validate_strictly(helm_template(values=VARIANTS[variant], tmp=tmp_path), minimum=11)
+
+
+# --- what each value does ---------------------------------------------------
+
+def container(docs: Docs) -> dict[str, Any]:
+    (c,) = one(docs, "Deployment", "model-cache")["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+def env(docs: Docs) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in container(docs)["env"]}
+
+
+def test_one_image_for_the_webhook_and_the_downloader(tmp_path: Path) -> None:
+    docs = helm_template(values={"image": {"repository": "registry.example.com/ml/model-cache", "tag": "1.2.3"}},
+                         tmp=tmp_path)
+    assert container(docs)["image"] == "registry.example.com/ml/model-cache:1.2.3"
+    assert env(docs)["MODEL_CACHE_DOWNLOADER_IMAGE"] == "registry.example.com/ml/model-cache:1.2.3"
+
+    digest = "sha256:" + "ab" * 32
+    docs = helm_template(values={"image": {"digest": digest}, "downloaderImage": "mirror.example.com/mc:9"},
+                         tmp=tmp_path)
+    assert container(docs)["image"] == f"ghcr.io/model-cache/model-cache@{digest}"
+    assert env(docs)["MODEL_CACHE_DOWNLOADER_IMAGE"] == "mirror.example.com/mc:9"
+
+
+def test_default_tag_is_the_app_version(chart_default: Docs) -> None:
+    import tomllib
+
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == chart["version"] == version
+    assert container(chart_default)["image"] == f"ghcr.io/model-cache/model-cache:{version}"
+
+
+def test_warn_only_and_extra_args_reach_serve(tmp_path: Path) -> None:
+    from webhook.cli import build_parser  # late: the lead moves modules around
+
+    args = container(helm_template(values={"warnOnly": True, "extraArgs": ["--workers=3"]}, tmp=tmp_path))["args"]
+    assert "--warn-only" in args
+    parsed = build_parser().parse_args(args)
+    assert parsed.warn_only is True and parsed.workers == 3
+    assert "--warn-only" not in container(helm_template())["args"]
+
+
+def test_namespace_rename_reaches_every_reference(tmp_path: Path) -> None:
+    docs = helm_template(values={"namespace": {"name": "ml-platform"}, "certificates": {"mode": "cert-manager"},
+                                 **ALL_TOGGLES}, tmp=tmp_path)
+    text = yaml.safe_dump_all(docs)
+    # "model-cache" is also the name of most objects: look for it as a namespace only.
+    for doc in docs:
+        assert doc["metadata"].get("namespace") in (None, "ml-platform"), doc["metadata"]
+    assert one(docs, "Namespace", "ml-platform")
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        obj = one(docs, kind, "model-cache")
+        assert obj["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "ml-platform/model-cache-serving"
+        for hook in obj["webhooks"]:
+            assert hook["clientConfig"]["service"]["namespace"] == "ml-platform"
+            values = [v for e in hook["namespaceSelector"]["matchExpressions"] for v in e["values"]]
+            assert "ml-platform" in values and "model-cache" not in values, hook["name"]
+    serving = one(docs, "Certificate", "model-cache-serving")
+    assert "model-cache.ml-platform.svc" in serving["spec"]["dnsNames"]
+    for b in (d for d in docs if d["kind"].endswith("RoleBinding")):
+        assert {s["namespace"] for s in b["subjects"]} == {"ml-platform"}
+    assert "model-cache.model-cache" not in text
+
+
+def test_namespace_from_the_release(tmp_path: Path) -> None:
+    docs = helm_template("--namespace", "platform", values={"namespace": {"name": "", "create": False}}, tmp=tmp_path)
+    assert not [d for d in docs if d["kind"] == "Namespace"]
+    assert one(docs, "Deployment", "model-cache")["metadata"]["namespace"] == "platform"
+
+
+def test_inline_policies_replace_the_examples(tmp_path: Path) -> None:
+    team = {"apiVersion": "model.cache/v1alpha1", "kind": "ModelCachePolicy",
+            "defaults": {"pvc": {"claimName": "models"}},
+            "models": {"tiny": {"source": "https://models.example.com/tiny.bin", "size": "1Mi"}}}
+    default_text = "apiVersion: model.cache/v1alpha1\nkind: ModelCachePolicy\ndefaults:\n  strategy: pvc\n"
+    docs = helm_template(values={"policies": {"files": {"team-a.yaml": team, "_default.yaml": default_text}}},
+                         tmp=tmp_path)
+    cm = one(docs, "ConfigMap", "model-cache-policies")
+    assert sorted(cm["data"]) == ["_default.yaml", "team-a.yaml"]
+    assert cm["data"]["_default.yaml"] == default_text
+    assert yaml.safe_load(cm["data"]["team-a.yaml"]) == team
+    # What the webhook will mount passes the webhook's own check.
+    out = tmp_path / "policies"
+    out.mkdir()
+    for name, text in cm["data"].items():
+        (out / name).write_text(text)
+    check = subprocess.run([MODEL_CACHE, "policy", "check", str(out)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_policy_file_name_that_is_no_namespace_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(HelmError, match="must be <namespace>.yaml"):
+        helm_template(values={"policies": {"files": {"Team_A.yaml": "x: 1"}}}, tmp=tmp_path)
+
+
+def test_existing_policy_configmap(tmp_path: Path) -> None:
+    docs = helm_template(values={"policies": {"existingConfigMap": "my-policies"}}, tmp=tmp_path)
+    assert not [d for d in docs if d["kind"] == "ConfigMap"]
+    volumes = {v["name"]: v for v in one(docs, "Deployment", "model-cache")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["policies"]["configMap"]["name"] == "my-policies"
+
+
+def test_failure_policy_and_namespace_selector(tmp_path: Path) -> None:
+    docs = helm_template(values={"failurePolicy": "Ignore", "namespaceSelector": {
+        "matchLabels": {"model.cache/enabled": "true"},
+        "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["batch"]}]}}, tmp=tmp_path)
+    (mut,) = one(docs, "MutatingWebhookConfiguration", "model-cache")["webhooks"]
+    pods, policies, workloads = one(docs, "ValidatingWebhookConfiguration", "model-cache")["webhooks"]
+    assert mut["failurePolicy"] == pods["failurePolicy"] == "Ignore"
+    assert policies["failurePolicy"] == workloads["failurePolicy"] == "Ignore"  # always advisory
+    for hook in (mut, pods, workloads):
+        sel = hook["namespaceSelector"]
+        assert sel["matchLabels"] == {"model.cache/enabled": "true"}
+        assert sel["matchExpressions"][0] == {"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                                              "values": ["kube-system", "model-cache"]}
+        assert sel["matchExpressions"][1]["key"] == "tier"
+    # The policy webhook watches the webhook's own namespace, whatever the selector.
+    assert policies["namespaceSelector"]["matchExpressions"][0]["values"] == ["model-cache"]
+    with pytest.raises(HelmError, match="failurePolicy must be Fail or Ignore"):
+        helm_template(values={"failurePolicy": "fail"}, tmp=tmp_path)
+    with pytest.raises(HelmError, match="certificates.mode must be"):
+        helm_template(values={"certificates": {"mode": "manual"}}, tmp=tmp_path)
+
+
+def test_replicas_and_resources(tmp_path: Path) -> None:
+    # Helm merges maps with the defaults: null removes the default CPU limit.
+    resources = {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"cpu": None, "memory": "1Gi"}}
+    docs = helm_template(values={"replicas": 3, "resources": resources}, tmp=tmp_path)
+    assert one(docs, "Deployment", "model-cache")["spec"]["replicas"] == 3
+    assert container(docs)["resources"] == {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+
+
+def test_network_policy_lets_the_api_server_reach_8443(tmp_path: Path) -> None:
+    docs = helm_template(values={"networkPolicy": {"enabled": True}}, tmp=tmp_path)
+    netpol = one(docs, "NetworkPolicy", "model-cache")
+    pod_labels = one(docs, "Deployment", "model-cache")["spec"]["template"]["metadata"]["labels"]
+    assert netpol["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    (rule,) = netpol["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 8443, "protocol": "TCP"}]
+    assert "from" not in rule  # from anywhere: the API server's address is not known in advance
+    assert container(docs)["ports"][0]["containerPort"] == 8443
+
+    narrowed = helm_template(values={"networkPolicy": {"enabled": True, "from": [{"ipBlock": {"cidr": "172.16.0.0/28"}}]}},
+                             tmp=tmp_path)
+    assert one(narrowed, "NetworkPolicy", "model-cache")["spec"]["ingress"][0]["from"] == [{"ipBlock": {"cidr": "172.16.0.0/28"}}]
+    assert not [d for d in helm_template() if d["kind"] == "NetworkPolicy"]
+
+
+def test_service_monitor_trusts_the_ca_of_each_certificate_mode(tmp_path: Path) -> None:
+    for mode, secret, key in (("self-managed", "model-cache-tls", "ca-bundle.crt"),
+                              ("cert-manager", "model-cache-serving", "ca.crt")):
+        docs = helm_template(values={**ALL_TOGGLES, "certificates": {"mode": mode},
+                                     "monitoring": {"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}}},
+                             tmp=tmp_path)
+        sm = one(docs, "ServiceMonitor", "model-cache")
+        assert sm["metadata"]["labels"]["release"] == "kps"
+        (endpoint,) = sm["spec"]["endpoints"]
+        assert endpoint["tlsConfig"]["ca"]["secret"] == {"name": secret, "key": key}
+        svc = one(docs, "Service", "model-cache")
+        assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+        assert endpoint["port"] in {p["name"] for p in svc["spec"]["ports"]}
