@@ -1,0 +1,272 @@
+"""Pods through the real API server's admission chain (ServiceAccount,
+PodSecurity, Priority, the two webhook plugins, Pod validation) with
+model-cache installed from manifests/."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from kubernetes.utils.quantity import parse_quantity
+
+from tests.apiserver.conftest import ControlPlane, Webhook, created_with_headers, simple_pod, wait_for, warnings_of
+
+MUTATE_DENIED = 'admission webhook "pods.mutate.model.cache" denied the request: '
+
+STRATEGIES = {  # model of the test policy -> its strategy
+    "tiny": "pvc",
+    "tiny-hostpath": "hostpath",
+    "tiny-memory": "memory",
+    "tiny-oci": "oci",
+    "tiny-image": "image",
+}
+
+
+def create(cp: ControlPlane, namespace: str, pod: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    return created_with_headers(cp.api_client(), namespace, pod)
+
+
+def read_pod(cp: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
+    return json.loads(cp.core.read_namespaced_pod(name, namespace, _preload_content=False).data)
+
+
+def refused(cp: ControlPlane, namespace: str, pod: dict[str, Any]) -> ApiException:
+    with pytest.raises(ApiException) as err:
+        cp.core.create_namespaced_pod(namespace, pod)
+    with pytest.raises(ApiException) as gone:
+        cp.core.read_namespaced_pod(pod["metadata"]["name"], namespace)
+    assert gone.value.status == 404
+    return err.value
+
+
+def message(err: ApiException) -> str:
+    return json.loads(err.body)["message"]
+
+
+def check_injected(pod: dict[str, Any], strategy: str) -> None:
+    assert pod["metadata"]["annotations"]["model.cache/injected"].startswith(f"{strategy}/")
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    cache = volumes["model-cache"]
+    init = [c["name"] for c in pod["spec"].get("initContainers", [])]
+    if strategy == "pvc":
+        assert cache["persistentVolumeClaim"]["claimName"] == "models"
+    elif strategy == "hostpath":
+        assert cache["hostPath"] == {"path": "/var/lib/model-cache-test", "type": "DirectoryOrCreate"}
+    elif strategy == "memory":
+        assert cache["emptyDir"]["medium"] == "Memory"
+    elif strategy == "oci":
+        assert "emptyDir" in cache and "model-cache-oci-copy" in init
+    elif strategy == "image":
+        assert cache["image"]["reference"].startswith("ghcr.io/model-cache/tiny-model@sha256:")
+    if strategy in ("pvc", "hostpath", "memory"):
+        assert "model-cache-download" in init
+    if strategy == "image":
+        assert init == []
+    mounts = {m["name"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["model-cache"]["readOnly"] is True and mounts["model-cache"]["mountPath"] == "/model-cache"
+    assert volumes["model-cache-shm"]["emptyDir"]["medium"] == "Memory"
+    # The ServiceAccount plugin ran before the webhook: its token volume sits beside ours.
+    assert any(name.startswith("kube-api-access-") for name in volumes)
+
+
+@pytest.mark.parametrize("model", list(STRATEGIES))
+def test_every_strategy_is_stored_injected(webhook: Webhook, control_plane: ControlPlane, model: str) -> None:
+    strategy = STRATEGIES[model]
+    name = f"s-{strategy}"
+    stored, _ = create(control_plane, "strategies", simple_pod(name, {"model.cache/name": model}))
+    check_injected(stored, strategy)
+    assert read_pod(control_plane, "strategies", name)["spec"] == stored["spec"]
+    if strategy == "memory":
+        limits = stored["spec"]["containers"][0]["resources"]["limits"]
+        assert parse_quantity(limits["memory"]) == parse_quantity("512Mi") + parse_quantity("1Mi")
+
+
+def test_pods_that_do_not_ask_never_reach_the_webhook(webhook: Webhook, control_plane: ControlPlane) -> None:
+    cp = control_plane
+    cp.namespace("kube-system")  # its default ServiceAccount, without waiting for the controller
+    before = webhook.reviews()
+    for i in range(3):
+        stored, _ = create(cp, "plain", simple_pod(f"plain-{i}", {"other/annotation": "x"}))
+        assert "model.cache/injected" not in stored["metadata"]["annotations"]
+    # Annotated, but in namespaces the namespaceSelector leaves out.
+    for ns in ("kube-system", "model-cache"):
+        stored, _ = create(cp, ns, simple_pod("asks-elsewhere", {"model.cache/name": "tiny"}))
+        assert "model.cache/injected" not in stored["metadata"]["annotations"]
+    assert webhook.reviews() == before
+    # The count does move when a pod asks.
+    validate_before = webhook.reviews("validate")
+    create(cp, "plain", simple_pod("asks", {"model.cache/name": "tiny"}))
+    wait_for("one more /validate", lambda: webhook.reviews("validate") == validate_before + 1, timeout=10)
+    assert webhook.reviews() >= before + 2
+
+
+def test_the_api_servers_reinvocation_is_idempotent(webhook: Webhook, control_plane: ControlPlane) -> None:
+    """A real API server sends every annotated pod to /mutate twice: after our
+    patch adds an init container, the in-tree ServiceAccount plugin runs again,
+    mounts the token into that container, and that change reinvokes us
+    (reinvocationPolicy: IfNeeded). The second call must change nothing."""
+    def count(result: str) -> float:
+        return sum(v for (name, labels), v in webhook.metrics().items()
+                   if name == "model_cache_reviews_total" and ("endpoint", "mutate") in labels
+                   and ("result", result) in labels)
+
+    mutated, skipped = count("mutated"), count("skipped")
+    stored, _ = create(control_plane, "plain", simple_pod("reinvoked", {"model.cache/name": "tiny"}))
+    wait_for("the reinvocation counted", lambda: count("skipped") == skipped + 1, timeout=10)
+    assert count("mutated") == mutated + 1
+    init = stored["spec"]["initContainers"]
+    assert [c["name"] for c in init] == ["model-cache-download"]
+    # What the reinvocation was for: the pod's ServiceAccount token, in our downloader too.
+    assert "/var/run/secrets/kubernetes.io/serviceaccount" in [m["mountPath"] for m in init[0]["volumeMounts"]]
+
+
+def test_warnings_come_back_as_warning_headers(webhook: Webhook, control_plane: ControlPlane) -> None:
+    stored, warnings = create(control_plane, "warnings", simple_pod("w-memory", {"model.cache/name": "tiny-memory"}))
+    assert stored["metadata"]["annotations"]["model.cache/injected"].startswith("memory/")
+    assert any("tiny-memory" in w and "downloaded again on every pod start" in w for w in warnings), warnings
+    # A PVC lookup under the shipped RBAC, with the webhook's ServiceAccount token.
+    _, warnings = create(control_plane, "warnings", simple_pod("w-pvc", {"model.cache/name": "tiny"}))
+    assert any(w.startswith("PVC models not found in namespace warnings") for w in warnings), warnings
+    assert not [w for w in warnings if "could not check" in w], warnings
+
+
+def test_warnings_reach_kubectl_for_a_pod_and_a_deployment(webhook: Webhook, control_plane: ControlPlane) -> None:
+    pod = simple_pod("w-kubectl", {"model.cache/name": "tiny-memory"})
+    out = control_plane.kubectl("-n", "warnings", "apply", "-f", "-", input=yaml.safe_dump(pod))
+    assert "Warning: model tiny-memory (1Mi) uses strategy memory" in out.stderr, out.stderr
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w-deploy"},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "w"}},
+                 "template": {"metadata": {"labels": {"app": "w"}, "annotations": {"model.cache/name": "tiny-memory"}},
+                              "spec": simple_pod("x")["spec"]}},
+    }
+    out = control_plane.kubectl("-n", "warnings", "apply", "-f", "-", input=yaml.safe_dump(deployment))
+    assert "Warning: model tiny-memory (1Mi) uses strategy memory" in out.stderr, out.stderr
+
+
+def test_a_denied_pod_is_refused_with_our_message(webhook: Webhook, control_plane: ControlPlane) -> None:
+    err = refused(control_plane, "denials", simple_pod("d-unknown", {"model.cache/name": "gpt-5"}))
+    assert err.status == 403
+    assert message(err).startswith(MUTATE_DENIED + 'model "gpt-5" is not in the model-cache policy for namespace denials')
+
+
+def _with_volume_named_model_cache() -> dict[str, Any]:
+    pod = simple_pod("d-volume", {"model.cache/name": "tiny"})
+    pod["spec"]["volumes"] = [{"name": "model-cache", "emptyDir": {}}]
+    return pod
+
+
+def _with_mount_at_model_cache() -> dict[str, Any]:
+    pod = simple_pod("d-mount", {"model.cache/name": "tiny"})
+    pod["spec"]["volumes"] = [{"name": "mine", "emptyDir": {}}]
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "mine", "mountPath": "/model-cache"}]
+    return pod
+
+
+@pytest.mark.parametrize("make", [
+    _with_volume_named_model_cache,
+    _with_mount_at_model_cache,
+    lambda: simple_pod("d-containers", {"model.cache/name": "tiny", "model.cache/containers": "server,nosuch"}),
+    lambda: simple_pod("d-shm", {"model.cache/name": "tiny", "model.cache/shm-size": "lots"}),
+    lambda: simple_pod("d-strategy", {"model.cache/name": "tiny", "model.cache/strategy": "s3"}),
+    lambda: simple_pod("d-path", {"model.cache/name": "tiny", "model.cache/mount-path": "relative/path"}),
+], ids=["volume-name", "mount-path", "containers-value", "shm-quantity", "strategy-value", "mount-path-value"])
+def test_an_injection_the_api_server_would_reject_never_happens(webhook: Webhook, control_plane: ControlPlane,
+                                                                 make: Any) -> None:
+    """Duplicate names and bad values: our denial, never the API server's
+    own Pod validation error on a half-injected pod."""
+    err = refused(control_plane, "denials", make())
+    text = message(err)
+    assert text.startswith(MUTATE_DENIED), text
+    assert "Invalid value" not in text and "Duplicate value" not in text, text
+
+
+@pytest.mark.parametrize("model", ["tiny", "tiny-memory", "tiny-oci", "tiny-image"])
+def test_what_we_inject_passes_the_restricted_level(webhook: Webhook, control_plane: ControlPlane, model: str) -> None:
+    strategy = STRATEGIES[model]
+    stored, warnings = create(control_plane, "restricted", simple_pod(f"r-{strategy}", {"model.cache/name": model}))
+    check_injected(stored, strategy)
+    assert not [w for w in warnings if "PodSecurity" in w], warnings
+
+
+def test_the_restricted_level_is_really_enforced(webhook: Webhook, control_plane: ControlPlane) -> None:
+    """The control for the test above: the same pod without its securityContext is refused."""
+    pod = simple_pod("r-control", {"model.cache/name": "tiny"})
+    del pod["spec"]["containers"][0]["securityContext"]
+    err = refused(control_plane, "restricted", pod)
+    assert 'violates PodSecurity "restricted:latest"' in message(err)
+
+
+def test_hostpath_in_a_baseline_namespace_is_refused(webhook: Webhook, control_plane: ControlPlane) -> None:
+    err = refused(control_plane, "baseline", simple_pod("b-hostpath", {"model.cache/name": "tiny-hostpath"}))
+    text = message(err)
+    assert 'violates PodSecurity "baseline:latest"' in text and 'hostPath volumes (volume "model-cache")' in text
+    # Other strategies pass the same namespace.
+    stored, _ = create(control_plane, "baseline", simple_pod("b-pvc", {"model.cache/name": "tiny"}))
+    check_injected(stored, "pvc")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Finding of the real API server: PodSecurity is a validating admission plugin that runs before "
+    "ValidatingAdmissionWebhook (kube-apiserver's plugin order), so the hostpath-baseline warning of /validate "
+    "is never seen: the refusal carries only the API server's 'violates PodSecurity \"baseline:latest\": "
+    "hostPath volumes' message. Only /mutate runs before PodSecurity; it would have to deny (it does not read "
+    "namespace labels today)."))
+def test_hostpath_in_a_baseline_namespace_is_refused_with_our_message(webhook: Webhook,
+                                                                      control_plane: ControlPlane) -> None:
+    err = refused(control_plane, "baseline", simple_pod("b-ours", {"model.cache/name": "tiny-hostpath"}))
+    text = message(err)
+    assert "model.cache" in text and "baseline" in text and "use strategy pvc" in text, text
+
+
+def test_a_deployments_pods_come_out_injected(webhook: Webhook, control_plane: ControlPlane) -> None:
+    """The ReplicaSet controller (kube-controller-manager) creates the pods: they go through the webhook too."""
+    cp = control_plane
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "served"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "served"}},
+                 "template": {"metadata": {"labels": {"app": "served"}, "annotations": {"model.cache/name": "tiny"}},
+                              "spec": simple_pod("x")["spec"]}},
+    }
+    k8s.AppsV1Api(cp.api_client()).create_namespaced_deployment("deploy", deployment)
+
+    def pods() -> list[dict[str, Any]]:
+        items = json.loads(cp.core.list_namespaced_pod("deploy", label_selector="app=served",
+                                                       _preload_content=False).data)["items"]
+        return items if len(items) == 2 else []
+
+    for pod in wait_for("2 pods of deployment served", pods, timeout=60, procs=tuple(cp.procs)):
+        assert pod["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
+        check_injected(pod, "pvc")
+
+
+BAD_POLICY = """\
+apiVersion: model.cache/v1alpha1
+kind: ModelCachePolicy
+models:
+  broken:
+    source: hf://org/repo
+    size: sixteen
+"""
+
+
+def policy_configmap(name: str, policy: str) -> str:
+    return yaml.safe_dump({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "model-cache", "labels": {"model.cache/policy": "true"}},
+        "data": {"ml.yaml": policy},
+    })
+
+
+def test_a_policy_configmap_with_an_error_is_refused_at_kubectl_apply(webhook: Webhook,
+                                                                      control_plane: ControlPlane) -> None:
+    out = control_plane.kubectl("apply", "-f", "-", input=policy_configmap("policy-edit", BAD_POLICY), check=False)
+    assert out.returncode != 0
+    assert 'admission webhook "policies.validate.model.cache" denied the request' in out.stderr, out.stderr
+    assert "ml.yaml: models.broken.size" in out.stderr and "sixteen" in out.stderr, out.stderr
+    good = BAD_POLICY.replace("sixteen", "16Gi")
+    control_plane.kubectl("apply", "-f", "-", input=policy_configmap("policy-edit", good))

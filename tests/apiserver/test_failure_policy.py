@@ -1,0 +1,39 @@
+"""failurePolicy with the webhook down: annotated pods are refused (Fail),
+every other pod is created (the matchConditions keep them away), and a policy
+edit still goes through (Ignore)."""
+
+from __future__ import annotations
+
+import json
+from typing import Iterator
+
+import pytest
+import yaml
+from kubernetes.client.exceptions import ApiException
+
+from tests.apiserver.conftest import ControlPlane, Webhook, simple_pod
+
+
+@pytest.fixture()
+def stopped(webhook: Webhook) -> Iterator[Webhook]:
+    webhook.stop()
+    try:
+        yield webhook
+    finally:
+        webhook.start()  # the other tests of the session need it back
+
+
+def test_with_the_webhook_down_annotated_pods_are_refused_and_others_created(stopped: Webhook,
+                                                                            control_plane: ControlPlane) -> None:
+    core = control_plane.core
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_pod("failure", simple_pod("f-asks", {"model.cache/name": "tiny"}))
+    text = json.loads(err.value.body)["message"]
+    assert 'failed calling webhook "pods.mutate.model.cache"' in text, text
+    created = json.loads(core.create_namespaced_pod("failure", simple_pod("f-plain"), _preload_content=False).data)
+    assert created["metadata"]["name"] == "f-plain"
+    # A policy edit is not locked out by the webhook that it may be repairing.
+    cm = {"apiVersion": "v1", "kind": "ConfigMap",
+          "metadata": {"name": "policy-while-down", "namespace": "model-cache", "labels": {"model.cache/policy": "true"}},
+          "data": {"ml.yaml": "apiVersion: model.cache/v1alpha1\nkind: ModelCachePolicy\n"}}
+    control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump(cm))
