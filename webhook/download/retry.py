@@ -93,7 +93,8 @@ def with_retries(call: Callable[[], T], what: str, policy: RetryPolicy | None = 
         except TransientError as err:
             attempt += 1
             if attempt > policy.retries:
-                raise NetworkError(f"{what}: {err}; gave up after {policy.retries} retries") from None
+                text = str(err) if str(err).startswith(what) else f"{what}: {err}"
+                raise NetworkError(f"{text}; gave up after {policy.retries} retries") from None
             delay = policy.delay(attempt, err)
             emit(f"model-cache: {err}; retry {attempt}/{policy.retries} in {delay:.1f}s")
             time.sleep(delay)
