@@ -49,6 +49,21 @@ TEST_NAMESPACES: dict[str, dict[str, str]] = {
     "baseline": {"pod-security.kubernetes.io/enforce": "baseline"},
 }
 START_TIMEOUT = 120.0
+# Who wrote the TLS Secret and the webhook configurations: the self-managed
+# certificate tests read it from the API server's own audit log.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    resources:
+      - group: ""
+        resources: [secrets]
+      - group: admissionregistration.k8s.io
+        resources: [mutatingwebhookconfigurations, validatingwebhookconfigurations]
+  - level: None
+"""
 
 
 def bins_dir() -> Path:
@@ -157,6 +172,10 @@ class ControlPlane:
     kubeconfig: Path
     procs: list[Proc] = field(default_factory=list)
 
+    def audit_events(self) -> list[dict[str, Any]]:
+        lines = (self.root / "audit.log").read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
     def api_client(self, kubeconfig: Path | None = None) -> k8s.ApiClient:
         return k8s_config.new_client_from_config(config_file=str(kubeconfig or self.kubeconfig))
 
@@ -236,6 +255,8 @@ def start_control_plane(root: Path) -> ControlPlane:
 
         certs = root / "apiserver-certs"
         certs.mkdir()
+        audit_policy = root / "audit-policy.yaml"
+        audit_policy.write_text(AUDIT_POLICY)
         api = spawn("kube-apiserver", [
             str(bins / "kube-apiserver"),
             "--etcd-servers", f"http://127.0.0.1:{etcd_port}",
@@ -245,6 +266,7 @@ def start_control_plane(root: Path) -> ControlPlane:
             "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
             "--service-account-key-file", str(sa_pub), "--service-account-signing-key-file", str(sa_key),
             "--service-cluster-ip-range", "10.96.0.0/16",
+            "--audit-policy-file", str(audit_policy), "--audit-log-path", str(root / "audit.log"),
             # The admission plugins on by default stay on (PodSecurity, ServiceAccount,
             # Priority, the two webhook plugins, ...): the point is the real chain.
             "--v", "1",

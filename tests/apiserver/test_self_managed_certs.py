@@ -31,6 +31,23 @@ def test_the_webhook_created_its_secret_and_patched_every_cabundle(webhook: Webh
         assert base64.b64decode(hook.client_config.ca_bundle).strip() == ca.strip(), hook.name
 
 
+def test_the_secret_and_the_patches_came_from_the_service_account(webhook: Webhook,
+                                                                  control_plane: ControlPlane) -> None:
+    """The API server's audit log: who created the Secret and patched the caBundles, and with what answer."""
+    by_sa = [e for e in control_plane.audit_events() if e["user"]["username"] == SA]
+    created = [e for e in by_sa if e["verb"] == "create" and e["objectRef"]["resource"] == "secrets"]
+    assert [(e["objectRef"]["namespace"], e["objectRef"].get("name"), e["responseStatus"]["code"]) for e in created] \
+        == [("model-cache", "model-cache-tls", 201)]
+    patched = {e["objectRef"]["resource"] for e in by_sa if e["verb"] == "patch"
+               and e["objectRef"].get("name") == "model-cache" and e["responseStatus"]["code"] == 200}
+    assert patched == {"mutatingwebhookconfigurations", "validatingwebhookconfigurations"}
+    # None of its calls was refused: the shipped RBAC covers every call it makes (the
+    # list and delete that another test makes with the same token on purpose aside).
+    refused = [(e["verb"], e["objectRef"]["resource"]) for e in by_sa
+               if e["responseStatus"]["code"] == 403 and e["verb"] in ("get", "create", "update", "patch")]
+    assert refused == []
+
+
 def test_a_blanked_cabundle_is_patched_back(webhook: Webhook, control_plane: ControlPlane) -> None:
     adm = k8s.AdmissionregistrationV1Api(control_plane.api_client())
     want = adm.read_mutating_webhook_configuration("model-cache").webhooks[0].client_config.ca_bundle
