@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # model-cache: the admission webhook and the downloader, one image.
 #   docker build -t ghcr.io/model-cache/model-cache:0.1.0 .
-# The default downloader image in policies/ is this image.
+# The same image is the downloader init container: the Deployment passes it
+# to the webhook as MODEL_CACHE_DOWNLOADER_IMAGE. Released for linux/amd64
+# and linux/arm64 by .github/workflows/release.yml on a tag.
 
 ARG PYTHON_VERSION=3.12
 
@@ -34,6 +36,7 @@ RUN groupadd --system --gid 10001 model-cache \
       --shell /usr/sbin/nologin model-cache
 COPY --from=build /opt/model-cache /opt/model-cache
 COPY policies /usr/share/model-cache/policies
+COPY LICENSE /usr/share/doc/model-cache/LICENSE
 ENV PATH=/opt/model-cache/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
