@@ -7,6 +7,8 @@ sent stays the source of truth: these models check it, they do not replace it.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -106,15 +108,24 @@ class AdmissionRequestShape(_Open):
         return self
 
 
+_INSTANCE_OF = re.compile(r" or instance of \w+")
+
+
 def _describe(err: ValidationError, prefix: str) -> str:
     """The first problem as `field.path: what is expected (got what)`."""
     errors = err.errors(include_url=False)
     first = errors[0]
-    where = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "")
+    # Union members show in the location as their type's name: not a field.
+    loc = [p for p in first["loc"] if p not in ("str", "int", "float")]
+    where = ".".join(str(p) for p in (prefix, *loc) if p != "")
     if first["type"] == "missing":
         text = f"{where}: required field is missing"
+    elif first["type"] == "string_type" and isinstance(first.get("input"), (bool, int, float, type(None))):
+        # What YAML does to `preload: false` or `shm-size: 0`: the API server refuses it too.
+        given = json.dumps(first["input"])
+        text = f'{where}: expected a string, got {given}; quote the value in YAML: "{given}"' 
     else:
-        text = f"{where}: {first['msg'].removeprefix('Value error, ')}"
+        text = f"{where}: {_INSTANCE_OF.sub('', first['msg'].removeprefix('Value error, '))}"
         given = first.get("input")
         if not isinstance(given, (dict, list)):
             shown = repr(given)
@@ -162,3 +173,13 @@ def check_request(request: Any) -> dict[str, Any]:
         except ValidationError as err:
             raise MalformedReview(_describe(err, f"request.{key}")) from None
     return request
+
+
+def pod_problem(pod: Any, where: str) -> str | None:
+    """The first field of POD (a Pod or a pod template, found at WHERE) whose
+    shape the webhook cannot read, described; None when it is readable."""
+    try:
+        PodShape.model_validate(pod)
+    except ValidationError as err:
+        return _describe(err, where)
+    return None

@@ -12,15 +12,18 @@ from typing import Any, Iterator
 
 import yaml
 
+from webhook.admission.shapes import pod_problem
 from webhook.errors import Denied, InjectError
 from webhook.mutate import mutate_pod
 from webhook.policy import PolicyStore
 from webhook.vocabulary import TEMPLATE_PATHS
 
-def _pods_in(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _pods_in(obj: dict[str, Any], where: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """(path, pod) for every Pod and pod template in OBJ."""
     if obj.get("kind") == "List":
-        for item in obj.get("items") or []:
-            yield from _pods_in(item)
+        for i, item in enumerate(obj.get("items") or []):
+            if isinstance(item, dict):
+                yield from _pods_in(item, f"{where}items.{i}.")
         return
     kind = obj.get("kind", "")
     path = () if kind == "Pod" else TEMPLATE_PATHS.get(kind)
@@ -28,9 +31,9 @@ def _pods_in(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
         return
     target: Any = obj
     for key in path:
-        target = (target or {}).get(key)
+        target = target.get(key) if isinstance(target, dict) else None
     if isinstance(target, dict):
-        yield target
+        yield where + ".".join(path), target
 
 
 def _describe(obj: dict[str, Any]) -> str:
@@ -40,7 +43,10 @@ def _describe(obj: dict[str, Any]) -> str:
 def inject_object(obj: dict[str, Any], store: PolicyStore, namespace: str | None) -> None:
     """Mutates OBJ's pods in place, as the webhook would at their creation."""
     ns = (obj.get("metadata") or {}).get("namespace") or namespace or "default"
-    for pod in _pods_in(obj):
+    for where, pod in _pods_in(obj):
+        problem = pod_problem(pod, where)
+        if problem is not None:
+            raise InjectError(f"{_describe(obj)}: {problem}")
         try:
             mutated, _ = mutate_pod(pod, ns, store)
         except Denied as err:

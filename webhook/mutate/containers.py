@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from webhook import quantity
+from webhook.errors import Denied, QuantityError
 from webhook.mutate.plan import Plan
 from webhook.vocabulary import CREDENTIAL_KEYS, DOWNLOADER, OCI_COPY, VOLUME, VOLUME_ROOT
 
@@ -94,5 +95,13 @@ def grow_memory(container: dict[str, Any], size: Decimal, kinds: tuple[str, ...]
     resources = container.get("resources") or {}
     for kind in kinds:
         current = (resources.get(kind) or {}).get("memory")
-        if current is not None:
-            resources[kind]["memory"] = quantity.exact(quantity.parse(current, f"{kind}.memory") + size)
+        if current is None:
+            continue
+        try:
+            grown = quantity.parse(current) + size
+        except QuantityError as err:
+            raise Denied(f"container {container.get('name')}: resources.{kind}.memory: {err}") from None
+        if grown > quantity.MAX_VALUE:
+            raise Denied(f"container {container.get('name')}: resources.{kind}.memory plus the model's size "
+                         "is larger than Kubernetes allows; lower the memory or the model's size")
+        resources[kind]["memory"] = quantity.exact(grown)

@@ -16,7 +16,7 @@ from webhook.mutate.containers import downloader, grow_memory, image_reference, 
 from webhook.mutate.plan import Plan, Pod, already_injected, make_plan
 from webhook.mutate.request import InjectionRequest
 from webhook.policy import ResolvedModel
-from webhook.vocabulary import CACHE_PATH_ENV, INJECTED, MIRROR, OCI_STRATEGIES, SHM_PATH, SHM_VOLUME, VOLUME
+from webhook.vocabulary import CACHE_PATH_ENV, INJECTED, INJECTED_CONTAINERS, MIRROR, OCI_STRATEGIES, SHM_PATH, SHM_VOLUME, VOLUME
 
 
 class ModelResolver(Protocol):
@@ -152,8 +152,22 @@ def mutate(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> tuple[P
         raise _volume_clash(VOLUME)
     if SHM_VOLUME in volumes:
         raise _volume_clash(SHM_VOLUME)
+    _check_container_names(pod)
     _check_mount_paths(pod, plan)
     return apply_plan(pod, plan), plan
+
+
+def _check_container_names(pod: Pod) -> None:
+    """Container names are unique across a pod's containers, init and ephemeral
+    containers: the API server would refuse a pod with a second one of ours."""
+    spec = pod.get("spec") or {}
+    for key in ("containers", "initContainers", "ephemeralContainers"):
+        for container in spec.get(key) or []:
+            if container.get("name") in INJECTED_CONTAINERS:
+                raise Denied(
+                    f'the pod already has a container named "{container["name"]}" in {key}, a name model-cache '
+                    "injects; rename that container, or remove the model.cache/name annotation"
+                )
 
 
 def _check_mount_paths(pod: Pod, plan: Plan) -> None:

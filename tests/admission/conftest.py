@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+from flask.testing import FlaskClient
+
+from tests.helpers import POLICIES
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+
+
+def golden_pods() -> list[dict[str, Any]]:
+    """The realistic pods of tests/golden/, as the API server sends them."""
+    return [yaml.safe_load(p.read_text()) for p in sorted(GOLDEN.glob("*.in.yaml"))]
+
+
+@pytest.fixture()
+def app_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[FlaskClient]:
+    """The real Flask app on the example policies, in this process (no TLS, no gunicorn)."""
+    monkeypatch.setenv("MODEL_CACHE_CLUSTER_CHECKS", "off")
+    from webhook.server.app import create_app
+
+    app = create_app(POLICIES)
+    with app.test_client() as client:
+        yield client
+
+
+def post(client: FlaskClient, path: str, body: bytes | Any) -> tuple[int, dict[str, Any]]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = client.post(path, data=data, content_type="application/json")
+    return response.status_code, json.loads(response.data)
