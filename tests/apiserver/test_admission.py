@@ -270,3 +270,21 @@ def test_a_policy_configmap_with_an_error_is_refused_at_kubectl_apply(webhook: W
     assert "ml.yaml: models.broken.size" in out.stderr and "sixteen" in out.stderr, out.stderr
     good = BAD_POLICY.replace("sixteen", "16Gi")
     control_plane.kubectl("apply", "-f", "-", input=policy_configmap("policy-edit", good))
+
+
+def test_a_template_warning_with_quotes_survives_the_warning_header(webhook: Webhook,
+                                                                     control_plane: ControlPlane) -> None:
+    """The API server re-quotes each warning into `299 - "..."`: a model name in
+    quotes must come back intact, through the workloads webhook."""
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w-unknown"},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "u"}},
+                 "template": {"metadata": {"labels": {"app": "u"}, "annotations": {"model.cache/name": "gpt-5"}},
+                              "spec": simple_pod("x")["spec"]}},
+    }
+    resp = k8s.AppsV1Api(control_plane.api_client()).create_namespaced_deployment(
+        "warnings", deployment, _preload_content=False)
+    warnings = warnings_of(resp.headers)
+    assert any('model "gpt-5" is not in the model-cache policy for namespace warnings' in w for w in warnings), \
+        warnings
+    assert all(len(w) <= 256 for w in warnings), warnings  # what the API server keeps whole
