@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.validate.fake_apiserver import FakeApiServer
+from tests.fakes import FakeApiServer
 from webhook.validate.lookups import FactsProvider, Settings, load_configuration
 from webhook.policy import PolicyStore
 
@@ -66,9 +66,8 @@ def store(policies: Path) -> PolicyStore:
 
 @pytest.fixture()
 def apiserver(tmp_path: Path) -> Iterator[FakeApiServer]:
-    server = FakeApiServer(tmp_path / "apiserver")
-    yield server
-    server.close()
+    with FakeApiServer(tmp_path / "apiserver") as server:
+        yield server
 
 
 @pytest.fixture()

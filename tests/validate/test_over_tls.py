@@ -14,21 +14,20 @@ from tests.conftest import RunningServer, start_server, stop_server
 from tests.helpers import assert_schema_valid
 from tests.validate import pods
 from tests.validate.conftest import POLICY_ML
-from tests.validate.fake_apiserver import FakeApiServer
+from tests.fakes import FakeApiServer
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeApiServer]:
-    api = FakeApiServer(tmp_path_factory.mktemp("apiserver"))
-    # ml: a PVC too small and ReadWriteOnce, a Secret without the key, Pod Security baseline.
-    api.add_namespace("ml", {"pod-security.kubernetes.io/enforce": "baseline"})
-    api.add_pvc("ml", "llm-models", "18Gi", ("ReadWriteOnce",))
-    api.add_secret("ml", "hf-token", {"token": "hf_value_not_to_be_logged"})
-    # team-b: nothing set up yet. slow: the API server hangs. locked: RBAC says no.
-    api.slow("/namespaces/slow/", 10)
-    api.forbid("/namespaces/locked/")
-    yield api
-    api.close()
+    with FakeApiServer(tmp_path_factory.mktemp("apiserver")) as api:
+        # ml: a PVC too small and ReadWriteOnce, a Secret without the key, Pod Security baseline.
+        api.add_namespace("ml", {"pod-security.kubernetes.io/enforce": "baseline"})
+        api.add_pvc("ml", "llm-models", "18Gi", ("ReadWriteOnce",))
+        api.add_secret("ml", "hf-token", {"token": "hf_value_not_to_be_logged"})
+        # team-b: nothing set up yet. slow: the API server hangs. locked: RBAC says no.
+        api.slow("/namespaces/slow/", 10)
+        api.forbid("/namespaces/locked/")
+        yield api
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from tests.validate import pods
 from tests.validate.conftest import POLICY_ML, make_provider
-from tests.validate.fake_apiserver import FakeApiServer
+from tests.fakes import FakeApiServer
 from tests.helpers import pod_review
 from webhook.validate import review as validation
 from webhook.validate.policy_configmap import MAX_POLICY_PROBLEMS
@@ -76,7 +76,7 @@ def test_lookups_only_for_what_the_pod_uses(store: PolicyStore, provider: FactsP
     review(store, provider, pods.final_pod("phi-2", "memory"))  # no secret in its policy entry
     assert healthy_cluster.requests == []
     review(store, provider, pods.final_pod(preload=False))
-    assert [p for _, p in healthy_cluster.requests] == ["/api/v1/namespaces/ml/persistentvolumeclaims/llm-models"]
+    assert [r.path for r in healthy_cluster.requests] == ["/api/v1/namespaces/ml/persistentvolumeclaims/llm-models"]
 
 
 def test_unreachable_api_server_is_one_warning_within_budget(store: PolicyStore, healthy_cluster: FakeApiServer,
