@@ -89,6 +89,12 @@ def test_toggles_render_the_kustomize_components(tmp_path: Path) -> None:
     assert_same_objects(helm, kust)
 
 
+def test_warn_only_renders_the_warn_only_component(tmp_path: Path) -> None:
+    helm = helm_template(values={"warnOnly": True, "certificates": {"mode": "cert-manager"}}, tmp=tmp_path)
+    kust = kustomize(overlay(tmp_path / "k", ["manifests/cert-manager"], ["manifests/components/warn-only"]))
+    assert_same_objects(helm, kust)
+
+
 def test_the_labels_helm_adds_are_only_its_bookkeeping(chart_default: Docs) -> None:
     """The agreement above ignores these labels; they must not reach a selector."""
     for doc in chart_default:
