@@ -28,6 +28,7 @@ POLICY_API_VERSION = "model.cache/v1alpha1"
 POLICY_KIND = "ModelCachePolicy"
 DEFAULT_POLICY = "_default"  # `_default.yaml` serves every namespace
 POLICY_LABEL = "model.cache/policy"  # on the ConfigMap that carries the policy files
+POLICY_CONFIGMAP = "model-cache/model-cache-policies"  # NAMESPACE/NAME as manifests/ installs it
 
 # --- strategies ---------------------------------------------------------------------
 

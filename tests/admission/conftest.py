@@ -24,9 +24,8 @@ def app_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[FlaskClient]:
     monkeypatch.setenv("MODEL_CACHE_CLUSTER_CHECKS", "off")
     from webhook.server.app import create_app
 
-    app = create_app(POLICIES)
-    with app.test_client() as client:
-        yield client
+    # No `with`: two clients (enforcing and warn-only) may live in one test.
+    yield create_app(POLICIES).test_client()
 
 
 def post(client: FlaskClient, path: str, body: bytes | Any) -> tuple[int, dict[str, Any]]:

@@ -56,13 +56,18 @@ def inject_object(obj: dict[str, Any], store: PolicyStore, namespace: str | None
             pod.update(mutated)
 
 
-def run_inject(file: str, namespace: str | None, policies: Path) -> int:
+def load_store(policies: Path) -> PolicyStore:
     if not policies.is_dir():
-        raise InjectError(f"policy directory {policies} not found; pass --policies DIR")
+        raise InjectError(f"policy directory {policies} not found; pass --policies DIR (or --from-cluster)")
     store = PolicyStore(policies)
     ok, why = store.readiness()
     if not ok:
         raise InjectError(why)
+    return store
+
+
+def read_objects(file: str) -> list[dict[str, Any]]:
+    """The Kubernetes objects of a multi-document YAML file, or - for stdin."""
     try:
         text = sys.stdin.read() if file == "-" else Path(file).read_text()
     except OSError as err:
@@ -74,6 +79,13 @@ def run_inject(file: str, namespace: str | None, policies: Path) -> int:
     for doc in docs:
         if not isinstance(doc, dict):
             raise InjectError(f"{file}: every document must be a Kubernetes object (a mapping)")
+    return docs
+
+
+def run_inject(file: str, namespace: str | None, policies: Path) -> int:
+    store = load_store(policies)
+    docs = read_objects(file)
+    for doc in docs:
         inject_object(doc, store, namespace)
     yaml.safe_dump_all(docs, sys.stdout, sort_keys=False, default_flow_style=False)
     return 0

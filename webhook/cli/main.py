@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from webhook.errors import ModelCacheError
+from webhook.vocabulary import POLICY_CONFIGMAP
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -32,65 +33,119 @@ def _cmd_certs_generate(args: argparse.Namespace) -> int:
 def _cmd_inject(args: argparse.Namespace) -> int:
     from webhook.cli.inject import run_inject
 
-    return run_inject(args.file, namespace=args.namespace, policies=Path(args.policies))
+    return run_inject(args.file, namespace=args.namespace, policies=_policies_dir(args))
 
 
 def _cmd_policy_check(args: argparse.Namespace) -> int:
-    from webhook.policy import check_directory
+    from webhook.policy import check_paths
 
-    problems = check_directory(Path(args.dir))
-    if problems:
-        for line in problems:
+    report = check_paths([Path(p) for p in args.paths])
+    for line in report.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    if report.errors:
+        for line in report.errors:
             print(line, file=sys.stderr)
         return 1
-    print(f"{args.dir}: policies are valid")
+    print(f"{', '.join(args.paths)}: {report.files} policy file(s) valid")
     return 0
+
+
+def _policies_dir(args: argparse.Namespace) -> Path:
+    if getattr(args, "from_cluster", False):
+        from webhook.cli.cluster_policies import fetch_policies
+
+        return fetch_policies(args.policy_configmap)
+    return Path(args.policies)
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from webhook.cli.explain import run_explain
+
+    return run_explain(args.file, namespace=args.namespace, policies=_policies_dir(args),
+                       cluster_facts=args.from_cluster)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("model-cache")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default."""
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policies", default="policies", help="directory of <namespace>.yaml policy files")
     p.add_argument("--cert", default="certs/tls.crt", help="serving certificate (PEM)")
     p.add_argument("--key", default="certs/tls.key", help="serving key (PEM)")
-    p.add_argument("--port", type=int, default=8443)
+    p.add_argument("--port", type=int, default=8443, help="TLS port")
     p.add_argument("--host", default="0.0.0.0", help="address to bind")
     p.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    p.add_argument("--threads", type=int, default=8, help="threads per worker (gthread)")
-    p.add_argument("--log-level", default="info")
-    p.add_argument("--warn-only", action="store_true",
-                   default=os.environ.get("MODEL_CACHE_WARN_ONLY", "").strip().lower() in ("1", "true", "yes", "on"),
-                   help="allow what would be denied, with a warning, and count it in "
-                        "model_cache_warn_only_denials_total (env MODEL_CACHE_WARN_ONLY=true)")
+    p.add_argument("--threads", type=int, default=8, help="threads per worker")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level")
+    p.add_argument("--warn-only", action="store_true", default=_env_flag("MODEL_CACHE_WARN_ONLY"),
+                   help="allow what would be denied, unchanged, with a warning, and count it in "
+                        "model_cache_warn_only_denials_total (also env MODEL_CACHE_WARN_ONLY=true)")
     from webhook.certs.options import add_arguments as add_certificate_arguments
 
     add_certificate_arguments(p)
 
 
+def _add_policy_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policies", default="policies", help="directory of <namespace>.yaml policy files")
+    p.add_argument("--from-cluster", action="store_true",
+                   help="read the policies from the cluster's ConfigMap (kubeconfig: MODEL_CACHE_KUBECONFIG, "
+                        "KUBECONFIG or ~/.kube/config) instead of --policies")
+    p.add_argument("--policy-configmap", default=POLICY_CONFIGMAP, metavar="NS/NAME",
+                   help="the ConfigMap --from-cluster reads")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="model-cache", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="model-cache", description=__doc__.splitlines()[0],
+                                     formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"model-cache {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the admission webhook under gunicorn over TLS")
+    serve = sub.add_parser("serve", help="run the admission webhook under gunicorn over TLS",
+                           formatter_class=_Formatter)
     add_serve_arguments(serve)
     serve.set_defaults(func=_cmd_serve)
 
     certs = sub.add_parser("certs", help="certificate tools")
     certs_sub = certs.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
-    gen = certs_sub.add_parser("generate", help="write a CA and a serving certificate for NAME.NS.svc")
-    gen.add_argument("--out", required=True)
-    gen.add_argument("--service", default="model-cache")
-    gen.add_argument("--namespace", default="model-cache")
+    gen = certs_sub.add_parser("generate", help="write a CA and a serving certificate for NAME.NS.svc",
+                               formatter_class=_Formatter)
+    gen.add_argument("--out", required=True, help="directory for ca.crt, tls.crt, tls.key")
+    gen.add_argument("--service", default="model-cache", help="the Service the API server calls")
+    gen.add_argument("--namespace", default="model-cache", help="the Service's namespace")
     gen.set_defaults(func=_cmd_certs_generate)
 
-    inject = sub.add_parser("inject", help="print objects as the webhook would change them")
+    inject = sub.add_parser("inject", help="print objects as the webhook would change them", formatter_class=_Formatter)
     inject.add_argument("-f", "--file", required=True, help="YAML file, or - for stdin")
-    inject.add_argument("--namespace", default=None, help="namespace for objects that name none (default: default)")
-    inject.add_argument("--policies", default="policies")
+    inject.add_argument("--namespace", default="default", help="namespace for objects that name none")
+    _add_policy_source(inject)
     inject.set_defaults(func=_cmd_inject)
+
+    explain = sub.add_parser("explain", help="say why each pod template would or would not be injected",
+                             formatter_class=_Formatter)
+    explain.add_argument("-f", "--file", required=True, help="YAML file, or - for stdin")
+    explain.add_argument("--namespace", default="default", help="namespace for objects that name none")
+    _add_policy_source(explain)
+    explain.set_defaults(func=_cmd_explain)
 
     policy = sub.add_parser("policy", help="policy tools")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
-    check = policy_sub.add_parser("check", help="validate a directory of policy files")
-    check.add_argument("dir")
+    check = policy_sub.add_parser("check", help="validate policy files and directories of them; exit 1 on errors",
+                                  formatter_class=_Formatter)
+    check.add_argument("paths", nargs="+", metavar="PATH", help="a <namespace>.yaml file or a directory of them")
     check.set_defaults(func=_cmd_policy_check)
 
     from webhook.download.command import register as register_download_commands

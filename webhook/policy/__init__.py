@@ -1,9 +1,11 @@
-"""Policy files: schema (the pydantic models), files (reading and checking),
+"""Policy files: schema (the pydantic models), files (reading one), check
+(`policy check`: each file and the files together),
 resolved (defaults merged, a model as a namespace sees it), store (the
 policies in force, reloaded)."""
 
-from webhook.policy.files import check_directory, parse_policy, policy_problems
+from webhook.policy.check import check_paths, check_texts
+from webhook.policy.files import parse_policy, policy_problems
 from webhook.policy.resolved import ResolvedModel, merge_defaults
 from webhook.policy.store import PolicyStore
 
-__all__ = ["PolicyStore", "ResolvedModel", "check_directory", "merge_defaults", "parse_policy", "policy_problems"]
+__all__ = ["PolicyStore", "ResolvedModel", "check_paths", "check_texts", "merge_defaults", "parse_policy", "policy_problems"]

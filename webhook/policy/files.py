@@ -76,18 +76,3 @@ def policy_files(directory: Path) -> list[Path]:
     except FileNotFoundError:
         return []
     return [p for p in entries if not p.name.startswith(".") and p.suffix in (".yaml", ".yml") and p.is_file()]
-
-
-def check_directory(directory: Path) -> list[str]:
-    """`model-cache policy check DIR`: problems of every file, or a missing/empty directory."""
-    if not directory.is_dir():
-        return [f"{directory}: no such directory"]
-    files = policy_files(directory)
-    if not files:
-        return [f"{directory}: no <namespace>.yaml or {DEFAULT_POLICY}.yaml files"]
-    problems: list[str] = []
-    for path in files:
-        problems.extend(policy_problems(path.read_bytes(), str(path)))
-    return problems
-
-
