@@ -1,9 +1,12 @@
 """A fast loopback origin for the downloader benchmark: serves a directory
 over HTTP/1.1 with Range support and os.sendfile (so that the origin is not
 the bottleneck), answers the Hub endpoints huggingface_hub calls for one
-repo (`bench/model`), and counts the body bytes it sends.
+repo (`bench/model`), the S3 calls boto3 makes for a path-style bucket
+`s3bucket` holding the same directory (ListObjectsV2, HeadObject, GetObject
+with Range and If-Match; signatures are not checked), and counts the body
+bytes it sends.
 
-    python bench/download_origin.py DIR PORT     # prints "ready" when serving
+    python bench/download_origin.py DIR PORT [SNDBUF_KIB]   # prints "ready" when serving
     curl http://127.0.0.1:PORT/_stats            # {"served": N}
 """
 
@@ -13,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,7 +56,31 @@ def build_tree(root: Path) -> list[dict]:
     return entries
 
 
-def serve(root: Path, port: int) -> None:
+BUCKET = "s3bucket"
+
+
+def etag_of(f: Path) -> str:
+    st = f.stat()
+    return f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+
+
+def list_xml(root: Path, prefix: str) -> bytes:
+    from xml.sax.saxutils import escape
+
+    items = []
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if not p.is_file() or not rel.startswith(prefix) or p.name == ".done":
+            continue
+        items.append(f"<Contents><Key>{escape(rel)}</Key><LastModified>2026-01-01T00:00:00.000Z</LastModified>"
+                     f"<ETag>{escape(etag_of(p))}</ETag><Size>{p.stat().st_size}</Size>"
+                     f"<StorageClass>STANDARD</StorageClass></Contents>")
+    return ('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            f"<Name>{BUCKET}</Name><Prefix>{escape(prefix)}</Prefix><KeyCount>{len(items)}</KeyCount>"
+            f"<MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>{''.join(items)}</ListBucketResult>").encode()
+
+
+def serve(root: Path, port: int, sndbuf: int = 0) -> None:
     tree = build_tree(root)
     stats = {"served": 0}
     lock = threading.Lock()
@@ -77,7 +105,23 @@ def serve(root: Path, port: int) -> None:
             self.do_GET()
 
         def do_GET(self) -> None:
-            path = unquote(urlsplit(self.path).path)
+            parts = urlsplit(self.path)
+            path = unquote(parts.path)
+            if path.rstrip("/") == f"/{BUCKET}":
+                from urllib.parse import parse_qs
+
+                q = parse_qs(parts.query)
+                data = list_xml(root, q.get("prefix", [""])[0])
+                self.send_response(200)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command == "GET":
+                    self.wfile.write(data)
+                return
+            s3 = path.startswith(f"/{BUCKET}/")
+            if s3:
+                path = path[len(BUCKET) + 1:]
             if path == "/_stats":
                 return self._json(stats)
             if path == "/_reset":
@@ -97,6 +141,12 @@ def serve(root: Path, port: int) -> None:
                 self.end_headers()
                 return
             size = f.stat().st_size
+            etag = etag_of(f)
+            if s3 and self.headers.get("If-Match") not in (None, etag):
+                self.send_response(412)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             start, end, status = 0, size - 1, 200
             rng = self.headers.get("Range")
             if rng and (r := re.match(r"bytes=(\d+)-(\d*)$", rng)):
@@ -106,7 +156,9 @@ def serve(root: Path, port: int) -> None:
             self.send_response(status)
             self.send_header("Content-Length", str(end - start + 1))
             self.send_header("Accept-Ranges", "bytes")
-            self.send_header("ETag", f'"{f.stat().st_mtime_ns:x}-{size:x}"')
+            self.send_header("ETag", etag)
+            if s3:
+                self.send_header("Last-Modified", "Thu, 01 Jan 2026 00:00:00 GMT")
             if m:
                 self.send_header("X-Repo-Commit", COMMIT)
             if status == 206:
@@ -128,11 +180,23 @@ def serve(root: Path, port: int) -> None:
                     with lock:
                         stats["served"] += sent
 
-    srv = ThreadingHTTPServer(("127.0.0.1", port), H)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 256
+
+        def get_request(self):  # noqa: ANN202
+            conn, addr = super().get_request()
+            if sndbuf:
+                # Bounded send buffer (throttled runs): the bytes counted as
+                # served are nearly the bytes that left, not megabytes parked
+                # in a socket.
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+            return conn, addr
+
+    srv = Server(("127.0.0.1", port), H)
     srv.daemon_threads = True
     print("ready", flush=True)
     srv.serve_forever()
 
 
 if __name__ == "__main__":
-    serve(Path(sys.argv[1]).resolve(), int(sys.argv[2]))
+    serve(Path(sys.argv[1]).resolve(), int(sys.argv[2]), int(sys.argv[3]) * 1024 if len(sys.argv) > 3 else 0)
