@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -12,12 +14,14 @@ from typing import Iterator
 
 import pytest
 
-from tests.helpers import POLICIES, REPO
+from tests.helpers import POLICIES, REPO, TLSClient
 
 MODEL_CACHE = str(Path(sys.executable).with_name("model-cache"))
 
 
 def free_port() -> int:
+    """A TCP port nobody listens on right now, on 127.0.0.1: for a process that
+    must be told its port before it starts."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -40,38 +44,49 @@ class RunningServer:
 
 
 def start_server(tmp: Path, policies: Path, env: dict[str, str] | None = None,
-                 extra_args: list[str] | None = None, workers: int = 2) -> RunningServer:
-    """`model-cache serve` as a process, as a user runs it; returns once /readyz answers."""
-    import ssl
-    import urllib.request
-
-    certs = tmp / "certs"
-    if not (certs / "tls.crt").exists():
+                 extra_args: list[str] | None = None, workers: int = 2, *,
+                 certs: Path | None = None, threads: int | None = None) -> RunningServer:
+    """`model-cache serve` as a process, as a user runs it; returns once /readyz
+    answers over TLS for the Service's name. CERTS (default TMP/certs) holds
+    tls.crt, tls.key and ca.crt: made with `model-cache certs generate` when
+    absent, unless EXTRA_ARGS make the server write them itself (--tls-secret)."""
+    certs = certs or tmp / "certs"
+    self_managed = "--tls-secret" in (extra_args or [])
+    if not self_managed and not (certs / "tls.crt").exists():
         subprocess.run([MODEL_CACHE, "certs", "generate", "--out", str(certs)], check=True, capture_output=True)
     port = free_port()
     log = tmp / f"serve-{port}.log"
     cmd = [MODEL_CACHE, "serve", "--policies", str(policies), "--cert", str(certs / "tls.crt"),
            "--key", str(certs / "tls.key"), "--port", str(port), "--host", "127.0.0.1",
-           "--workers", str(workers), *(extra_args or [])]
+           "--workers", str(workers), *(["--threads", str(threads)] if threads else []), *(extra_args or [])]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=tmp,
                                 env={**os.environ, **(env or {})})
-    ctx = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    running = RunningServer(port, certs, policies, proc, log)
     deadline = time.monotonic() + 30
-    while True:
+    while not _ready(running):
         if proc.poll() is not None:
-            raise RuntimeError(f"model-cache serve exited {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"https://localhost:{port}/readyz", context=ctx, timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
+            raise RuntimeError(f"model-cache serve exited {proc.returncode}:\n{running.log_text()}")
         if time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError(f"model-cache serve not ready in 30 s:\n{log.read_text()}")
+            raise RuntimeError(f"model-cache serve not ready in 30 s:\n{running.log_text()}")
         time.sleep(0.1)
-    return RunningServer(port, certs, policies, proc, log)
+    return running
+
+
+def _ready(server: RunningServer) -> bool:
+    if not server.cafile.exists():  # a self-managed server writes it before it listens
+        return False
+    try:
+        client = TLSClient(server.port, server.cafile)
+    except (OSError, ssl.SSLError):
+        return False
+    try:
+        return client.request("GET", "/readyz")[0] == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        client.close()
 
 
 def stop_server(server: RunningServer) -> None:

@@ -1,5 +1,5 @@
 """The Secret and caBundle bootstrap with the real kubernetes client against
-a local HTTPS server that answers like the API server (tests/fake_kube):
+the fake API server of tests/fakes:
 create, the 409 of a lost race, a conflicting update, caBundle drift, and
 errors that name the fix."""
 
@@ -16,7 +16,8 @@ import pytest
 import yaml
 from kubernetes import config
 
-from tests.fake_kube import FakeKube, kubeconfig_for
+from tests.fakes import FakeApiServer
+from tests.helpers import REPO
 from webhook.certs import manager as cert_manager, x509 as certs
 from webhook.errors import CertConfigError, KubeAccessError
 from webhook.certs.api import WebhookConfigRef
@@ -24,7 +25,6 @@ from webhook.certs.manager import Reconciler, Settings
 from webhook.certs.rotation import Action, Facts, RotationPolicy, apply, new_state
 from webhook.certs.secret import build_secret, state_from_secret
 
-from tests.helpers import REPO  # noqa: E402
 WEBHOOKS = REPO / "manifests" / "base" / "webhooks.yaml"
 NS, SECRET = "model-cache", "model-cache-tls"
 CONFIGS = (WebhookConfigRef("mutating", "model-cache"), WebhookConfigRef("validating", "model-cache"))
@@ -34,15 +34,15 @@ HOOKS = sum(len(d["webhooks"]) for d in yaml.safe_load_all(WEBHOOKS.read_text())
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeKube]:
-    with FakeKube() as f:
+def fake() -> Iterator[FakeApiServer]:
+    with FakeApiServer() as f:
         f.seed_manifests(WEBHOOKS)
         yield f
 
 
 @pytest.fixture
-def kubeconfig(fake: FakeKube, tmp_path: Path) -> Path:
-    return kubeconfig_for(fake, tmp_path / "kubeconfig")
+def kubeconfig(fake: FakeApiServer, tmp_path: Path) -> Path:
+    return fake.write_kubeconfig(tmp_path / "kubeconfig")
 
 
 def settings(tmp_path: Path, policy: RotationPolicy | None = None) -> Settings:
@@ -56,7 +56,7 @@ def reconciler(kubeconfig: Path, tmp_path: Path, policy: RotationPolicy | None =
     return Reconciler(settings(tmp_path, policy), config.new_client_from_config(config_file=str(kubeconfig)))
 
 
-def bundles(fake: FakeKube) -> list[str | None]:
+def bundles(fake: FakeApiServer) -> list[str | None]:
     out = []
     for resource in (MUT, VAL):
         for hook in fake.get(resource, "model-cache")["webhooks"]:
@@ -64,7 +64,7 @@ def bundles(fake: FakeKube) -> list[str | None]:
     return out
 
 
-def secret_state(fake: FakeKube) -> Any:
+def secret_state(fake: FakeApiServer) -> Any:
     return state_from_secret(fake.get("secrets", SECRET, NS))
 
 
@@ -73,7 +73,7 @@ def b64(data: bytes) -> str:
 
 
 def test_first_replica_creates_the_secret_patches_both_configurations_and_writes_files(
-        fake: FakeKube, kubeconfig: Path, tmp_path: Path) -> None:
+        fake: FakeApiServer, kubeconfig: Path, tmp_path: Path) -> None:
     rec = reconciler(kubeconfig, tmp_path)
     result = rec.run_once()
 
@@ -89,16 +89,16 @@ def test_first_replica_creates_the_secret_patches_both_configurations_and_writes
     assert (tmp_path / "tls" / "tls.crt").read_bytes() == state.serving.cert_pem
     assert (tmp_path / "tls" / "tls.key").read_bytes() == state.serving.key_pem
     assert (tmp_path / "tls" / "ca.crt").read_bytes() == state.bundle_pem
-    assert fake.count("POST", "/secrets$") == 1
+    assert fake.count("/secrets$", "POST") == 1
 
     # A second pass finds everything in place and changes nothing.
     again = rec.run_once()
     assert not again.created and again.actions == [] and again.patched == [] and not again.files_written
-    assert fake.count("PATCH") == 2 and fake.count("PUT") == 0
+    assert fake.count(method="PATCH") == 2 and fake.count(method="PUT") == 0
 
 
 def test_a_replica_that_loses_the_create_race_serves_the_winners_certificate(
-        fake: FakeKube, kubeconfig: Path, tmp_path: Path) -> None:
+        fake: FakeApiServer, kubeconfig: Path, tmp_path: Path) -> None:
     winner = new_state(tuple(certs.service_dns_names("model-cache", NS)),
                        dt.datetime.now(dt.timezone.utc), RotationPolicy())
 
@@ -113,11 +113,11 @@ def test_a_replica_that_loses_the_create_race_serves_the_winners_certificate(
     assert secret_state(fake) == winner, "the winner's Secret must stay as it is"
     assert (tmp_path / "tls" / "tls.crt").read_bytes() == winner.serving.cert_pem
     assert bundles(fake) == [b64(winner.bundle_pem)] * HOOKS
-    assert fake.count("PUT") == 0
+    assert fake.count(method="PUT") == 0
 
 
 def test_two_replicas_renewing_at_once_agree_on_one_certificate(
-        fake: FakeKube, kubeconfig: Path, tmp_path: Path) -> None:
+        fake: FakeApiServer, kubeconfig: Path, tmp_path: Path) -> None:
     """An update carries the resourceVersion it read; the replica whose write
     comes second gets 409, reads the other's renewal, and keeps it."""
     policy = RotationPolicy()
@@ -138,10 +138,10 @@ def test_two_replicas_renewing_at_once_agree_on_one_certificate(
     assert secret_state(fake).serving == theirs.serving
     assert (tmp_path / "tls" / "tls.crt").read_bytes() == theirs.serving.cert_pem
     assert result.actions == []  # our renewal lost; theirs needed nothing more
-    assert fake.count("PUT") == 1
+    assert fake.count(method="PUT") == 1
 
 
-def test_a_reset_cabundle_is_patched_again(fake: FakeKube, kubeconfig: Path, tmp_path: Path) -> None:
+def test_a_reset_cabundle_is_patched_again(fake: FakeApiServer, kubeconfig: Path, tmp_path: Path) -> None:
     rec = reconciler(kubeconfig, tmp_path)
     rec.run_once()
     want = bundles(fake)[0]
@@ -158,10 +158,10 @@ def test_a_reset_cabundle_is_patched_again(fake: FakeKube, kubeconfig: Path, tmp
                                       "ValidatingWebhookConfiguration model-cache"]
     assert bundles(fake) == [want] * HOOKS
     # The untouched webhook was left alone: only the drifted paths were patched.
-    assert fake.count("PATCH") == 4
+    assert fake.count(method="PATCH") == 4
 
 
-def test_ca_roll_over_through_the_api(fake: FakeKube, kubeconfig: Path, tmp_path: Path) -> None:
+def test_ca_roll_over_through_the_api(fake: FakeApiServer, kubeconfig: Path, tmp_path: Path) -> None:
     policy = RotationPolicy(ca_validity=dt.timedelta(days=400), ca_renew_before=dt.timedelta(days=100))
     rec = reconciler(kubeconfig, tmp_path, policy)
     t0 = dt.datetime.now(dt.timezone.utc)
@@ -197,14 +197,14 @@ def test_ca_roll_over_through_the_api(fake: FakeKube, kubeconfig: Path, tmp_path
 
 
 def test_missing_configurations_do_not_stop_the_start_but_block_a_promotion(
-        fake: FakeKube, kubeconfig: Path, tmp_path: Path) -> None:
-    del fake.objects[(VAL, "", "model-cache")]
+        fake: FakeApiServer, kubeconfig: Path, tmp_path: Path) -> None:
+    fake.delete(VAL, "model-cache")
     result = reconciler(kubeconfig, tmp_path).run_once()
     assert result.created and result.missing_configs == ["ValidatingWebhookConfiguration model-cache"]
     assert (tmp_path / "tls" / "tls.crt").exists()
 
 
-def test_a_broken_secret_is_replaced(fake: FakeKube, kubeconfig: Path, tmp_path: Path) -> None:
+def test_a_broken_secret_is_replaced(fake: FakeApiServer, kubeconfig: Path, tmp_path: Path) -> None:
     fake.put("secrets", {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
                          "metadata": {"name": SECRET}, "data": {"tls.crt": b64(b"junk")}}, NS)
     result = reconciler(kubeconfig, tmp_path).run_once()
@@ -212,8 +212,8 @@ def test_a_broken_secret_is_replaced(fake: FakeKube, kubeconfig: Path, tmp_path:
     assert (tmp_path / "tls" / "tls.crt").read_bytes() == secret_state(fake).serving.cert_pem
 
 
-def test_forbidden_names_the_rbac_to_check(fake: FakeKube, kubeconfig: Path, tmp_path: Path) -> None:
-    fake.fail_next("GET", "/secrets/", 403)
+def test_forbidden_names_the_rbac_to_check(fake: FakeApiServer, kubeconfig: Path, tmp_path: Path) -> None:
+    fake.forbid("/secrets/", method="GET", times=1)
     with pytest.raises(KubeAccessError, match=r"reading Secret model-cache/model-cache-tls: 403 .*Role"):
         reconciler(kubeconfig, tmp_path).run_once()
 
@@ -225,14 +225,14 @@ def serve_args(tmp_path: Path, *extra: str) -> argparse.Namespace:
     return build_parser().parse_args(["serve", "--cert", str(d / "tls.crt"), "--key", str(d / "tls.key"), *extra])
 
 
-def test_prepare_bootstraps_from_the_serve_options(fake: FakeKube, kubeconfig: Path, tmp_path: Path,
+def test_prepare_bootstraps_from_the_serve_options(fake: FakeApiServer, kubeconfig: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     cert_manager.prepare(serve_args(tmp_path, "--tls-secret", SECRET, "--tls-namespace", NS))
     assert (tmp_path / "tls" / "tls.crt").read_bytes() == secret_state(fake).serving.cert_pem
 
 
-def test_without_tls_secret_serve_does_not_touch_the_cluster(fake: FakeKube, tmp_path: Path,
+def test_without_tls_secret_serve_does_not_touch_the_cluster(fake: FakeApiServer, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "does-not-exist"))
     args = serve_args(tmp_path)
@@ -246,7 +246,7 @@ def test_bad_webhook_configs_option_is_a_clear_error(tmp_path: Path) -> None:
         cert_manager.prepare(serve_args(tmp_path, "--tls-secret", SECRET, "--webhook-configs", "mutate=x"))
 
 
-def test_background_thread_repairs_drift(fake: FakeKube, kubeconfig: Path, tmp_path: Path,
+def test_background_thread_repairs_drift(fake: FakeApiServer, kubeconfig: Path, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     args = serve_args(tmp_path, "--tls-secret", SECRET, "--tls-namespace", NS, "--cert-check-interval", "0.05")
@@ -264,32 +264,32 @@ def test_background_thread_repairs_drift(fake: FakeKube, kubeconfig: Path, tmp_p
         assert bundles(fake)[0] == want
     finally:
         bg.stop()
-        cert_manager._background = None
+    # Stopped for good: the next start_background makes a new thread.
+    assert not bg.thread.is_alive()
 
 
 def test_bootstrap_retries_a_restarting_api_server_but_not_a_refusal(
-        fake: FakeKube, kubeconfig: Path, tmp_path: Path) -> None:
-    fake.fail_next("GET", "/secrets/", 503)
-    fake.fail_next("GET", "/secrets/", 503)
+        fake: FakeApiServer, kubeconfig: Path, tmp_path: Path) -> None:
+    fake.fail("/secrets/", 503, method="GET", times=2)
     result = cert_manager.bootstrap(reconciler(kubeconfig, tmp_path), attempts=3, backoff=0.01)
-    assert result.created and fake.count("GET", "/secrets/") == 3  # two 503s, then served
+    assert result.created and fake.count("/secrets/", "GET") == 3  # two 503s, then served
 
-    patches = fake.count("PATCH", "mutatingwebhookconfigurations")
-    fake.fail_next("PATCH", "mutatingwebhookconfigurations", 403)
+    patches = fake.count("mutatingwebhookconfigurations", "PATCH")
+    fake.forbid("mutatingwebhookconfigurations", method="PATCH", times=1)
     mut = fake.get(MUT, "model-cache")
     del mut["webhooks"][0]["clientConfig"]["caBundle"]
     fake.put(MUT, mut)
     with pytest.raises(KubeAccessError, match="403"):
         cert_manager.bootstrap(reconciler(kubeconfig, tmp_path), attempts=3, backoff=0.01)
-    assert fake.count("PATCH", "mutatingwebhookconfigurations") == patches + 1  # refused once, no retry
+    assert fake.count("mutatingwebhookconfigurations", "PATCH") == patches + 1  # refused once, no retry
 
 
 def test_a_deleted_secret_is_recreated_without_dropping_trust_in_the_served_certificate(
-        fake: FakeKube, kubeconfig: Path, tmp_path: Path) -> None:
+        fake: FakeApiServer, kubeconfig: Path, tmp_path: Path) -> None:
     rec = reconciler(kubeconfig, tmp_path)
     rec.run_once()
     old = secret_state(fake)
-    del fake.objects[("secrets", NS, SECRET)]
+    fake.delete("secrets", SECRET, NS)
 
     # Another replica, which has not yet noticed, still serves the old certificate.
     result = rec.run_once()

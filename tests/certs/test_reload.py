@@ -11,11 +11,10 @@ the master's background thread writes the files, the workers reload them.
 from __future__ import annotations
 
 import datetime as dt
-import os
+import hashlib
 import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -23,36 +22,45 @@ from typing import Iterator
 
 import pytest
 
-from tests.conftest import MODEL_CACHE, free_port
-from tests.fake_kube import FakeKube, kubeconfig_for
-from tests.helpers import POLICIES, SERVICE_DNS_NAME
+from tests.conftest import RunningServer, start_server, stop_server
+from tests.fakes import FakeApiServer
+from tests.helpers import POLICIES, REPO, SERVICE_DNS_NAME
 from webhook.certs import x509 as certs
 from webhook.certs.rotation import Action, Facts, RotationPolicy, apply
 from webhook.certs.secret import build_secret, state_from_secret
 
-from tests.helpers import REPO  # noqa: E402
 NAMES = certs.service_dns_names("model-cache", "model-cache")
 DEADLINE = 30.0  # an upper bound for "eventually", never a timing under test
 
 
-def fetch(port: int, cafile: Path) -> tuple[int, bytes]:
-    """GET /healthz on a new connection; returns the status and the DER of the
-    certificate the server presented (verified against CAFILE)."""
+def fetch(port: int, cafile: Path) -> tuple[int, str]:
+    """GET /healthz on a new connection; returns the status and the SHA-256
+    fingerprint of the certificate the server presented (verified against CAFILE)."""
     ctx = ssl.create_default_context(cafile=str(cafile))
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         with ctx.wrap_socket(raw, server_hostname=SERVICE_DNS_NAME) as tls:
-            der = tls.getpeercert(binary_form=True)
+            served = peer_fingerprint(tls)
             tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: model-cache\r\nConnection: close\r\n\r\n")
             data = b""
             while chunk := tls.recv(65536):
                 data += chunk
-    return int(data.split(b" ", 2)[1]), der
+    return int(data.split(b" ", 2)[1]), served
 
 
-def der(pem: bytes) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding
+def peer_fingerprint(tls: ssl.SSLSocket) -> str:
+    der = tls.getpeercert(binary_form=True)
+    assert der is not None, "the server presented no certificate"
+    return hashlib.sha256(der).hexdigest()
 
-    return certs.load_cert(pem).public_bytes(Encoding.DER)
+
+def fingerprint(cert_file: Path) -> str:
+    """The SHA-256 fingerprint of the certificate in a PEM file, as
+    `openssl x509 -noout -fingerprint -sha256` shows it (without colons)."""
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(cert_file.read_text())).hexdigest()
+
+
+def pem_fingerprint(pem: bytes) -> str:
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem.decode())).hexdigest()
 
 
 class Load:
@@ -62,7 +70,7 @@ class Load:
         self.port, self.cafile = port, cafile
         self.count = 0
         self.failures: list[str] = []
-        self.seen: set[bytes] = set()
+        self.seen: set[str] = set()  # fingerprints
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -85,58 +93,29 @@ class Load:
         self.stopped.set()
         self.thread.join(timeout=30)
 
-    def wait_for(self, cert_der: bytes) -> None:
+    def wait_for(self, served: str) -> None:
         deadline = time.monotonic() + DEADLINE
-        while cert_der not in self.seen and time.monotonic() < deadline and self.thread.is_alive():
+        while served not in self.seen and time.monotonic() < deadline and self.thread.is_alive():
             time.sleep(0.05)
-        assert cert_der in self.seen, f"new certificate not served within {DEADLINE}s; failures: {self.failures[:3]}"
+        assert served in self.seen, f"new certificate not served within {DEADLINE}s; failures: {self.failures[:3]}"
 
 
-def start(cmd: list[str], log: Path, port: int, cafile: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"model-cache serve exited {proc.returncode}:\n{log.read_text()}")
-        try:
-            if cafile.exists() and fetch(port, cafile)[0] == 200:
-                return proc
-        except (OSError, ssl.SSLError):
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"model-cache serve not ready:\n{log.read_text()}")
-        time.sleep(0.1)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def serve_cmd(tmp: Path, port: int, *extra: str) -> list[str]:
+def serve(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> RunningServer:
+    """`model-cache serve` on a copy of the example policies, its files in TMP/tls."""
     policies = tmp / "policies"
     shutil.copytree(POLICIES, policies, dirs_exist_ok=True)
-    d = tmp / "tls"
-    return [MODEL_CACHE, "serve", "--policies", str(policies), "--cert", str(d / "tls.crt"),
-            "--key", str(d / "tls.key"), "--port", str(port), "--host", "127.0.0.1", "--workers", "2",
-            "--threads", "4", *extra]
+    return start_server(tmp, policies, env, list(extra), workers=2, threads=4, certs=tmp / "tls")
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[int, Path, certs.CertPair]]:
     ca = certs.make_ca()
     certs.write_files(tmp_path / "tls", ca, certs.make_serving(ca, NAMES))
-    port = free_port()
-    proc = start(serve_cmd(tmp_path, port), tmp_path / "serve.log", port, tmp_path / "tls" / "ca.crt")
+    server = serve(tmp_path)
     try:
-        yield port, tmp_path, ca
+        yield server.port, tmp_path, ca
     finally:
-        stop(proc)
+        stop_server(server)
 
 
 def test_new_certificate_files_are_served_without_a_failed_request(served: tuple[int, Path, certs.CertPair]) -> None:
@@ -146,7 +125,7 @@ def test_new_certificate_files_are_served_without_a_failed_request(served: tuple
     # The client trusts both CAs, as the API server does during a roll-over.
     trust = tmp / "bundle.crt"
     trust.write_bytes(certs.join_bundle([old_ca.cert_pem, new_ca.cert_pem]))
-    old_der = der((d / "tls.crt").read_bytes())
+    old = fingerprint(d / "tls.crt")
     new = certs.make_serving(new_ca, NAMES)
 
     kept = ssl.create_default_context(cafile=str(trust)).wrap_socket(
@@ -165,9 +144,11 @@ def test_new_certificate_files_are_served_without_a_failed_request(served: tuple
             before, half = load.count, time.monotonic() + 1.5
             while load.count < before + 30 and time.monotonic() < half:
                 time.sleep(0.02)
-            assert load.seen == {old_der}
+            assert load.seen == {old}
             certs.write_atomic(d / "tls.crt", new.cert_pem)
-            load.wait_for(der(new.cert_pem))
+            rotated = fingerprint(d / "tls.crt")
+            assert rotated != old
+            load.wait_for(rotated)
             after = load.count
             while load.count < after + 20 and time.monotonic() < deadline:
                 time.sleep(0.02)
@@ -175,7 +156,7 @@ def test_new_certificate_files_are_served_without_a_failed_request(served: tuple
         assert load.count >= 40
 
         # A connection made before the rotation still answers, with the old certificate.
-        assert kept.getpeercert(binary_form=True) == old_der
+        assert peer_fingerprint(kept) == old
         kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: model-cache\r\n\r\n")
         assert kept.recv(65536).startswith(b"HTTP/1.1 200")
     finally:
@@ -187,32 +168,32 @@ def test_new_certificate_files_are_served_without_a_failed_request(served: tuple
     while streak < 10 and time.monotonic() < deadline:
         status, cert = fetch(port, trust)
         assert status == 200
-        streak = streak + 1 if cert == der(new.cert_pem) else 0
+        streak = streak + 1 if cert == rotated else 0
     assert streak == 10, "a worker kept serving the old certificate"
 
 
 def test_self_managed_serve_follows_the_secret_and_repairs_the_cabundle(tmp_path: Path) -> None:
-    with FakeKube() as fake:
+    with FakeApiServer() as fake:
         fake.seed_manifests(REPO / "manifests" / "base" / "webhooks.yaml")
-        kubeconfig = kubeconfig_for(fake, tmp_path / "kubeconfig")
-        port = free_port()
-        cmd = serve_cmd(tmp_path, port, "--tls-secret", "model-cache-tls", "--tls-namespace", "model-cache",
-                        "--cert-check-interval", "0.2")
-        proc = start(cmd, tmp_path / "serve.log", port, tmp_path / "tls" / "ca.crt", env={"KUBECONFIG": str(kubeconfig)})
+        kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
+        server = serve(tmp_path, "--tls-secret", "model-cache-tls", "--tls-namespace", "model-cache",
+                       "--cert-check-interval", "0.2", env={"KUBECONFIG": str(kubeconfig)})
         try:
             secret = fake.get("secrets", "model-cache-tls", "model-cache")
             assert secret is not None, "serve must create the Secret before it listens"
             state = state_from_secret(secret)
             trust = tmp_path / "tls" / "ca.crt"
-            assert fetch(port, trust)[1] == der(state.serving.cert_pem)
+            assert fetch(server.port, trust)[1] == pem_fingerprint(state.serving.cert_pem)
 
             # Another replica renews: this server must switch to that certificate.
             now = dt.datetime.now(dt.timezone.utc)
             renewed = apply(state, Action.RENEW_SERVING, Facts(now, tuple(NAMES), True, RotationPolicy()))
-            with Load(port, trust) as load:
+            with Load(server.port, trust) as load:
                 fake.put("secrets", build_secret("model-cache-tls", "model-cache", renewed), "model-cache")
-                load.wait_for(der(renewed.serving.cert_pem))
+                load.wait_for(pem_fingerprint(renewed.serving.cert_pem))
             assert load.failures == [], load.failures[:5]
+            # What is served is what the master wrote to the files.
+            assert fingerprint(tmp_path / "tls" / "tls.crt") == pem_fingerprint(renewed.serving.cert_pem)
 
             # A re-apply blanks the caBundle: the master's thread patches it back.
             mut = fake.get("mutatingwebhookconfigurations", "model-cache")
@@ -225,9 +206,9 @@ def test_self_managed_serve_follows_the_secret_and_repairs_the_cabundle(tmp_path
                     break
                 time.sleep(0.05)
             else:
-                pytest.fail("caBundle not patched back:\n" + (tmp_path / "serve.log").read_text())
+                pytest.fail("caBundle not patched back:\n" + server.log_text())
         finally:
-            stop(proc)
+            stop_server(server)
 
 
 def test_a_worker_starting_mid_rotation_waits_for_the_pair_instead_of_failing(tmp_path: Path) -> None:
@@ -245,5 +226,18 @@ def test_a_worker_starting_mid_rotation_waits_for_the_pair_instead_of_failing(tm
         holder = ReloadingContext(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"))
     finally:
         finish.join()
-    assert holder.get() is not None
-    assert (tmp_path / "tls.crt").read_bytes() == new.cert_pem
+    # A handshake with the context it built presents the new certificate.
+    assert handshake(holder.get(), tmp_path / "ca.crt") == fingerprint(tmp_path / "tls.crt") == pem_fingerprint(new.cert_pem)
+
+
+def handshake(server_context: ssl.SSLContext, cafile: Path) -> str:
+    """The fingerprint of the certificate a server with SERVER_CONTEXT presents."""
+    server_end, client_end = socket.socketpair()
+    with server_end, client_end:
+        accepted = threading.Thread(target=lambda: server_context.wrap_socket(server_end, server_side=True).close())
+        accepted.start()
+        client = ssl.create_default_context(cafile=str(cafile))
+        with client.wrap_socket(client_end, server_hostname=SERVICE_DNS_NAME) as tls:
+            served = peer_fingerprint(tls)
+        accepted.join(timeout=10)
+    return served
