@@ -80,8 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--sha256", type=_sha256, help="expected sha256 of an http(s) file or archive")
     d.add_argument("--include", nargs="+", action="extend", metavar="GLOB",
                    help="only files matching one of these globs (hf, s3, file)")
-    d.add_argument("--jobs", type=int, default=int(_env_float("MODEL_CACHE_JOBS", 8)),
-                   help="files fetched at once (default 8)")
+    d.add_argument("--jobs", type=int, default=int(_env_float("MODEL_CACHE_JOBS", 16)),
+                   help="connections at once, shared by files and the parts of large files (default 16)")
     d.add_argument("--stall-timeout", type=float, default=_env_float("MODEL_CACHE_STALL_SECONDS", 60),
                    help="seconds without a byte before a connection is retried (default 60)")
     d.add_argument("--heartbeat", type=float, default=_env_float("MODEL_CACHE_HEARTBEAT_SECONDS", 5),

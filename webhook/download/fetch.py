@@ -93,7 +93,7 @@ class FileRecord:
 
 @dataclass
 class FetchOptions:
-    jobs: int = 8
+    jobs: int = 16
     retries: int = 8
     backoff: float = 1.0
     cancel: threading.Event = field(default_factory=threading.Event)

@@ -29,7 +29,7 @@ class Settings:
     revision: str = "main"
     sha256: str | None = None
     include: list[str] | None = None
-    jobs: int = 8
+    jobs: int = 16
     stall: float = 60.0            # seconds without a byte before a connection is retried
     heartbeat: float = 5.0         # seconds between lock refreshes
     stale_after: float = 60.0      # seconds without a heartbeat before a lock is taken over

@@ -6,7 +6,6 @@ and urllib3's own retries are off, so a failure is retried here only."""
 
 from __future__ import annotations
 
-import email.utils
 import os
 import random
 import threading
@@ -36,6 +35,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     value = value.strip()
     if value.isdigit():
         return min(float(value), RETRY_AFTER_CAP)
+    import email.utils  # only for the rare HTTP-date form: kept off the fast path's imports
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
