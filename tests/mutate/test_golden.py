@@ -2,7 +2,9 @@
 server sends it; <case>.out.yaml is what model-cache makes of it under the
 example policies in policies/. They read as documentation of what gets injected.
 
-Regenerate after an intended change with UPDATE_GOLDEN=1, then read the diff.
+After an intended change, UPDATE_GOLDEN=1 rewrites each file that differs and
+fails that case ("rewritten: review the diff"); a second run without it passes
+only if the reviewed files are what the mutation makes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import pytest
 import yaml
 
 from tests.helpers import POLICIES, assert_schema_valid
-from webhook import admission
 from webhook.admission.patch import json_patch
 from webhook.mutate import mutate_pod
 from webhook.policy import PolicyStore
@@ -40,9 +41,12 @@ def _mutate(case: str, store: PolicyStore) -> tuple[dict, dict]:
 def test_golden(case: str, store: PolicyStore) -> None:
     pod, mutated = _mutate(case, store)
     out = GOLDEN / f"{case}.out.yaml"
-    if os.environ.get("UPDATE_GOLDEN"):
+    expected = yaml.safe_load(out.read_text())  # read before any rewrite: never compared with itself
+    if mutated != expected and os.environ.get("UPDATE_GOLDEN"):
         out.write_text(yaml.safe_dump(mutated, sort_keys=False))
-    assert mutated == yaml.safe_load(out.read_text())
+        pytest.fail(f"{out.name} rewritten (UPDATE_GOLDEN=1): review `git diff tests/golden`, "
+                    "then run again without UPDATE_GOLDEN", pytrace=False)
+    assert mutated == expected
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -8,12 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes.utils.quantity import parse_quantity
 
-from tests.helpers import assert_schema_valid
-from webhook import admission, quantity
-from webhook.mutate import containers, plan as inject_plan, pod as inject
+from tests.helpers import assert_schema_valid, pod_review
+from webhook import admission
 from webhook.mutate.pod import mutate_pod
 from webhook.errors import AnnotationError, Denied
 from webhook.policy import PolicyStore
@@ -277,8 +275,17 @@ def test_no_policy_for_namespace_is_denied(store: PolicyStore) -> None:
         mutate_pod(pod(), "other", store)
 
 
-def test_annotation_error_is_a_denial() -> None:
-    assert issubclass(AnnotationError, Denied)
+@pytest.mark.parametrize("annotations", [{"model.cache/strategy": "ramdisk"}, {"model.cache/preload": "yes"},
+                                         {"model.cache/mount-path": "models"}, {"model.cache/shm-size": "lots"}])
+def test_a_bad_annotation_denies_the_pod_with_its_reason(store: PolicyStore, annotations: dict[str, str]) -> None:
+    """What the API server gets for an annotation the webhook cannot read: a
+    403 denial carrying the words that name the annotation and the fix."""
+    p = pod(annotations)
+    with pytest.raises(AnnotationError) as err:
+        mutate_pod(p, "ml", store)
+    request = pod_review(p, namespace="ml")["request"]
+    response = admission.answer_mutation(request, store).review()["response"]
+    assert response == {"uid": request["uid"], "allowed": False, "status": {"code": 403, "message": str(err.value)}}
 
 
 def test_reinvocation_after_another_webhook_keeps_our_work(store: PolicyStore) -> None:
