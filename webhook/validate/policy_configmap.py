@@ -7,7 +7,7 @@ import base64
 import binascii
 from typing import Any, Mapping
 
-from webhook.policy import policy_problems
+from webhook.policy import check_texts
 from webhook.validate.outcome import ValidationOutcome, outcome
 from webhook.validate.rules import Finding
 from webhook.vocabulary import POLICY_LABEL
@@ -33,13 +33,14 @@ def _policy_texts(configmap: Mapping[str, Any]) -> tuple[list[tuple[str, str | b
 
 def review_policy_configmap(configmap: Mapping[str, Any]) -> ValidationOutcome:
     """A ConfigMap labelled model.cache/policy=true: denied if a policy in it does not
-    parse, with the messages of `model-cache policy check`."""
+    parse or names a strategy its namespace forbids, with the messages of
+    `model-cache policy check`; its warnings as warnings."""
     meta = configmap.get("metadata") or {}
     if (meta.get("labels") or {}).get(POLICY_LABEL) != "true":
         return ValidationOutcome()
     files, problems = _policy_texts(configmap)
-    for filename, text in files:
-        problems.extend(policy_problems(text, filename))
+    report = check_texts(dict(files))
+    problems += report.errors
     if problems:
         shown = problems[:MAX_POLICY_PROBLEMS]
         if len(problems) > len(shown):
@@ -50,4 +51,4 @@ def review_policy_configmap(configmap: Mapping[str, Any]) -> ValidationOutcome:
         return outcome(None, [Finding("policy-empty", (
             f"ConfigMap {name} is labelled {POLICY_LABEL}=true but has no <namespace>.yaml key: it holds no policy"
         ))])
-    return ValidationOutcome()
+    return outcome(None, [Finding("policy-inherited-strategy", w) for w in report.warnings])
