@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, request
+from gunicorn.http.errors import ParseException as HttpParseError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from werkzeug.exceptions import ClientDisconnected
 
 from webhook import admission
 from webhook.admission.review import MAX_BODY_BYTES
@@ -56,14 +58,37 @@ def _metrics_registries(certfile: str | None) -> list[CollectorRegistry]:
 # read and drop what a sane client sends, up to this much, before answering.
 DRAIN_LIMIT = 16 * 1024 * 1024
 
+# What reading a body raises when the client broke HTTP/1.1 framing (a chunk
+# size that is not hex, a missing CRLF, a bad trailer): the client is still
+# there and gets a 400. The server closes the connection after it, since where
+# the next request would start is unknown (gunicorn marks the body failed).
+BAD_FRAMING: tuple[type[Exception], ...] = (HttpParseError,)
+# What it raises when the client went away or stalled mid-body: a reset, an
+# EOF before the end (gunicorn's NoMoreData is an IOError), the worker's body
+# deadline (a TimeoutError), werkzeug's ClientDisconnected under other servers.
+CLIENT_GONE: tuple[type[Exception], ...] = (OSError, ClientDisconnected)
+
 
 def _drain(stream: Any, length: int) -> None:
     remaining = min(length, DRAIN_LIMIT)
-    while remaining > 0:
-        chunk = stream.read(min(remaining, 256 * 1024))
-        if not chunk:
-            break
-        remaining -= len(chunk)
+    try:
+        while remaining > 0:
+            chunk = stream.read(min(remaining, 256 * 1024))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+    except BAD_FRAMING + CLIENT_GONE:
+        pass  # the 413 is the answer either way; the connection closes after it
+
+
+class IncompleteBody(Exception):
+    """The client sent less body than it announced, or stopped sending."""
+
+
+def _why_incomplete(err: Exception) -> str:
+    if isinstance(err, (IncompleteBody, TimeoutError)) and str(err):
+        return str(err)
+    return f"connection closed mid-body ({type(err).__name__})"
 
 
 def create_app(policies: Path | str, certfile: str | None = None, keyfile: str | None = None,
@@ -83,15 +108,32 @@ def create_app(policies: Path | str, certfile: str | None = None, keyfile: str |
         if length is not None and length > MAX_BODY_BYTES:
             _drain(request.environ["wsgi.input"], length)
             return None, _too_large(endpoint, length)
-        if length is None:  # chunked: read one byte past the cap to know it was exceeded
-            body = request.stream.read(MAX_BODY_BYTES + 1)
-        else:
-            body = request.get_data(cache=False)
+        try:
+            body = read_body(length)
+        except BAD_FRAMING as err:
+            return None, _malformed(endpoint, f"request body is not valid HTTP/1.1 chunked encoding: {err}", "", 400)
+        except (IncompleteBody, *CLIENT_GONE) as err:
+            return None, _incomplete(endpoint, err)
         try:
             return admission.parse_review(body), None
         except MalformedReview as err:
             uid = admission.request_uid(body) if err.status == 400 else ""
             return None, _malformed(endpoint, str(err), uid, err.status)
+
+    def read_body(length: int | None) -> bytes:
+        # Chunked (no length): one byte past the cap tells that it was exceeded.
+        wanted = MAX_BODY_BYTES + 1 if length is None else length
+        body = request.stream.read(wanted)
+        if length is not None and len(body) < length:
+            raise IncompleteBody(f"{len(body)} of {length} bytes received")
+        return body
+
+    def _incomplete(endpoint: str, err: Exception) -> Response:
+        """A client that went away or stalled mid-body: one quiet line, no
+        traceback, not a malformed review; the answer, if it is still there."""
+        reason = _why_incomplete(err)
+        log.info("request body incomplete, client gone or too slow: %s", reason, extra={"endpoint": endpoint})
+        return _json(admission.malformed_answer(f"request body incomplete: {reason}", "", 400), 400)
 
     def _too_large(endpoint: str, length: int) -> Response:
         return _malformed(endpoint, f"request body is {length} bytes; the limit is {MAX_BODY_BYTES}", "", 413)

@@ -1,10 +1,10 @@
 """The server's TLS context: TLS 1.2 or newer, reloaded when the files change.
 
-gunicorn's gthread worker asks the `ssl_context` hook for a context on every
-new connection. Building one costs a key load, so it is cached per process and
-rebuilt only when the certificate or key file changes (a Secret update, a
-rotation by certs.manager). Connections already open keep the context they
-were made with, so no request fails during a rotation.
+The worker (worker.py, and gunicorn's gthread) asks the `ssl_context` hook
+for a context on every new connection. Building one costs a key load, so it is
+cached per process and rebuilt only when the certificate or key file changes
+(a Secret update, a rotation by certs.manager). Connections already open keep
+the context they were made with, so no request fails during a rotation.
 """
 
 from __future__ import annotations
@@ -85,13 +85,15 @@ class ReloadingContext:
             log.warning("serving certificate not reloaded, keeping the current one: %s", err)
 
 
-_contexts: dict[tuple[str, str], ReloadingContext] = {}
+# Keyed by process too: a context made before a fork would be of the class the
+# ssl module had then, not the gevent-patched one a worker has since (worker.py).
+_contexts: dict[tuple[int, str, str], ReloadingContext] = {}
 
 
 def gunicorn_ssl_context(conf: Any, default_ssl_context_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
     """gunicorn's `ssl_context` hook."""
-    key = (conf.certfile, conf.keyfile)
+    key = (os.getpid(), conf.certfile, conf.keyfile)
     holder = _contexts.get(key)
     if holder is None:
-        holder = _contexts[key] = ReloadingContext(*key)
+        holder = _contexts[key] = ReloadingContext(conf.certfile, conf.keyfile)
     return holder.get()
