@@ -239,10 +239,15 @@ def test_failure_policy_and_namespace_selector(tmp_path: Path) -> None:
         assert sel["matchExpressions"][1]["key"] == "tier"
     # The policy webhook watches the webhook's own namespace, whatever the selector.
     assert policies["namespaceSelector"]["matchExpressions"][0]["values"] == ["model-cache"]
-    with pytest.raises(HelmError, match="failurePolicy must be Fail or Ignore"):
+    # values.schema.json refuses what the chart cannot render, and misspelt keys.
+    with pytest.raises(HelmError, match="failurePolicy': value must be one of 'Fail', 'Ignore'"):
         helm_template(values={"failurePolicy": "fail"}, tmp=tmp_path)
-    with pytest.raises(HelmError, match="certificates.mode must be"):
+    with pytest.raises(HelmError, match="mode': value must be one of 'self-managed', 'cert-manager'"):
         helm_template(values={"certificates": {"mode": "manual"}}, tmp=tmp_path)
+    with pytest.raises(HelmError, match="additional properties 'warnonly' not allowed"):
+        helm_template(values={"warnonly": True}, tmp=tmp_path)
+    with pytest.raises(HelmError, match="additional properties 'enable' not allowed"):
+        helm_template(values={"networkPolicy": {"enable": True}}, tmp=tmp_path)
 
 
 def test_replicas_and_resources(tmp_path: Path) -> None:
@@ -282,3 +287,23 @@ def test_service_monitor_trusts_the_ca_of_each_certificate_mode(tmp_path: Path) 
         svc = one(docs, "Service", "model-cache")
         assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
         assert endpoint["port"] in {p["name"] for p in svc["spec"]["ports"]}
+
+
+def test_the_packaged_chart_holds_the_files_and_renders_the_same(tmp_path: Path, chart_default: Docs) -> None:
+    """files/policies and files/monitoring are symlinks into the repository;
+    `helm package` (the release workflow) must store their contents."""
+    import tarfile
+
+    helm = need_helm()
+    proc = subprocess.run([helm, "package", str(CHART), "--destination", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    (package,) = tmp_path.glob("model-cache-*.tgz")
+    with tarfile.open(package) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    for name in ("model-cache/files/policies/_default.yaml", "model-cache/files/monitoring/dashboard.json",
+                 "model-cache/files/monitoring/prometheusrule.yaml"):
+        assert name in members and members[name].isfile(), name
+    packaged = subprocess.run([helm, "template", "model-cache", str(package)], capture_output=True, text=True,
+                              timeout=120, check=True).stdout
+    assert [d for d in yaml.safe_load_all(packaged) if d] == chart_default
