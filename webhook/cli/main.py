@@ -82,6 +82,10 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _env_flag_off(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("0", "false", "no", "off")
+
+
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policies", default="policies", help="directory of <namespace>.yaml policy files")
     p.add_argument("--cert", default="certs/tls.crt", help="serving certificate (PEM)")
@@ -94,6 +98,10 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warn-only", action="store_true", default=_env_flag("MODEL_CACHE_WARN_ONLY"),
                    help="allow what would be denied, unchanged, with a warning, and count it in "
                         "model_cache_warn_only_denials_total (also env MODEL_CACHE_WARN_ONLY=true)")
+    p.add_argument("--events", action=argparse.BooleanOptionalAction,
+                   default=not _env_flag_off("MODEL_CACHE_EVENTS"),
+                   help="write validating warnings about controller-made pods as Events on their controller "
+                        "(needs RBAC create events.events.k8s.io; also env MODEL_CACHE_EVENTS=off)")
     from webhook.certs.options import add_arguments as add_certificate_arguments
 
     add_certificate_arguments(p)

@@ -18,7 +18,9 @@ from webhook import admission
 from webhook.admission.review import MAX_BODY_BYTES
 from webhook.errors import MalformedReview
 from webhook.policy import PolicyStore
+from webhook.admission.handlers import is_pod_create
 from webhook.server import metrics
+from webhook.server.events import create_event_recorder
 from webhook.validate.lookups import create_facts_provider
 
 log = logging.getLogger("webhook.app")
@@ -92,7 +94,7 @@ def _why_incomplete(err: Exception) -> str:
 
 
 def create_app(policies: Path | str, certfile: str | None = None, keyfile: str | None = None,
-               warn_only: bool = False) -> Flask:
+               warn_only: bool = False, events: bool = False) -> Flask:
     app = Flask("model-cache")
     store = PolicyStore(
         Path(policies),
@@ -100,6 +102,7 @@ def create_app(policies: Path | str, certfile: str | None = None, keyfile: str |
         on_invalid_count=metrics.POLICY_FILES_BAD.set,
     )
     facts = create_facts_provider()
+    recorder = create_event_recorder(events)
     app.extensions["model_cache_store"] = store
     registries = _metrics_registries(certfile)
 
@@ -194,6 +197,8 @@ def create_app(policies: Path | str, certfile: str | None = None, keyfile: str |
             log.exception("validation failed", extra={"uid": req["uid"]})
             answer = admission.Answer(uid=req["uid"], result="error",
                                       warnings=["model-cache could not check this pod (webhook error; see its log)"])
+        if recorder is not None and answer.warnings and is_pod_create(req):
+            recorder.record(req, answer.warnings)
         return finish("validate", answer, req, started)
 
     @app.errorhandler(Exception)
