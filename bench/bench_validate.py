@@ -4,8 +4,11 @@ same server as the floor, plus the pure rules alone.
 
     .venv/bin/python bench/bench_validate.py [--connections 8] [--duration 10]
 
-The webhook's kubernetes client talks to the fake API server of the tests
-(tests/validation/fake_apiserver.py, HTTPS on 127.0.0.1, in this process).
+The reviewed pod is tests/golden/vllm-gpu-pvc.in.yaml (a data file) as the
+product's own mutation (webhook.mutate.mutate_pod) makes it under policies/.
+The webhook's kubernetes client talks to bench/apiserver_stub.py (HTTPS on
+127.0.0.1, in this process), which serves namespace llm, PVC llm-models and
+Secret hf-token so that every check passes.
 - warm: the default TTL (30 s); every review after the first answers from the cache.
 - cold: MODEL_CACHE_FACTS_TTL=0; every review GETs its PVC and Secret from the
   API server (concurrent reviews of the same object share one GET). The fake
@@ -16,56 +19,85 @@ Load from wrk when installed (apt-get install wrk), else a Python client.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shutil
+import ssl
 import statistics
 import sys
 import tempfile
 import timeit
-import uuid
+import urllib.request
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.bench_webhook import TYPICAL_POD, measure, running_server  # noqa: E402
-from tests.helpers import pod_review  # noqa: E402
-from tests.validate import pods  # noqa: E402
-from tests.validate.conftest import POLICY_ML  # noqa: E402
-from tests.validate.fake_apiserver import FakeApiServer  # noqa: E402
+from bench.apiserver_stub import ApiServerStub  # noqa: E402
+from bench.bench_webhook import TYPICAL_POD, admission_review, measure, running_server  # noqa: E402
 
-import yaml  # noqa: E402
+NAMESPACE = "llm"  # TYPICAL_POD's, whose policy is policies/llm.yaml
 
 
-def typical_review() -> dict[str, Any]:
-    """A vLLM pod on a pvc model after mutation, in a namespace where every check passes."""
-    request = pods.admission_request(pods.final_pod())
-    request["uid"] = str(uuid.uuid4())
-    return pods.review_body(request)
+def typical_review(policies: Path) -> dict[str, Any]:
+    """The vLLM pod of TYPICAL_POD (model llama-3-8b, strategy pvc) after mutation."""
+    from webhook.mutate import mutate_pod
+    from webhook.policy import PolicyStore
+
+    pod = yaml.safe_load(TYPICAL_POD.read_text())
+    mutated, _ = mutate_pod(pod, NAMESPACE, PolicyStore(policies, interval=3600))
+    assert mutated is not None, f"{TYPICAL_POD} was not mutated under {policies}"
+    return admission_review(mutated)
 
 
-def seed(api: FakeApiServer) -> None:
-    api.add_namespace("ml")
-    api.add_pvc("ml", "llm-models", "100Gi")
-    api.add_secret("ml", "hf-token", {"HF_TOKEN": "hf_bench"})
+def cluster_objects() -> dict[str, dict[str, Any]]:
+    """Namespace llm as a platform team sets it up for policies/llm.yaml: every check passes."""
+    meta = {"uid": "0b5e1c3a-bench", "resourceVersion": "1", "creationTimestamp": "2026-01-01T00:00:00Z"}
+    ns = f"/api/v1/namespaces/{NAMESPACE}"
+    return {
+        ns: {"kind": "Namespace", "apiVersion": "v1", "metadata": {**meta, "name": NAMESPACE}},
+        f"{ns}/persistentvolumeclaims/llm-models": {
+            "kind": "PersistentVolumeClaim", "apiVersion": "v1", "metadata": {**meta, "name": "llm-models"},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "100Gi"}}},
+            "status": {"phase": "Bound", "accessModes": ["ReadWriteMany"], "capacity": {"storage": "100Gi"}}},
+        f"{ns}/secrets/hf-token": {
+            "kind": "Secret", "apiVersion": "v1", "metadata": {**meta, "name": "hf-token"}, "type": "Opaque",
+            "data": {"HF_TOKEN": base64.b64encode(b"hf_bench").decode()}},
+    }
+
+
+def answer(port: int, cafile: Path, body: bytes) -> dict[str, Any]:
+    """One /validate review: the bench measures what it thinks only if the
+    review passes every check (no warning, no lookup that failed)."""
+    request = urllib.request.Request(f"https://localhost:{port}/validate", data=body,
+                                     headers={"Content-Type": "application/json"})
+    context = ssl.create_default_context(cafile=str(cafile))
+    with urllib.request.urlopen(request, context=context, timeout=10) as r:
+        response = json.load(r)["response"]
+    if not response["allowed"] or response.get("warnings"):
+        raise SystemExit(f"the benchmark's review is not the passing one it should be: {response}")
+    return response
 
 
 def pure_ms(policies: Path) -> dict[str, float]:
     from webhook.validate import rules as checks, review as validation
+    from webhook.validate.usage import describe
     from webhook.validate.facts import ClusterFacts, PvcInfo, SecretInfo
     from webhook.policy import PolicyStore
 
     store = PolicyStore(policies, interval=3600)
-    request = typical_review()["request"]
+    request = typical_review(policies)["request"]
     pod = request["object"]
-    model = store.resolve("ml", "llama-3-8b")
+    model = store.resolve(NAMESPACE, "llama-3-8b")
     facts = ClusterFacts(pvc=PvcInfo("llm-models", model.size_bytes * 10, model.size_bytes * 10, ("ReadWriteMany",), "Bound"),
                          secret=SecretInfo("hf-token", frozenset({"HF_TOKEN"})))
     out = {}
     for name, fn in (
-        ("rules (checks.describe + run_checks)", lambda: checks.run_checks(checks.describe(pod, model, "ml"), model, facts)),
+        ("rules (usage.describe + run_checks)", lambda: checks.run_checks(describe(pod, model, NAMESPACE), model, facts)),
         ("review() without cluster lookups", lambda: validation.review(request, store, None)),
     ):
         runs = [min(timeit.repeat(fn, number=500, repeat=5)) / 500 * 1000 for _ in range(3)]
@@ -84,12 +116,10 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="mc-bench-validate-"))
     policies = tmp / "policies"
-    shutil.copytree(REPO / "policies", policies)  # llm.yaml serves /mutate's typical pod
-    (policies / "ml.yaml").write_text(POLICY_ML)
-    api = FakeApiServer(tmp / "apiserver")
-    seed(api)
-    kubeconfig = api.write_kubeconfig(tmp / "kubeconfig")
-    body = json.dumps(typical_review()).encode()
+    shutil.copytree(REPO / "policies", policies)
+    api = ApiServerStub(tmp, cluster_objects())
+    kubeconfig = api.kubeconfig(tmp / "kubeconfig")
+    body = json.dumps(typical_review(policies)).encode()
     use_wrk = shutil.which("wrk") is not None
     results: dict[str, Any] = {"pure_ms": pure_ms(policies)}
     try:
@@ -97,13 +127,15 @@ def main() -> None:
         with running_server(policies, args.workers, args.threads, env=env) as (port, cafile):
             results["/healthz"] = measure(port, cafile, "/healthz", None, args.connections, args.duration, use_wrk)
             # /mutate on the same server and load, for the comparison with its goals.
-            mutate_body = json.dumps(pod_review(yaml.safe_load(TYPICAL_POD.read_text()))).encode()
+            mutate_body = json.dumps(admission_review(yaml.safe_load(TYPICAL_POD.read_text()))).encode()
             results["/mutate"] = measure(port, cafile, "/mutate", mutate_body, args.connections, args.duration, use_wrk)
+            answer(port, cafile, body)
             results["/validate warm"] = measure(port, cafile, "/validate", body, args.connections, args.duration, use_wrk)
-        gets_before = api.count("/api/v1/")
+        gets_before = api.gets
         with running_server(policies, args.workers, args.threads, env={**env, "MODEL_CACHE_FACTS_TTL": "0"}) as (port, cafile):
+            answer(port, cafile, body)
             results["/validate cold"] = measure(port, cafile, "/validate", body, args.connections, args.duration, use_wrk)
-        results["/validate cold"]["api_gets"] = float(api.count("/api/v1/") - gets_before)
+        results["/validate cold"]["api_gets"] = float(api.gets - gets_before)
     finally:
         api.close()
         shutil.rmtree(tmp, ignore_errors=True)
