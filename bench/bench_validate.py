@@ -18,16 +18,12 @@ Load from wrk when installed (apt-get install wrk), else a Python client.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
-import os
 import shutil
 import ssl
-import statistics
 import sys
 import tempfile
-import timeit
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -38,7 +34,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.apiserver_stub import ApiServerStub  # noqa: E402
-from bench.bench_webhook import TYPICAL_POD, admission_review, measure, running_server  # noqa: E402
+from bench.bench_webhook import (  # noqa: E402
+    TYPICAL_POD, admission_review, arguments, measure, pure_times, report, running_server)
 
 NAMESPACE = "llm"  # TYPICAL_POD's, whose policy is policies/llm.yaml
 
@@ -95,24 +92,14 @@ def pure_ms(policies: Path) -> dict[str, float]:
     model = store.resolve(NAMESPACE, "llama-3-8b")
     facts = ClusterFacts(pvc=PvcInfo("llm-models", model.size_bytes * 10, model.size_bytes * 10, ("ReadWriteMany",), "Bound"),
                          secret=SecretInfo("hf-token", frozenset({"HF_TOKEN"})))
-    out = {}
-    for name, fn in (
-        ("rules (usage.describe + run_checks)", lambda: checks.run_checks(describe(pod, model, NAMESPACE), model, facts)),
-        ("review() without cluster lookups", lambda: validation.review(request, store, None)),
-    ):
-        runs = [min(timeit.repeat(fn, number=500, repeat=5)) / 500 * 1000 for _ in range(3)]
-        out[name] = statistics.median(runs)
-    return out
+    return pure_times({
+        "rules (usage.describe + run_checks)": lambda: checks.run_checks(describe(pod, model, NAMESPACE), model, facts),
+        "review() without cluster lookups": lambda: validation.review(request, store, None),
+    }, number=500)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--connections", type=int, default=8)
-    ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=8)
-    ap.add_argument("--json", action="store_true", help="print results as JSON")
-    args = ap.parse_args()
+    args = arguments(__doc__.splitlines()[0]).parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="mc-bench-validate-"))
     policies = tmp / "policies"
@@ -139,22 +126,10 @@ def main() -> None:
     finally:
         api.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    results["client"] = "wrk" if use_wrk else "python"
-    results["setup"] = (f"{args.workers} gunicorn workers x {args.threads} threads, {args.connections} keep-alive "
-                        f"connections, {args.duration}s, {os.cpu_count()} cores")
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return
-    print(f"# {results['setup']}, load from {results['client']}")
-    print("| endpoint | p50 ms | p99 ms | requests/s | non-2xx |")
-    print("|---|---|---|---|---|")
-    for name in ("/healthz", "/mutate", "/validate warm", "/validate cold"):
-        r = results[name]
-        print(f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:.0f} | {r['non_2xx']:.0f} |")
-    for name, ms in results["pure_ms"].items():
-        print(f"| pure: {name} | {ms:.3f} | | | |")
-    cold = results["/validate cold"]
-    print(f"\ncold: {cold['api_gets']:.0f} GETs to the API server for {cold['rps'] * args.duration:.0f} reviews")
+    report(results, args, ("/healthz", "/mutate", "/validate warm", "/validate cold"), use_wrk)
+    if not args.json:
+        cold = results["/validate cold"]
+        print(f"\ncold: {cold['api_gets']:.0f} GETs to the API server for {cold['rps'] * args.duration:.0f} reviews")
 
 
 if __name__ == "__main__":

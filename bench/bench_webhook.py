@@ -30,7 +30,7 @@ import urllib.request
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -175,24 +175,53 @@ def pure_mutation_ms(policies: Path) -> dict[str, float]:
     request = admission_review(pod)["request"]
     req = parse(pod["metadata"]["annotations"])
     model = store.resolve("llm", req.model)
+    return pure_times({
+        "mutation (mutate.mutate)": lambda: mutate(pod, req, model),
+        "mutation + policy lookup + JSON patch (answer_mutation)": lambda: admission.answer_mutation(request, store),
+    }, number=200)
+
+
+def pure_times(functions: dict[str, Callable[[], object]], number: int) -> dict[str, float]:
+    """Milliseconds per call of each function: the median of 3 bests of 5 x NUMBER calls."""
     out = {}
-    for name, fn in (
-        ("mutation (inject.mutate)", lambda: mutate(pod, req, model)),
-        ("mutation + policy lookup + JSON patch (answer_mutation)", lambda: admission.answer_mutation(request, store)),
-    ):
-        runs = [min(timeit.repeat(fn, number=200, repeat=5)) / 200 * 1000 for _ in range(3)]
+    for name, fn in functions.items():
+        runs = [min(timeit.repeat(fn, number=number, repeat=5)) / number * 1000 for _ in range(3)]
         out[name] = statistics.median(runs)
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(description: str) -> argparse.ArgumentParser:
+    """The options every webhook benchmark takes."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=8)
-    ap.add_argument("--policies", default=str(REPO / "policies"))
     ap.add_argument("--json", action="store_true", help="print results as JSON")
+    return ap
+
+
+def report(results: dict[str, Any], args: argparse.Namespace, endpoints: tuple[str, ...], use_wrk: bool) -> None:
+    """Prints RESULTS as JSON (--json) or as the markdown table of docs/benchmarks.md."""
+    results["client"] = "wrk" if use_wrk else "python"
+    results["setup"] = (f"{args.workers} gunicorn workers x {args.threads} threads, {args.connections} keep-alive "
+                        f"connections, {args.duration}s, {os.cpu_count()} cores")
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(f"# {results['setup']}, load from {results['client']}")
+    print("| endpoint | p50 ms | p99 ms | requests/s | non-2xx |")
+    print("|---|---|---|---|---|")
+    for name in endpoints:
+        r = results[name]
+        print(f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:.0f} | {r['non_2xx']:.0f} |")
+    for name, ms in results["pure_ms"].items():
+        print(f"| pure: {name} | {ms:.3f} | | | |")
+
+
+def main() -> None:
+    ap = arguments(__doc__.splitlines()[0])
+    ap.add_argument("--policies", default=str(REPO / "policies"))
     args = ap.parse_args()
     policies = Path(args.policies)
 
@@ -202,19 +231,7 @@ def main() -> None:
     with running_server(policies, args.workers, args.threads) as (port, cafile):
         for name, path, payload in (("/healthz", "/healthz", None), ("/mutate", "/mutate", body)):
             results[name] = measure(port, cafile, path, payload, args.connections, args.duration, use_wrk)
-    results["client"] = "wrk" if use_wrk else "python"
-    results["setup"] = f"{args.workers} gunicorn workers x {args.threads} threads, {args.connections} keep-alive connections, {args.duration}s, {os.cpu_count()} cores"
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return
-    print(f"# {results['setup']}, load from {results['client']}")
-    print("| endpoint | p50 ms | p99 ms | requests/s | non-2xx |")
-    print("|---|---|---|---|---|")
-    for name in ("/healthz", "/mutate"):
-        r = results[name]
-        print(f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:.0f} | {r['non_2xx']:.0f} |")
-    for name, ms in results["pure_ms"].items():
-        print(f"| pure: {name} | {ms:.3f} | | | |")
+    report(results, args, ("/healthz", "/mutate"), use_wrk)
 
 
 if __name__ == "__main__":
