@@ -220,16 +220,32 @@ def _service_account_keys(d: Path) -> tuple[Path, Path]:
     return priv, pub
 
 
-def _http_ok(url: str, ctx: ssl.SSLContext | None = None, token: str | None = None) -> bool:
+def http_get(url: str, ctx: ssl.SSLContext | None = None, token: str | None = None) -> bytes:
+    """GET on loopback, never through a proxy the environment may name."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with opener.open(req, timeout=5) as r:
+        return r.read()
+
+
+def _http_ok(url: str, ctx: ssl.SSLContext | None = None, token: str | None = None) -> bool:
     try:
-        with urllib.request.urlopen(req, context=ctx, timeout=3) as r:
-            return r.status == 200
+        http_get(url, ctx, token)
+        return True
     except urllib.error.HTTPError:
         return False
 
 
+def no_proxy_for_loopback() -> None:
+    """Everything here talks to 127.0.0.1: a proxy named in the environment (the
+    kubernetes client, kubectl and Go all honour one) must not be asked."""
+    for var in ("NO_PROXY", "no_proxy"):
+        have = [h for h in os.environ.get(var, "").split(",") if h]
+        os.environ[var] = ",".join(have + [h for h in ("127.0.0.1", "localhost") if h not in have])
+
+
 def start_control_plane(root: Path) -> ControlPlane:
+    no_proxy_for_loopback()
     bins = bins_dir()
     root.mkdir(parents=True, exist_ok=True)
     sa_key, sa_pub = _service_account_keys(root)
@@ -360,8 +376,7 @@ class Webhook:
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         ctx = ssl.create_default_context(cafile=str(self.cafile))
-        with urllib.request.urlopen(f"https://127.0.0.1:{self.port}/metrics", context=ctx, timeout=5) as r:
-            text = r.read().decode()
+        text = http_get(f"https://127.0.0.1:{self.port}/metrics", ctx).decode()
         out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         for fam in text_string_to_metric_families(text):
             for s in fam.samples:
