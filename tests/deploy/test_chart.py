@@ -307,3 +307,14 @@ def test_the_packaged_chart_holds_the_files_and_renders_the_same(tmp_path: Path,
     packaged = subprocess.run([helm, "template", "model-cache", str(package)], capture_output=True, text=True,
                               timeout=120, check=True).stdout
     assert [d for d in yaml.safe_load_all(packaged) if d] == chart_default
+
+
+def test_events_can_be_turned_off_with_their_rbac(tmp_path: Path, chart_default: Docs) -> None:
+    from webhook.cli import build_parser  # late: the lead moves modules around
+
+    assert build_parser().parse_args(container(chart_default)["args"]).events is True
+    assert one(chart_default, "ClusterRole", "model-cache-events")["rules"] == [
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]}]
+    docs = helm_template(values={"events": False}, tmp=tmp_path)
+    assert build_parser().parse_args(container(docs)["args"]).events is False
+    assert not [d for d in docs if d["metadata"]["name"] == "model-cache-events"]

@@ -74,6 +74,7 @@ def test_the_install_has_every_object(default: list[dict[str, Any]]) -> None:
         ("ConfigMap", "model-cache-policies"), ("PriorityClass", "model-cache-webhook"),
         ("MutatingWebhookConfiguration", "model-cache"), ("ValidatingWebhookConfiguration", "model-cache"),
         ("ClusterRole", "model-cache-read"), ("ClusterRole", "model-cache-webhook-configs"),
+        ("ClusterRole", "model-cache-events"),
         ("Role", "model-cache-tls"),
     } <= kinds(default)
     for doc in default:
@@ -109,6 +110,7 @@ def test_deployment(default: list[dict[str, Any]]) -> None:
     args = build_parser().parse_args(c["args"])
     assert args.command == "serve" and args.policies == "/etc/model-cache/policies" and args.port == 8443
     assert args.tls_secret == "model-cache-tls" and args.tls_service == "model-cache"
+    assert args.events is True  # hence the events RBAC below
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     assert Path(args.cert).parent.as_posix() in mounts and Path(args.key).parent.as_posix() in mounts
     assert mounts["/etc/model-cache/policies"]["readOnly"] is True
@@ -156,7 +158,7 @@ def test_policy_configmap_holds_every_policy_file(default: list[dict[str, Any]])
         assert cm["data"][name] == (REPO / "policies" / name).read_text()
 
 
-def _check_pod_webhook(hook: dict[str, Any], path: str) -> None:
+def _check_pod_webhook(hook: dict[str, Any], path: str, side_effects: str = "None") -> None:
     assert hook["clientConfig"]["service"] == {"name": "model-cache", "namespace": "model-cache", "path": path, "port": 443}
     assert "caBundle" not in hook["clientConfig"], "a caBundle in the manifests would reset the live one"
     assert hook["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
@@ -164,7 +166,7 @@ def _check_pod_webhook(hook: dict[str, Any], path: str) -> None:
     assert hook["matchConditions"][0]["expression"] == CEL
     assert hook["namespaceSelector"] == {"matchExpressions": [{
         "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "model-cache"]}]}
-    assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
+    assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == side_effects
     assert hook["timeoutSeconds"] == 5 and hook["admissionReviewVersions"] == ["v1"]
 
 
@@ -174,7 +176,8 @@ def test_webhook_configurations(default: list[dict[str, Any]]) -> None:
     assert mut["reinvocationPolicy"] == "IfNeeded"
 
     pods, policies, workloads = one(default, "ValidatingWebhookConfiguration", "model-cache")["webhooks"]
-    _check_pod_webhook(pods, "/validate")
+    # /validate writes an Event on a pod's controller, never for a dry run.
+    _check_pod_webhook(pods, "/validate", side_effects="NoneOnDryRun")
     assert policies["clientConfig"]["service"]["path"] == "/validate"
     assert policies["rules"][0]["resources"] == ["configmaps"]
     assert policies["rules"][0]["operations"] == ["CREATE", "UPDATE"]
@@ -228,12 +231,20 @@ def test_rbac_has_no_wildcards_and_limits_writes_by_name(default: list[dict[str,
         if writes:
             assert rule.get("resourceNames"), f"{rule} writes without resourceNames"
         if "create" in rule["verbs"]:
-            # create cannot be limited by name: it must be namespaced.
-            assert scope == "model-cache" and rule["resources"] == ["secrets"]
+            # create cannot be limited by name: namespaced, except Events,
+            # which go to the workloads' namespaces (and nothing else on them).
+            if rule["apiGroups"] == ["events.k8s.io"]:
+                assert rule["resources"] == ["events"] and rule["verbs"] == ["create"]
+            else:
+                assert scope == "model-cache" and rule["resources"] == ["secrets"]
     assert not allowed(default, "delete", "", "secrets", "model-cache-tls", "model-cache")
     assert not allowed(default, "update", "", "secrets", "other", "model-cache")
     assert not allowed(default, "create", "", "secrets", None, "default")
     assert not allowed(default, "patch", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "other", None)
+    # serve --events (on by default): an Event on a pod's controller, in any namespace.
+    assert allowed(default, "create", "events.k8s.io", "events", None, "some-team")
+    for verb in ("get", "list", "update", "delete"):
+        assert not allowed(default, verb, "events.k8s.io", "events", None, "some-team")
     # The validating lookups: get by name, in any namespace; never list or
     # watch (on Secrets that would stream every value in the cluster).
     for resource in ("persistentvolumeclaims", "secrets", "namespaces"):
@@ -283,6 +294,7 @@ def test_cert_manager_overlay(certmanager: list[dict[str, Any]], default: list[d
     assert ("Role", "model-cache-tls") not in names
     assert ("ClusterRole", "model-cache-webhook-configs") not in names
     assert ("ClusterRole", "model-cache-read") in names
+    assert allowed(certmanager, "create", "events.k8s.io", "events", None, "some-team")
     assert not allowed(certmanager, "create", "", "secrets", None, "model-cache")
 
     c = one(certmanager, "Deployment", "model-cache")["spec"]["template"]["spec"]
