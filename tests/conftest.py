@@ -6,7 +6,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +13,8 @@ from typing import Iterator
 
 import pytest
 
-from tests.helpers import POLICIES, REPO, TLSClient
+from tests.helpers import MODEL_CACHE, POLICIES, REPO, TLSClient
 
-MODEL_CACHE = str(Path(sys.executable).with_name("model-cache"))
 
 
 def free_port() -> int:

@@ -7,6 +7,7 @@ import http.client
 import json
 import socket
 import ssl
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ import jsonpatch
 import kubernetes_validate
 
 REPO = Path(__file__).resolve().parent.parent
+# The installed command, beside this interpreter: tests run it as a user does.
+MODEL_CACHE = str(Path(sys.executable).with_name("model-cache"))
 POLICIES = REPO / "policies"
 # Image volumes with subPath need 1.33; the newest schema the package ships is used too.
 SCHEMA_VERSIONS = ("1.33", kubernetes_validate.latest_version())

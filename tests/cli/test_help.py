@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from importlib.metadata import version
-from pathlib import Path
 
 import pytest
 
-MODEL_CACHE = str(Path(sys.executable).with_name("model-cache"))
+from tests.helpers import MODEL_CACHE
 
 
 def test_version() -> None:

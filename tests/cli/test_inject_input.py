@@ -4,15 +4,12 @@ not a traceback (issue 9, item 7)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import POLICIES
-
-MODEL_CACHE = str(Path(sys.executable).with_name("model-cache"))
+from tests.helpers import MODEL_CACHE, POLICIES
 
 DEPLOYMENT = textwrap.dedent("""\
     apiVersion: apps/v1

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
-from tests.helpers import POLICIES
+from tests.helpers import MODEL_CACHE, POLICIES
 from webhook.policy import check_paths, check_texts
-
-MODEL_CACHE = str(Path(sys.executable).with_name("model-cache"))
 HEAD = "apiVersion: model.cache/v1alpha1\nkind: ModelCachePolicy\n"
 
 

@@ -210,7 +210,7 @@ def test_bad_policy_edit_keeps_serving_and_shows_in_readyz_and_metrics(tmp_path:
 def test_serve_without_certificate_says_how_to_make_one(tmp_path: Path) -> None:
     import subprocess
 
-    from tests.conftest import MODEL_CACHE
+    from tests.helpers import MODEL_CACHE
 
     result = subprocess.run([MODEL_CACHE, "serve", "--cert", str(tmp_path / "nope.crt"), "--key", str(tmp_path / "nope.key")],
                             capture_output=True, text=True, timeout=30)

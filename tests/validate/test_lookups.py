@@ -296,8 +296,6 @@ def test_pvc_from_json_tolerates_odd_shapes() -> None:
 
 def test_create_facts_provider_follows_the_environment(kubeconfig: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from webhook.validate import review as validation
-
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)

@@ -7,7 +7,6 @@ import pytest
 from kubernetes.utils.quantity import parse_quantity
 
 from tests.validate import pods
-from webhook import quantity
 from webhook.mutate import mutate_pod
 from webhook.validate import rules as checks
 from webhook.validate import warnings
