@@ -50,7 +50,7 @@ def host_of(url: str) -> str:
 
 
 def cause(err: BaseException) -> str | None:
-    """'dns', 'refused', 'proxy', 'unreachable', 'timeout', 'tls' or None."""
+    """'dns', 'refused', 'proxy', 'unreachable', 'reset', 'timeout', 'tls' or None."""
     chain = _chain(err)
     text = " | ".join(str(e) for e in chain)
     if any(_is_proxy(e) for e in chain) or "Unable to connect to proxy" in text:
@@ -68,6 +68,8 @@ def cause(err: BaseException) -> str | None:
         return "refused"
     if any(t in text for t in _UNREACH_TEXT):
         return "unreachable"
+    if any(isinstance(e, ConnectionResetError) for e in chain) or "Connection reset by peer" in text:
+        return "reset"
     if any("SSL" in type(e).__name__ or "Certificate" in type(e).__name__ for e in chain) or \
             "CERTIFICATE_VERIFY_FAILED" in text:
         return "tls"
@@ -97,6 +99,9 @@ def describe(err: BaseException, url: str, setting: str | None = None) -> str | 
     if kind == "unreachable":
         return (f"cannot reach {host}: network unreachable; {check}, the pod's network policy and egress "
                 f"(or set HTTPS_PROXY)")
+    if kind == "reset":
+        return (f"{host}: connection reset by the origin or a proxy in between; retried (if it persists, "
+                f"{check} and any proxy or load balancer in front of it)")
     if kind == "tls":
         return (f"{host}: TLS certificate not trusted; set REQUESTS_CA_BUNDLE (AWS_CA_BUNDLE for s3) "
                 f"to the CA that signed it")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from webhook.download.errors import ChangedError, ChecksumError, NetworkError, TransientError
-from webhook.download.parts import Journal, journal_path, part_size_for, split
+from webhook.download.parts import Journal, journal_path, plan_parts
 from webhook.download.retry import emit
 
 if TYPE_CHECKING:
@@ -83,13 +83,12 @@ class PartedFile:
                     pass
                 os.ftruncate(self.fd, 0)
                 preallocate(self.fd, self.size)
-                journal = Journal(self.size, part_size_for(self.size), None, [])
-                journal.filled = [0] * len(split(self.size, journal.part_size))
+                parts = plan_parts(self.size, fetcher.opts.jobs)
+                journal = Journal(self.size, parts, None, [0] * len(parts))
         except BaseException:
             os.close(self.fd)
             raise
-        self.part_size = journal.part_size
-        self.parts = split(self.size, self.part_size)
+        self.parts = list(journal.parts)
         self.filled = list(journal.filled)
         self.validator = journal.validator
         self.cond = threading.Condition()
@@ -156,7 +155,7 @@ class PartedFile:
         with self.cond:
             if not self.dirty or self.closed or self.aborted is not None:
                 return
-            snapshot = Journal(self.size, self.part_size, self.validator, list(self.filled))
+            snapshot = Journal(self.size, self.parts, self.validator, list(self.filled))
             self.dirty = False
         try:
             os.fdatasync(self.fd)
