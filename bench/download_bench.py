@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-MC = [PY, "-m", "webhook.cli"]
+MC = [str(Path(PY).with_name("model-cache"))]  # the installed command, wherever its module lives
 HF = str(Path(PY).with_name("hf"))
 
 
