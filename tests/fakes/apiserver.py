@@ -31,7 +31,7 @@ import yaml
 
 from tests.fakes.faults import Faults, Rule
 from tests.fakes.kubeconfig import write_kubeconfig
-from tests.fakes.rest import KINDS, Store, forbidden, now, parse_path, status
+from tests.fakes.rest import KINDS, Store, injected, now, parse_path, status
 from webhook.certs import x509
 
 TOKEN = "fake-token-for-tests"
@@ -187,8 +187,7 @@ def _handler(fake: FakeApiServer) -> type[BaseHTTPRequestHandler]:
                 return self._send(404, status(404, "the server could not find the requested resource"))
             if "status" in rules:
                 code = rules["status"].code
-                return self._send(code, forbidden(method, target) if code == 403 else status(
-                    code, "etcdserver: request timed out" if code >= 500 else "injected failure", target))
+                return self._send(code, injected(code, method, target))
             if fake.before is not None:
                 fake.before(method, path)
             with fake.lock:

@@ -56,9 +56,9 @@ def parse_path(path: str) -> Target | None:
     return Target(m["group"] or "", m["resource"], m["ns"] or "", m["name"])
 
 
-def status(code: int, message: str, target: Target | None = None) -> dict[str, Any]:
+def status(code: int, message: str, target: Target | None = None, reason: str = "") -> dict[str, Any]:
     body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                            "message": message, "reason": _REASONS.get(code, "Unknown"), "code": code}
+                            "message": message, "reason": reason or _REASONS.get(code, "Unknown"), "code": code}
     if target is not None and target.name:
         body["details"] = {"name": target.name, "group": target.group, "kind": target.resource}
     return body
@@ -75,6 +75,22 @@ def forbidden(method: str, t: Target) -> dict[str, Any]:
     subject = f'{t.qualified} "{t.name}"' if t.name else t.qualified
     return status(403, f'{subject} is forbidden: User "{USER}" cannot {verb} resource "{t.resource}" '
                        f'in API group "{t.group}"{where}', t)
+
+
+def injected(code: int, method: str, t: Target) -> dict[str, Any]:
+    """The Status the API server sends with CODE, for a fault rule to answer with."""
+    if code == 403:
+        return forbidden(method, t)
+    if code == 404:
+        return not_found(t)[1]
+    if code == 409:
+        return status(409, f'Operation cannot be fulfilled on {t.qualified} "{t.name}": the object has been '
+                           "modified; please apply your changes to the latest version and try again", t)
+    if code == 429:
+        return status(429, "Too many requests, please try again later.", t)
+    if code >= 500:
+        return status(code, "etcdserver: request timed out", t)
+    return status(code, f"the server rejected the request ({code})", t)
 
 
 def now() -> str:
@@ -127,7 +143,8 @@ class Store:
             if not name:
                 return 422, status(422, f"{t.qualified} is invalid: metadata.name: Required value", t)
             if (t.resource, t.namespace, name) in self.objects:
-                return 409, status(409, f'{t.qualified} "{name}" already exists', t._replace(name=name))
+                return 409, status(409, f'{t.qualified} "{name}" already exists', t._replace(name=name),
+                                   reason="AlreadyExists")
             return 201, self.put(t.resource, body, t.namespace)
         if t.name is None:
             return 405, status(405, f"{method} is not supported on a collection")
@@ -141,9 +158,7 @@ class Store:
         if method == "PUT":
             rv = ((body or {}).get("metadata") or {}).get("resourceVersion")
             if rv and rv != current["metadata"]["resourceVersion"]:
-                return 409, status(409, f'Operation cannot be fulfilled on {t.qualified} "{t.name}": the object '
-                                        "has been modified; please apply your changes to the latest version "
-                                        "and try again", t)
+                return 409, injected(409, method, t)
             return 200, self.put(t.resource, body, t.namespace)
         if method == "PATCH":
             return self._patch(t, current, body, content_type)
