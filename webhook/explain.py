@@ -11,14 +11,15 @@ at the manifest before it is applied can say so.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from webhook.admission.shapes import pod_problem
 from webhook.errors import Denied
 from webhook.mutate import ModelResolver, mutate_pod
 from webhook.validate.facts import FactsSource
 from webhook.validate.review import review_template
-from webhook.vocabulary import INJECTED, INPUTS, MIRROR, NAME, PREFIX, TEMPLATE_PATHS
+from webhook.mutate.workloads import pod_templates
+from webhook.vocabulary import INJECTED, INPUTS, MIRROR, NAME, PREFIX
 
 MAX_DISTANCE = 3  # edits that still read as a typo of one of our keys
 
@@ -59,25 +60,6 @@ def near_misses(keys: list[str]) -> list[tuple[str, str, int]]:
     return out
 
 
-def _templates(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any] | None]]:
-    kind = obj.get("kind", "")
-    if kind == "List":
-        for item in obj.get("items") or []:
-            if isinstance(item, dict):
-                yield from _templates(item)
-        return
-    if kind == "Pod":
-        yield "", obj
-        return
-    path = TEMPLATE_PATHS.get(kind)
-    if path is None:
-        return
-    target: Any = obj
-    for key in path:
-        target = target.get(key) if isinstance(target, dict) else None
-    yield ".".join(path), target if isinstance(target, dict) else None
-
-
 def _mapping_keys(value: Any) -> list[str]:
     return [str(k) for k in value] if isinstance(value, dict) else []
 
@@ -89,7 +71,7 @@ def explain_object(obj: dict[str, Any], namespace: str | None, policies: ModelRe
     ns = meta.get("namespace") or namespace or "default"
     name = f"{obj.get('kind', 'object')} {ns}/{meta.get('name', '(unnamed)')}"
     verdicts = []
-    for where, pod in _templates(obj):
+    for where, pod in pod_templates(obj):
         subject = f"{name} ({where})" if where else name
         verdicts.append(_explain_pod(subject, where, obj, pod, ns, policies, facts))
     return verdicts

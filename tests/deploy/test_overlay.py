@@ -112,8 +112,6 @@ def test_every_example_policy_file_is_listed_and_valid() -> None:
         assert "image" not in (policy.get("defaults", {}).get("downloader") or {}), name
 
 
-@pytest.mark.xfail(strict=True, reason="needs the webhook to take its default downloader image from "
-                   "MODEL_CACHE_DOWNLOADER_IMAGE (asked of the lead); remove this marker when it does")
 def test_the_downloader_runs_the_overlay_image(rendered: Docs, tmp_path: Path) -> None:
     """What the webhook in that Deployment injects: the Deployment's env, the overlay's policies."""
     (c,) = one(rendered, "Deployment", "model-cache")["spec"]["template"]["spec"]["containers"]

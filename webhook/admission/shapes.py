@@ -14,6 +14,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from webhook.errors import MalformedReview
+from webhook.mutate.workloads import dig
 from webhook.vocabulary import TEMPLATE_PATHS
 
 StringMap = dict[str, str]
@@ -134,14 +135,6 @@ def _describe(err: ValidationError, prefix: str) -> str:
     return text + (f"; and {more} more problem(s)" if more > 0 else "")
 
 
-def _dig(obj: Any, path: tuple[str, ...]) -> Any:
-    for part in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(part)
-    return obj
-
-
 def check_request(request: Any) -> dict[str, Any]:
     """REQUEST (the review's `request`) if its shape is one the webhook can read;
     MalformedReview naming the first field that is not, otherwise."""
@@ -163,7 +156,7 @@ def check_request(request: Any) -> dict[str, Any]:
                 ConfigMapShape.model_validate(obj)
             elif kind in TEMPLATE_PATHS:
                 PodShape.model_validate({"metadata": obj.get("metadata")})
-                template = _dig(obj, TEMPLATE_PATHS[kind])
+                template = dig(obj, TEMPLATE_PATHS[kind])
                 if template is not None:
                     prefix = f"request.{key}." + ".".join(TEMPLATE_PATHS[kind])
                     try:

@@ -25,8 +25,9 @@ def format_verdict(v: Verdict) -> str:
     return "\n".join(lines)
 
 
-def run_explain(file: str, namespace: str | None, policies: Path, cluster_facts: bool = False) -> int:
-    store = load_store(policies)
+def run_explain(file: str, namespace: str | None, policies: Path, cluster_facts: bool = False,
+                downloader_image: str | None = None) -> int:
+    store = load_store(policies, downloader_image)
     facts = _facts_from_cluster() if cluster_facts else None
     verdicts = [v for obj in read_objects(file) for v in explain_object(obj, namespace, store, facts)]
     if not verdicts:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -16,25 +16,7 @@ from webhook.admission.shapes import pod_problem
 from webhook.errors import Denied, InjectError
 from webhook.mutate import mutate_pod
 from webhook.policy import PolicyStore
-from webhook.vocabulary import TEMPLATE_PATHS
-
-def _pods_in(obj: dict[str, Any], where: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    """(path, pod) for every Pod and pod template in OBJ."""
-    if obj.get("kind") == "List":
-        for i, item in enumerate(obj.get("items") or []):
-            if isinstance(item, dict):
-                yield from _pods_in(item, f"{where}items.{i}.")
-        return
-    kind = obj.get("kind", "")
-    path = () if kind == "Pod" else TEMPLATE_PATHS.get(kind)
-    if path is None:
-        return
-    target: Any = obj
-    for key in path:
-        target = target.get(key) if isinstance(target, dict) else None
-    if isinstance(target, dict):
-        yield where + ".".join(path), target
-
+from webhook.mutate.workloads import pod_templates
 
 def _describe(obj: dict[str, Any]) -> str:
     return f"{obj.get('kind', 'object')} {(obj.get('metadata') or {}).get('name', '(unnamed)')}"
@@ -43,7 +25,9 @@ def _describe(obj: dict[str, Any]) -> str:
 def inject_object(obj: dict[str, Any], store: PolicyStore, namespace: str | None) -> None:
     """Mutates OBJ's pods in place, as the webhook would at their creation."""
     ns = (obj.get("metadata") or {}).get("namespace") or namespace or "default"
-    for where, pod in _pods_in(obj):
+    for where, pod in pod_templates(obj):
+        if pod is None:
+            raise InjectError(f"{_describe(obj)}: {where} is not an object")
         problem = pod_problem(pod, where)
         if problem is not None:
             raise InjectError(f"{_describe(obj)}: {problem}")
@@ -56,10 +40,10 @@ def inject_object(obj: dict[str, Any], store: PolicyStore, namespace: str | None
             pod.update(mutated)
 
 
-def load_store(policies: Path) -> PolicyStore:
+def load_store(policies: Path, downloader_image: str | None = None) -> PolicyStore:
     if not policies.is_dir():
         raise InjectError(f"policy directory {policies} not found; pass --policies DIR (or --from-cluster)")
-    store = PolicyStore(policies)
+    store = PolicyStore(policies, downloader_image=downloader_image)
     ok, why = store.readiness()
     if not ok:
         raise InjectError(why)
@@ -82,8 +66,8 @@ def read_objects(file: str) -> list[dict[str, Any]]:
     return docs
 
 
-def run_inject(file: str, namespace: str | None, policies: Path) -> int:
-    store = load_store(policies)
+def run_inject(file: str, namespace: str | None, policies: Path, downloader_image: str | None = None) -> int:
+    store = load_store(policies, downloader_image)
     docs = read_objects(file)
     for doc in docs:
         inject_object(doc, store, namespace)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from webhook.errors import ModelCacheError
-from webhook.vocabulary import POLICY_CONFIGMAP
+from webhook.vocabulary import DEFAULT_IMAGE, POLICY_CONFIGMAP
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -33,7 +33,8 @@ def _cmd_certs_generate(args: argparse.Namespace) -> int:
 def _cmd_inject(args: argparse.Namespace) -> int:
     from webhook.cli.inject import run_inject
 
-    return run_inject(args.file, namespace=args.namespace, policies=_policies_dir(args))
+    return run_inject(args.file, namespace=args.namespace, policies=_policies_dir(args),
+                      downloader_image=args.downloader_image)
 
 
 def _cmd_policy_check(args: argparse.Namespace) -> int:
@@ -62,7 +63,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from webhook.cli.explain import run_explain
 
     return run_explain(args.file, namespace=args.namespace, policies=_policies_dir(args),
-                       cluster_facts=args.from_cluster)
+                       cluster_facts=args.from_cluster, downloader_image=args.downloader_image)
 
 
 def _version() -> str:
@@ -98,6 +99,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warn-only", action="store_true", default=_env_flag("MODEL_CACHE_WARN_ONLY"),
                    help="allow what would be denied, unchanged, with a warning, and count it in "
                         "model_cache_warn_only_denials_total (also env MODEL_CACHE_WARN_ONLY=true)")
+    _add_downloader_image(p)
     p.add_argument("--events", action=argparse.BooleanOptionalAction,
                    default=not _env_flag_off("MODEL_CACHE_EVENTS"),
                    help="write validating warnings about controller-made pods as Events on their controller "
@@ -107,7 +109,14 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     add_certificate_arguments(p)
 
 
+def _add_downloader_image(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--downloader-image", metavar="IMAGE", default=os.environ.get("MODEL_CACHE_DOWNLOADER_IMAGE") or None,
+                   help="the downloader image where a policy names none (also env MODEL_CACHE_DOWNLOADER_IMAGE; "
+                        f"default: {DEFAULT_IMAGE}): installs from a private registry set it to the webhook's own")
+
+
 def _add_policy_source(p: argparse.ArgumentParser) -> None:
+    _add_downloader_image(p)
     p.add_argument("--policies", default="policies", help="directory of <namespace>.yaml policy files")
     p.add_argument("--from-cluster", action="store_true",
                    help="read the policies from the cluster's ConfigMap (kubeconfig: MODEL_CACHE_KUBECONFIG, "
@@ -136,18 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--namespace", default="model-cache", help="the Service's namespace")
     gen.set_defaults(func=_cmd_certs_generate)
 
-    inject = sub.add_parser("inject", help="print objects as the webhook would change them", formatter_class=_Formatter)
-    inject.add_argument("-f", "--file", required=True, help="YAML file, or - for stdin")
-    inject.add_argument("--namespace", default="default", help="namespace for objects that name none")
-    _add_policy_source(inject)
-    inject.set_defaults(func=_cmd_inject)
-
-    explain = sub.add_parser("explain", help="say why each pod template would or would not be injected",
-                             formatter_class=_Formatter)
-    explain.add_argument("-f", "--file", required=True, help="YAML file, or - for stdin")
-    explain.add_argument("--namespace", default="default", help="namespace for objects that name none")
-    _add_policy_source(explain)
-    explain.set_defaults(func=_cmd_explain)
+    for name, func, what in (("inject", _cmd_inject, "print objects as the webhook would change them"),
+                             ("explain", _cmd_explain, "say why each pod template would or would not be injected")):
+        cmd = sub.add_parser(name, help=what, formatter_class=_Formatter)
+        cmd.add_argument("-f", "--file", required=True, help="YAML file, or - for stdin")
+        cmd.add_argument("--namespace", default="default", help="namespace for objects that name none")
+        _add_policy_source(cmd)
+        cmd.set_defaults(func=func)
 
     policy = sub.add_parser("policy", help="policy tools")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")

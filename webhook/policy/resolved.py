@@ -40,9 +40,17 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def merge_defaults(*layers: PolicyDefaults | None) -> EffectiveDefaults:
-    """Built-in defaults, then each layer's fields over them, most general first."""
-    merged = BUILTIN_DEFAULTS
+def builtin_defaults(downloader_image: str | None = None) -> dict[str, Any]:
+    """The built-in defaults; DOWNLOADER_IMAGE (the webhook's own image, where it
+    was installed from a private registry) replaces the downloader's image."""
+    if not downloader_image:
+        return BUILTIN_DEFAULTS
+    return _deep_merge(BUILTIN_DEFAULTS, {"downloader": {"image": downloader_image}})
+
+
+def merge_defaults(*layers: PolicyDefaults | None, base: dict[str, Any] = BUILTIN_DEFAULTS) -> EffectiveDefaults:
+    """BASE (the built-in defaults), then each layer's fields over them, most general first."""
+    merged = base
     for layer in layers:
         if layer is not None:
             merged = _deep_merge(merged, layer.model_dump(exclude_none=True))

@@ -9,11 +9,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from webhook.errors import Denied, PolicyError
 from webhook.policy.files import namespace_of, parse_policy, policy_files
-from webhook.policy.resolved import ResolvedModel, merge_defaults
+from webhook.policy.resolved import ResolvedModel, builtin_defaults, merge_defaults
 from webhook.policy.schema import EffectiveDefaults, ModelCachePolicy
 from webhook.vocabulary import DEFAULT_POLICY
 
@@ -41,11 +41,13 @@ class PolicyStore:
 
     def __init__(self, directory: Path, interval: float = 2.0,
                  on_rejected: Callable[[str], None] | None = None,
-                 on_invalid_count: Callable[[int], None] | None = None) -> None:
+                 on_invalid_count: Callable[[int], None] | None = None,
+                 downloader_image: str | None = None) -> None:
         """ON_REJECTED(file name) is called for each file that fails to load,
         ON_INVALID_COUNT(n) whenever the number of bad files changes: the
         server layer turns them into metrics."""
         self.directory = directory
+        self._base = builtin_defaults(downloader_image)
         self.interval = interval
         self._on_rejected = on_rejected or (lambda name: None)
         self._on_invalid_count = on_invalid_count or (lambda n: None)
@@ -93,7 +95,7 @@ class PolicyStore:
                     name=model,
                     namespace=namespace,
                     spec=loaded.policy.models[model],
-                    defaults=self._defaults_for(snap, namespace),
+                    defaults=self._defaults_for(snap, namespace, self._base),
                     policy_file=f"{name}.yaml",
                 )
         known = sorted({m for loaded in (own, fallback) if loaded for m in loaded.policy.models})
@@ -105,14 +107,14 @@ class PolicyStore:
 
     def defaults_for(self, namespace: str) -> EffectiveDefaults:
         self.maybe_reload()
-        return self._defaults_for(self._snapshot, namespace)
+        return self._defaults_for(self._snapshot, namespace, self._base)
 
     @staticmethod
-    def _defaults_for(snap: _Snapshot, namespace: str) -> EffectiveDefaults:
+    def _defaults_for(snap: _Snapshot, namespace: str, base: dict[str, Any]) -> EffectiveDefaults:
         cached = snap.merged.get(namespace)
         if cached is None:
             layers = [snap.files.get(DEFAULT_POLICY), snap.files.get(namespace) if namespace != DEFAULT_POLICY else None]
-            cached = merge_defaults(*(l.policy.defaults for l in layers if l is not None))
+            cached = merge_defaults(*(l.policy.defaults for l in layers if l is not None), base=base)
             snap.merged[namespace] = cached
         return cached
 

@@ -94,12 +94,13 @@ def _why_incomplete(err: Exception) -> str:
 
 
 def create_app(policies: Path | str, certfile: str | None = None, keyfile: str | None = None,
-               warn_only: bool = False, events: bool = False) -> Flask:
+               warn_only: bool = False, events: bool = False, downloader_image: str | None = None) -> Flask:
     app = Flask("model-cache")
     store = PolicyStore(
         Path(policies),
         on_rejected=lambda name: metrics.POLICY_RELOAD_ERRORS.labels(file=name).inc(),
         on_invalid_count=metrics.POLICY_FILES_BAD.set,
+        downloader_image=downloader_image,
     )
     facts = create_facts_provider()
     recorder = create_event_recorder(events)

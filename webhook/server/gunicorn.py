@@ -117,7 +117,8 @@ def _make_application() -> Any:
             from webhook.server.app import create_app
 
             return create_app(self.args.policies, certfile=self.args.cert, keyfile=self.args.key,
-                              warn_only=self.args.warn_only, events=self.args.events)
+                              warn_only=self.args.warn_only, events=self.args.events,
+                              downloader_image=self.args.downloader_image)
 
     return Application
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterable, Literal, Mapping, Protocol
 
+from webhook import quantity
+
 
 Kind = Literal["pvc", "secret", "namespace"]
 
@@ -80,3 +82,38 @@ class ClusterFacts:
     pvc: PvcInfo | _Missing | Unavailable | None = None
     secret: SecretInfo | _Missing | Unavailable | None = None
     namespace: NamespaceInfo | _Missing | Unavailable | None = None
+
+
+# --- JSON from the API server -> facts --------------------------------------------
+
+
+def _quantity(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return quantity.parse(value)
+    except ValueError:
+        return None
+
+
+def pvc_from_json(obj: Mapping[str, Any]) -> PvcInfo:
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    bound_modes = status.get("accessModes") or []
+    return PvcInfo(
+        name=meta.get("name", ""),
+        requested=_quantity(((spec.get("resources") or {}).get("requests") or {}).get("storage")),
+        capacity=_quantity((status.get("capacity") or {}).get("storage")),
+        access_modes=tuple(bound_modes or spec.get("accessModes") or ()),
+        phase=status.get("phase"),
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+def secret_from_json(obj: Mapping[str, Any]) -> SecretInfo:
+    # Only the key names leave this function; the caller drops OBJ (values included).
+    return SecretInfo(name=(obj.get("metadata") or {}).get("name", ""), keys=frozenset(obj.get("data") or {}))
+
+
+def namespace_from_json(obj: Mapping[str, Any]) -> NamespaceInfo:
+    meta = obj.get("metadata") or {}
+    return NamespaceInfo(name=meta.get("name", ""), labels=dict(meta.get("labels") or {}))

@@ -33,17 +33,23 @@ import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter, Histogram
 
-from webhook import kube, quantity
-from webhook.errors import KubeConfigError
-from webhook.validate.facts import MISSING, LookupKey, NamespaceInfo, PvcInfo, SecretInfo, Unavailable
+from webhook import kube
+from webhook.validate.lookup_config import Settings, load_configuration
+from webhook.validate.facts import (
+    MISSING,
+    LookupKey,
+    Unavailable,
+    namespace_from_json,
+    pvc_from_json,
+    secret_from_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,89 +68,6 @@ FETCH_SECONDS = Histogram(
 
 # RBAC verbs and resources each lookup needs (docs/validation.md).
 _RESOURCE: dict[str, str] = {"pvc": "persistentvolumeclaims", "secret": "secrets", "namespace": "namespaces"}
-
-
-@dataclass(frozen=True)
-class Settings:
-    budget: float = 0.5  # seconds one review may wait for all its lookups
-    ttl: float = 30.0  # a fetched object is trusted this long
-    missing_ttl: float = 5.0  # a 404 this long: someone is likely creating it right now
-    error_ttl: float = 5.0  # a 403 or API error is not asked again sooner
-    http_timeout: float = 2.0  # one background GET, connect + read
-    breaker_seconds: float = 5.0  # after a transport failure, no GET for this long
-    slow_budget: float = 0.05  # after a review gave up waiting: how long the next ones wait, for breaker_seconds
-    max_stale: float = 300.0  # an older good value is served after an error up to this age
-    max_entries: int = 4096
-    workers: int = 4
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
-        """MODEL_CACHE_FACTS_BUDGET, MODEL_CACHE_FACTS_TTL, MODEL_CACHE_FACTS_HTTP_TIMEOUT (seconds)."""
-        values: dict[str, float] = {}
-        for field, var in (("budget", "MODEL_CACHE_FACTS_BUDGET"), ("ttl", "MODEL_CACHE_FACTS_TTL"),
-                           ("http_timeout", "MODEL_CACHE_FACTS_HTTP_TIMEOUT")):
-            raw = env.get(var)
-            if raw:
-                try:
-                    values[field] = float(raw)
-                except ValueError:
-                    log.error("%s=%r is not a number of seconds; using the default", var, raw)
-        return cls(**values)  # type: ignore[arg-type]
-
-
-# --- JSON from the API server -> facts (pure) -------------------------------------
-
-
-def _quantity(value: Any) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        return quantity.parse(value)
-    except ValueError:
-        return None
-
-
-def pvc_from_json(obj: Mapping[str, Any]) -> PvcInfo:
-    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
-    bound_modes = status.get("accessModes") or []
-    return PvcInfo(
-        name=meta.get("name", ""),
-        requested=_quantity(((spec.get("resources") or {}).get("requests") or {}).get("storage")),
-        capacity=_quantity((status.get("capacity") or {}).get("storage")),
-        access_modes=tuple(bound_modes or spec.get("accessModes") or ()),
-        phase=status.get("phase"),
-        deleting=bool(meta.get("deletionTimestamp")),
-    )
-
-
-def secret_from_json(obj: Mapping[str, Any]) -> SecretInfo:
-    # Only the key names leave this function; the caller drops OBJ (values included).
-    return SecretInfo(name=(obj.get("metadata") or {}).get("name", ""), keys=frozenset(obj.get("data") or {}))
-
-
-def namespace_from_json(obj: Mapping[str, Any]) -> NamespaceInfo:
-    meta = obj.get("metadata") or {}
-    return NamespaceInfo(name=meta.get("name", ""), labels=dict(meta.get("labels") or {}))
-
-
-# --- the kubernetes client configuration -------------------------------------------
-
-
-def load_configuration(env: Mapping[str, str] = os.environ) -> k8s.Configuration | None:
-    """webhook.kube's configuration; None (lookups off) when there is none, when
-    it is broken (the checks are advisory: the webhook must serve anyway), or
-    when MODEL_CACHE_CLUSTER_CHECKS=off."""
-    if env.get("MODEL_CACHE_CLUSTER_CHECKS", "").strip().lower() in ("off", "false", "0", "no"):
-        log.info("cluster checks off (MODEL_CACHE_CLUSTER_CHECKS)")
-        return None
-    try:
-        cfg = kube.load_configuration(env)
-    except KubeConfigError as err:
-        log.error("cluster checks off: %s", err)
-        return None
-    if cfg is None:
-        log.info("cluster checks off: no in-cluster config, MODEL_CACHE_KUBECONFIG, KUBECONFIG or ~/.kube/config")
-    return cfg
 
 
 # --- the provider ------------------------------------------------------------------

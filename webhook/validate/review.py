@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from webhook.errors import Denied
 from webhook.mutate import ModelResolver, mutate_pod
+from webhook.mutate.workloads import dig
 from webhook.validate import rules
 from webhook.validate.facts import ClusterFacts, FactsSource, LookupKey
 from webhook.validate.outcome import ValidationOutcome, outcome
@@ -41,24 +42,16 @@ def review(request: dict[str, Any], policies: ModelResolver, facts: FactsSource 
     path = TEMPLATE_PATHS.get(kind or "")
     if path is None:
         return ValidationOutcome()
-    template = _dig(obj, path)
+    template = dig(obj, path)
     if not isinstance(template, dict):
         return ValidationOutcome()
-    if operation == "UPDATE" and _dig(request.get("oldObject") or {}, path) == template:
+    if operation == "UPDATE" and dig(request.get("oldObject") or {}, path) == template:
         return ValidationOutcome()  # a scale or a label change: nothing new to say
     return review_template(template, namespace, kind or "workload", policies, facts)
 
 
 def _namespace(request: Mapping[str, Any]) -> str:
     return request.get("namespace") or ((request.get("object") or {}).get("metadata") or {}).get("namespace") or "default"
-
-
-def _dig(obj: Any, path: tuple[str, ...]) -> Any:
-    for part in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(part)
-    return obj
 
 
 def _asks_for_a_model(pod: Mapping[str, Any]) -> bool:
