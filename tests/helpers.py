@@ -14,14 +14,26 @@ from typing import Any
 
 import jsonpatch
 import kubernetes_validate
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 # The installed command, beside this interpreter: tests run it as a user does.
 MODEL_CACHE = str(Path(sys.executable).with_name("model-cache"))
 POLICIES = REPO / "policies"
+# <case>.in.yaml: a realistic pod as the API server sends it; <case>.out.yaml: what it becomes.
+GOLDEN = REPO / "tests" / "golden"
 # Image volumes with subPath need 1.33; the newest schema the package ships is used too.
 SCHEMA_VERSIONS = ("1.33", kubernetes_validate.latest_version())
 SERVICE_DNS_NAME = "model-cache.model-cache.svc"
+
+
+def golden_pod(case: str) -> dict[str, Any]:
+    """The pod of tests/golden/<CASE>.in.yaml, a fresh copy each call."""
+    return yaml.safe_load((GOLDEN / f"{case}.in.yaml").read_text())
+
+
+def golden_cases() -> list[str]:
+    return sorted(p.name.removesuffix(".in.yaml") for p in GOLDEN.glob("*.in.yaml"))
 
 
 def assert_schema_valid(obj: dict[str, Any]) -> None:

@@ -1,21 +1,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-import yaml
 from flask.testing import FlaskClient
 
-from tests.helpers import POLICIES
-
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+from tests.helpers import POLICIES, golden_cases, golden_pod
 
 
 def golden_pods() -> list[dict[str, Any]]:
     """The realistic pods of tests/golden/, as the API server sends them."""
-    return [yaml.safe_load(p.read_text()) for p in sorted(GOLDEN.glob("*.in.yaml"))]
+    return [golden_pod(case) for case in golden_cases()]
 
 
 @pytest.fixture()

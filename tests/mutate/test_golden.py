@@ -10,19 +10,17 @@ only if the reviewed files are what the mutation makes.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import jsonpatch
 import pytest
 import yaml
 
-from tests.helpers import POLICIES, assert_schema_valid
+from tests.helpers import GOLDEN, POLICIES, assert_schema_valid, golden_cases, golden_pod
 from webhook.admission.patch import json_patch
 from webhook.mutate import mutate_pod
 from webhook.policy import PolicyStore
 
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
-CASES = sorted(p.name.removesuffix(".in.yaml") for p in GOLDEN.glob("*.in.yaml"))
+CASES = golden_cases()
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +29,7 @@ def store() -> PolicyStore:
 
 
 def _mutate(case: str, store: PolicyStore) -> tuple[dict, dict]:
-    pod = yaml.safe_load((GOLDEN / f"{case}.in.yaml").read_text())
+    pod = golden_pod(case)
     mutated, plan = mutate_pod(pod, pod["metadata"]["namespace"], store)
     assert mutated is not None and plan is not None, f"{case}: the pod was not mutated"
     return pod, mutated

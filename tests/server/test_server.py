@@ -13,9 +13,7 @@ import pytest
 import yaml
 
 from tests.conftest import RunningServer
-from tests.helpers import TLSClient, apply_response, assert_schema_valid, pod_review
-
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+from tests.helpers import GOLDEN, TLSClient, apply_response, assert_schema_valid, golden_pod, pod_review
 
 
 @pytest.fixture()
@@ -23,10 +21,6 @@ def client(server: RunningServer):
     c = TLSClient(server.port, server.cafile)
     yield c
     c.close()
-
-
-def golden_pod(case: str) -> dict:
-    return yaml.safe_load((GOLDEN / f"{case}.in.yaml").read_text())
 
 
 @pytest.mark.parametrize(
