@@ -47,13 +47,18 @@ def assert_schema_valid(obj: dict[str, Any]) -> None:
 
 
 def pod_review(pod: dict[str, Any], namespace: str | None = None, operation: str = "CREATE",
-               kind: str = "Pod", uid: str | None = None, **extra: Any) -> dict[str, Any]:
+               kind: str = "Pod", uid: str | None = None, group: str = "", version: str = "v1",
+               **extra: Any) -> dict[str, Any]:
+    """The AdmissionReview the API server sends for OPERATION on POD (or on any
+    object of KIND in GROUP/VERSION); EXTRA sets more request fields
+    (oldObject, subResource, dryRun...)."""
     namespace = namespace or (pod.get("metadata") or {}).get("namespace") or "default"
+    gvk = {"group": group, "version": version, "kind": kind}
     request: dict[str, Any] = {
         "uid": uid or str(uuid.uuid4()),
-        "kind": {"group": "", "version": "v1", "kind": kind},
-        "resource": {"group": "", "version": "v1", "resource": kind.lower() + "s"},
-        "requestKind": {"group": "", "version": "v1", "kind": kind},
+        "kind": gvk,
+        "resource": {"group": group, "version": version, "resource": kind.lower() + "s"},
+        "requestKind": dict(gvk),
         "namespace": namespace,
         "operation": operation,
         "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},

@@ -152,23 +152,3 @@ def deployment(template: dict[str, Any], name: str = "tgi") -> dict[str, Any]:
     return {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": name, "namespace": "ml", "labels": {"app": name}},
             "spec": {"replicas": 3, "selector": {"matchLabels": {"app": name}}, "template": copy.deepcopy(template)}}
-
-
-def admission_request(obj: dict[str, Any], kind: str = "Pod", operation: str = "CREATE", namespace: str = "ml",
-                      old: dict[str, Any] | None = None, group: str = "", version: str = "v1") -> dict[str, Any]:
-    resource = {"Pod": "pods", "Deployment": "deployments", "ConfigMap": "configmaps", "CronJob": "cronjobs",
-                "StatefulSet": "statefulsets"}.get(kind, kind.lower() + "s")
-    request: dict[str, Any] = {
-        "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
-        "kind": {"group": group, "version": version, "kind": kind},
-        "resource": {"group": group, "version": version, "resource": resource},
-        "requestKind": {"group": group, "version": version, "kind": kind},
-        "namespace": namespace, "operation": operation,
-        "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-        "object": obj, "oldObject": old, "dryRun": False,
-    }
-    return request
-
-
-def review_body(request: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}

@@ -4,14 +4,13 @@ kubernetes client pointed at the fake API server (MODEL_CACHE_KUBECONFIG)."""
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any, Iterator
 
 import pytest
 import requests
 
 from tests.conftest import RunningServer, start_server, stop_server
-from tests.helpers import assert_schema_valid
+from tests.helpers import apply_response, assert_schema_valid, pod_review
 from tests.validate import pods
 from tests.validate.conftest import POLICY_ML
 from tests.fakes import FakeApiServer
@@ -56,9 +55,9 @@ def http(webhook: RunningServer) -> Iterator[requests.Session]:
 def validate(http: requests.Session, webhook: RunningServer, obj: dict[str, Any], namespace: str = "ml",
              kind: str = "Pod", group: str = "") -> dict[str, Any]:
     obj = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
-    request = pods.admission_request(obj, kind=kind, namespace=namespace, group=group)
-    request["uid"] = str(uuid.uuid4())
-    r = http.post(f"https://localhost:{webhook.port}/validate", json=pods.review_body(request), timeout=10)
+    review = pod_review(obj, namespace, kind=kind, group=group)
+    request = review["request"]
+    r = http.post(f"https://localhost:{webhook.port}/validate", json=review, timeout=10)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["apiVersion"] == "admission.k8s.io/v1" and body["kind"] == "AdmissionReview"
@@ -175,13 +174,11 @@ def test_metrics_and_log(http: requests.Session, webhook: RunningServer) -> None
 def test_what_mutate_gives_validate_reads(http: requests.Session, webhook: RunningServer, model: str,
                                            expected: list[str]) -> None:
     """The contract between the halves: /mutate's real output, then /validate on it."""
-    from tests.helpers import apply_response
 
     template = pods.tgi_template(model, node_selector=True)
     pod = {"apiVersion": "v1", "kind": "Pod",
            "metadata": {**template["metadata"], "generateName": f"{model}-", "namespace": "ml"}, "spec": template["spec"]}
-    request = pods.admission_request(pod)
-    r = http.post(f"https://localhost:{webhook.port}/mutate", json=pods.review_body(request), timeout=10)
+    r = http.post(f"https://localhost:{webhook.port}/mutate", json=pod_review(pod), timeout=10)
     assert r.status_code == 200 and r.json()["response"]["allowed"], r.text
     final = apply_response(pod, r.json())
     assert "model.cache/injected" in final["metadata"]["annotations"]

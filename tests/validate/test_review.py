@@ -6,6 +6,7 @@ import base64
 import copy
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -20,8 +21,9 @@ from webhook.validate.lookups import FactsProvider
 from webhook.policy import PolicyStore, policy_problems
 
 
-def review(store: PolicyStore, facts: FactsProvider | None, obj: dict, **kw: object) -> validation.ValidationOutcome:
-    return validation.review(pods.admission_request(obj, **kw), store, facts)  # type: ignore[arg-type]
+def review(store: PolicyStore, facts: FactsProvider | None, obj: dict, namespace: str = "ml",
+           old: dict | None = None, **kw: Any) -> validation.ValidationOutcome:
+    return validation.review(pod_review(obj, namespace, oldObject=old, **kw)["request"], store, facts)
 
 
 def test_pod_without_the_annotation_passes_untouched(store: PolicyStore, provider: FactsProvider,
@@ -163,8 +165,7 @@ def test_cronjob_template(store: PolicyStore) -> None:
 
 def test_pod_updates_and_subresources_are_not_checked(store: PolicyStore) -> None:
     assert review(store, None, pods.final_pod("granite-tag", "oci"), operation="UPDATE").warnings == []
-    request = pods.admission_request(pods.final_pod("granite-tag", "oci"))
-    request["subResource"] = "ephemeralcontainers"
+    request = pod_review(pods.final_pod("granite-tag", "oci"), subResource="ephemeralcontainers")["request"]
     assert validation.review(request, store, None).warnings == []
 
 
