@@ -29,6 +29,8 @@ WEBHOOKS = REPO / "manifests" / "base" / "webhooks.yaml"
 NS, SECRET = "model-cache", "model-cache-tls"
 CONFIGS = (WebhookConfigRef("mutating", "model-cache"), WebhookConfigRef("validating", "model-cache"))
 MUT, VAL = "mutatingwebhookconfigurations", "validatingwebhookconfigurations"
+# What a `kubectl replace` of the manifests does to the first webhook's trust.
+BLANK_FIRST_BUNDLE = [{"op": "remove", "path": "/webhooks/0/clientConfig/caBundle"}]
 # Every webhook of both configurations in the manifests (1 mutating, 3 validating).
 HOOKS = sum(len(d["webhooks"]) for d in yaml.safe_load_all(WEBHOOKS.read_text()) if d)
 
@@ -146,12 +148,9 @@ def test_a_reset_cabundle_is_patched_again(fake: FakeApiServer, kubeconfig: Path
     rec.run_once()
     want = bundles(fake)[0]
     # What a `kubectl replace` of the manifests, or another injector, does.
-    mut = fake.get(MUT, "model-cache")
-    del mut["webhooks"][0]["clientConfig"]["caBundle"]
-    fake.put(MUT, mut)
-    val = fake.get(VAL, "model-cache")
-    val["webhooks"][1]["clientConfig"]["caBundle"] = b64(certs.make_ca().cert_pem)
-    fake.put(VAL, val)
+    fake.edit(MUT, "model-cache", BLANK_FIRST_BUNDLE)
+    fake.edit(VAL, "model-cache", [{"op": "replace", "path": "/webhooks/1/clientConfig/caBundle",
+                                    "value": b64(certs.make_ca().cert_pem)}])
 
     result = rec.run_once()
     assert sorted(result.patched) == ["MutatingWebhookConfiguration model-cache",
@@ -179,9 +178,7 @@ def test_ca_roll_over_through_the_api(fake: FakeApiServer, kubeconfig: Path, tmp
 
     # Just before the promotion, something blanks a caBundle: the pass that
     # patches it back must not promote (the API servers may not have it yet).
-    mut = fake.get(MUT, "model-cache")
-    del mut["webhooks"][0]["clientConfig"]["caBundle"]
-    fake.put(MUT, mut)
+    fake.edit(MUT, "model-cache", BLANK_FIRST_BUNDLE)
     due = stage_at + policy.promote_after + dt.timedelta(seconds=1)
     result = rec.run_once(now=due)
     assert result.patched == ["MutatingWebhookConfiguration model-cache"]
@@ -252,9 +249,7 @@ def test_background_thread_repairs_drift(fake: FakeApiServer, kubeconfig: Path, 
     args = serve_args(tmp_path, "--tls-secret", SECRET, "--tls-namespace", NS, "--cert-check-interval", "0.05")
     cert_manager.prepare(args)
     want = bundles(fake)[0]
-    mut = fake.get(MUT, "model-cache")
-    del mut["webhooks"][0]["clientConfig"]["caBundle"]
-    fake.put(MUT, mut)
+    fake.edit(MUT, "model-cache", BLANK_FIRST_BUNDLE)
     bg = cert_manager.start_background(args)
     assert bg is not None
     try:
@@ -276,9 +271,7 @@ def test_bootstrap_retries_a_restarting_api_server_but_not_a_refusal(
 
     patches = fake.count("mutatingwebhookconfigurations", "PATCH")
     fake.forbid("mutatingwebhookconfigurations", method="PATCH", times=1)
-    mut = fake.get(MUT, "model-cache")
-    del mut["webhooks"][0]["clientConfig"]["caBundle"]
-    fake.put(MUT, mut)
+    fake.edit(MUT, "model-cache", BLANK_FIRST_BUNDLE)
     with pytest.raises(KubeAccessError, match="403"):
         cert_manager.bootstrap(reconciler(kubeconfig, tmp_path), attempts=3, backoff=0.01)
     assert fake.count("mutatingwebhookconfigurations", "PATCH") == patches + 1  # refused once, no retry

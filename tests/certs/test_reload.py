@@ -196,10 +196,10 @@ def test_self_managed_serve_follows_the_secret_and_repairs_the_cabundle(tmp_path
             assert fingerprint(tmp_path / "tls" / "tls.crt") == pem_fingerprint(renewed.serving.cert_pem)
 
             # A re-apply blanks the caBundle: the master's thread patches it back.
-            mut = fake.get("mutatingwebhookconfigurations", "model-cache")
-            want = mut["webhooks"][0]["clientConfig"]["caBundle"]
-            del mut["webhooks"][0]["clientConfig"]["caBundle"]
-            fake.put("mutatingwebhookconfigurations", mut)
+            want = fake.get("mutatingwebhookconfigurations", "model-cache")["webhooks"][0]["clientConfig"]["caBundle"]
+            fake.edit("mutatingwebhookconfigurations", "model-cache",
+                      [{"op": "remove", "path": "/webhooks/0/clientConfig/caBundle"}])
+            assert "caBundle" not in fake.get("mutatingwebhookconfigurations", "model-cache")["webhooks"][0]["clientConfig"]
             deadline = time.monotonic() + DEADLINE
             while time.monotonic() < deadline:
                 if fake.get("mutatingwebhookconfigurations", "model-cache")["webhooks"][0]["clientConfig"].get("caBundle") == want:

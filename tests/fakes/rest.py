@@ -128,6 +128,13 @@ class Store:
         with self.lock:
             self.objects.pop((resource, namespace, name), None)
 
+    def edit(self, resource: str, name: str, ops: list[dict[str, Any]], namespace: str = "") -> dict[str, Any]:
+        """Applies the JSON patch OPS to a stored object, as someone else's
+        write would (a new resourceVersion); the object as it is now."""
+        with self.lock:
+            current = self.objects[(resource, namespace, name)]
+            return self.put(resource, jsonpatch.apply_patch(current, ops), namespace)
+
     def answer(self, method: str, t: Target, body: Any, content_type: str) -> tuple[int, dict[str, Any]]:
         """The status and body the API server answers METHOD on T with."""
         key = (t.resource, t.namespace, t.name or "")
