@@ -129,7 +129,7 @@ class Proc:
 def spawn(name: str, cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Proc:
     with open(log, "wb") as out:
         popen = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True, env={**os.environ, **(env or {})})
+                                 start_new_session=True, env=loopback_env(env))
     return Proc(name, popen, log)
 
 
@@ -177,7 +177,11 @@ class ControlPlane:
         return [json.loads(line) for line in lines if line.strip()]
 
     def api_client(self, kubeconfig: Path | None = None) -> k8s.ApiClient:
-        return k8s_config.new_client_from_config(config_file=str(kubeconfig or self.kubeconfig))
+        cfg = k8s.Configuration()
+        k8s_config.load_kube_config(config_file=str(kubeconfig or self.kubeconfig), client_configuration=cfg,
+                                    persist_config=False)
+        cfg.proxy = None  # loopback only, whatever proxy the environment names
+        return k8s.ApiClient(cfg)
 
     @property
     def core(self) -> k8s.CoreV1Api:
@@ -186,7 +190,7 @@ class ControlPlane:
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 kubeconfig: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         cmd = [KUBECTL or "kubectl", "--kubeconfig", str(kubeconfig or self.kubeconfig), *args]
-        proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, env=loopback_env())
         if check and proc.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc
@@ -236,16 +240,18 @@ def _http_ok(url: str, ctx: ssl.SSLContext | None = None, token: str | None = No
         return False
 
 
-def no_proxy_for_loopback() -> None:
-    """Everything here talks to 127.0.0.1: a proxy named in the environment (the
-    kubernetes client, kubectl and Go all honour one) must not be asked."""
+def loopback_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a process that talks only to 127.0.0.1: a proxy the
+    environment names (the kubernetes client, kubectl and Go all honour one)
+    must not be asked. Per process: os.environ is left alone for other tests."""
+    env = {**os.environ, **(extra or {})}
     for var in ("NO_PROXY", "no_proxy"):
-        have = [h for h in os.environ.get(var, "").split(",") if h]
-        os.environ[var] = ",".join(have + [h for h in ("127.0.0.1", "localhost") if h not in have])
+        have = [h for h in env.get(var, "").split(",") if h]
+        env[var] = ",".join(have + [h for h in ("127.0.0.1", "localhost") if h not in have])
+    return env
 
 
 def start_control_plane(root: Path) -> ControlPlane:
-    no_proxy_for_loopback()
     bins = bins_dir()
     root.mkdir(parents=True, exist_ok=True)
     sa_key, sa_pub = _service_account_keys(root)
