@@ -56,7 +56,7 @@ class FakeApiServer(Store):
         self.requests: list[Request] = []
         self.faults = Faults()
         self.before: Callable[[str, str], None] | None = None
-        self._stop = threading.Event()  # wakes handlers sleeping in a "delay" rule at close
+        self.closing = threading.Event()  # wakes handlers sleeping in a "delay" rule
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._httpd.daemon_threads = True
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -73,7 +73,7 @@ class FakeApiServer(Store):
         self.close()
 
     def close(self) -> None:
-        self._stop.set()
+        self.closing.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._tmp is not None:
@@ -116,7 +116,8 @@ class FakeApiServer(Store):
             "kind": "Secret", "apiVersion": "v1", "metadata": {"name": name}, "type": "Opaque",
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}, namespace)
 
-    # --- misbehaviour ------------------------------------------------------------------
+    # --- misbehaviour: each rule for requests whose path matches PATH_REGEX; WHEN
+    # narrows it: method="GET", times=N (the next N matches only) -------------------
 
     def slow(self, path_regex: str, seconds: float, **when: Any) -> Rule:
         return self.faults.add(path_regex, "delay", seconds=seconds, **when)
@@ -177,7 +178,7 @@ def _handler(fake: FakeApiServer) -> type[BaseHTTPRequestHandler]:
                 fake.requests.append(Request(method, path, auth))
             rules = fake.faults.take(method, path)
             if "delay" in rules:
-                fake._stop.wait(rules["delay"].seconds)
+                fake.closing.wait(rules["delay"].seconds)
             if "drop" in rules:
                 return self._hang_up()
             if auth != f"Bearer {fake.token}":
