@@ -1,5 +1,5 @@
 """Certificate reload in a running `model-cache serve` (gunicorn, gthread
-workers, webhook/tls.py), with no failed request: while a client keeps
+workers, webhook/server/tls.py), with no failed request: while a client keeps
 calling, the files change under the server, and new connections get the new
 certificate while a connection opened before keeps working.
 

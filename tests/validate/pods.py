@@ -1,6 +1,6 @@
 """Realistic pods as /validate sees them: after every mutating webhook ran
 (model-cache's additions, a mesh sidecar, the service-account token volume).
-Built by hand in their final shape, independent of webhook/inject.py."""
+Built by hand in their final shape, independent of webhook/mutate/ (so they check it)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""validation.review(): what app.py calls, with the real client and the fake API server."""
+"""webhook.validate.review.review(): what the server and the admission handlers call, with the real client and the fake API server."""
 
 from __future__ import annotations
 
