@@ -144,6 +144,13 @@ class Holders:
             time.sleep(0.1)
         return self.status()
 
+    def wait_open(self, minimum: int, timeout: float) -> dict[str, int]:
+        """Until MINIMUM have completed their TLS handshake, or TIMEOUT."""
+        deadline = time.monotonic() + timeout
+        while self.status()["open"] < minimum and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.status()
+
     def close(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         try:
