@@ -1,4 +1,4 @@
-"""Certificate reload in a running `model-cache serve` (gunicorn, gthread
+"""Certificate reload in a running `model-cache serve` (gunicorn and its
 workers, webhook/server/tls.py), with no failed request: while a client keeps
 calling, the files change under the server, and new connections get the new
 certificate while a connection opened before keeps working.
