@@ -77,8 +77,16 @@ def check_injected(pod: dict[str, Any], strategy: str) -> None:
 def test_every_strategy_is_stored_injected(webhook: Webhook, control_plane: ControlPlane, model: str) -> None:
     strategy = STRATEGIES[model]
     name = f"s-{strategy}"
-    stored, _ = create(control_plane, "strategies", simple_pod(name, {"model.cache/name": model}))
+    pod = simple_pod(name, {"model.cache/name": model})
+    pod["spec"]["containers"][0]["env"] = [{"name": "HF_HUB_OFFLINE", "value": "0"}]  # the policy sets it too
+    stored, warnings = create(control_plane, "strategies", pod)
     check_injected(stored, strategy)
+    # The pod's own value wins and is not shadowed: the API server warns about a
+    # duplicate env name ("hides previous definition"), and about any field of
+    # ours it finds questionable, in a warning that starts with the field path.
+    assert stored["spec"]["containers"][0]["env"] == [{"name": "HF_HUB_OFFLINE", "value": "0"},
+                                                      {"name": "MODEL_CACHE_PATH", "value": "/model-cache"}]
+    assert not [w for w in warnings if w.startswith("spec.") or "hides previous definition" in w], warnings
     assert read_pod(control_plane, "strategies", name)["spec"] == stored["spec"]
     if strategy == "memory":
         limits = stored["spec"]["containers"][0]["resources"]["limits"]
