@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
 from tests.fakes import FakeApiServer
-from tests.helpers import POLICIES, REPO
+from tests.helpers import MODEL_CACHE, POLICIES, REPO
 
-MODEL_CACHE = str(Path(sys.executable).with_name("model-cache"))
 CLUSTER_POLICY = """\
 apiVersion: model.cache/v1alpha1
 kind: ModelCachePolicy

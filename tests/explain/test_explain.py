@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import POLICIES
+from tests.helpers import MODEL_CACHE, POLICIES
 from webhook.explain import edit_distance, explain_object, near_misses
 from webhook.policy import PolicyStore
 
-MODEL_CACHE = str(Path(sys.executable).with_name("model-cache"))
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ denied or a template cannot be read, so CI can gate on it."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from webhook.cli.inject import load_store, read_objects

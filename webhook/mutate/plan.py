@@ -9,7 +9,7 @@ from typing import Any
 from webhook.errors import Denied
 from webhook.mutate.request import InjectionRequest
 from webhook.policy import ResolvedModel
-from webhook.vocabulary import CONTAINERS, DOWNLOADER, INJECTED, OCI_COPY, OCI_STRATEGIES, STRATEGY
+from webhook.vocabulary import DOWNLOADER, INJECTED, OCI_COPY, OCI_STRATEGIES, STRATEGY
 
 Pod = dict[str, Any]
 
