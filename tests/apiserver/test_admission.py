@@ -13,7 +13,9 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from kubernetes.utils.quantity import parse_quantity
 
-from tests.apiserver.conftest import ControlPlane, Webhook, created_with_headers, simple_pod, wait_for, warnings_of
+from tests.apiserver.controlplane import ControlPlane, wait_for
+from tests.apiserver.pods import created_with_headers, simple_pod, warnings_of
+from tests.apiserver.served import Webhook
 
 MUTATE_DENIED = 'admission webhook "pods.mutate.model.cache" denied the request: '
 

@@ -11,7 +11,9 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from tests.apiserver.conftest import ControlPlane, Webhook, simple_pod
+from tests.apiserver.controlplane import ControlPlane
+from tests.apiserver.pods import simple_pod
+from tests.apiserver.served import Webhook
 
 
 @pytest.fixture()

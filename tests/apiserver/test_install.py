@@ -12,7 +12,8 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from tests.apiserver.conftest import ControlPlane, Webhook, render_overlay, wait_for
+from tests.apiserver.controlplane import ControlPlane, wait_for
+from tests.apiserver.served import Webhook, render_overlay
 
 
 def test_every_rendered_object_is_stored(webhook: Webhook, control_plane: ControlPlane) -> None:

@@ -11,7 +11,8 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from tests.apiserver.conftest import ControlPlane, Webhook, wait_for
+from tests.apiserver.controlplane import ControlPlane, wait_for
+from tests.apiserver.served import Webhook
 
 SA = "system:serviceaccount:model-cache:model-cache"
 

@@ -1,0 +1,60 @@
+"""Pods as plain dicts, and what the API server answers when one is created."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes import client as k8s
+
+
+def simple_pod(name: str, annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    """A plain pod dict; restricted-compliant, so it passes every Pod Security level on its own."""
+    pod: dict[str, Any] = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "annotations": dict(annotations or {})},
+        "spec": {
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "server", "image": "registry.example.com/server:1.0",
+                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+            }],
+        },
+    }
+    pod["spec"].update(spec)
+    return pod
+
+
+def created_with_headers(api: k8s.ApiClient, namespace: str, pod: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Creates a pod; returns it as stored (a plain dict) and the Warning headers of the answer."""
+    resp = k8s.CoreV1Api(api).create_namespaced_pod(namespace, pod, _preload_content=False)
+    body = json.loads(resp.data)
+    return body, warnings_of(resp.headers)
+
+
+def warnings_of(headers: Any) -> list[str]:
+    """The text of each `Warning: 299 - "..."` header (RFC 7234 form the API server uses)."""
+    values = headers.getlist("Warning") if hasattr(headers, "getlist") else [headers.get("Warning", "")]
+    out = []
+    for value in values:
+        for part in _split_warning_header(value):
+            out.append(part)
+    return out
+
+
+def _split_warning_header(value: str) -> list[str]:
+    # Several warnings may share one header, comma-separated; each is 299 - "text".
+    out, i = [], 0
+    while True:
+        start = value.find('"', i)
+        if start < 0:
+            return out
+        j, text = start + 1, []
+        while j < len(value) and value[j] != '"':
+            if value[j] == "\\" and j + 1 < len(value):
+                j += 1
+            text.append(value[j])
+            j += 1
+        out.append("".join(text))
+        i = j + 1
