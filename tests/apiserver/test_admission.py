@@ -106,6 +106,10 @@ def test_pods_that_do_not_ask_never_reach_the_webhook(webhook: Webhook, control_
     for ns in ("kube-system", "model-cache"):
         stored, _ = create(cp, ns, simple_pod("asks-elsewhere", {"model.cache/name": "tiny"}))
         assert "model.cache/injected" not in stored["metadata"]["annotations"]
+    # A mirror pod (a kubelet's copy of a static pod) that asks: the second matchCondition.
+    mirror = simple_pod("mirror", {"model.cache/name": "tiny", "kubernetes.io/config.mirror": "a1b2"}, nodeName="node-1")
+    stored, _ = create(cp, "plain", mirror)
+    assert "model.cache/injected" not in stored["metadata"]["annotations"]
     assert webhook.reviews() == before
     # The count does move when a pod asks.
     validate_before = webhook.reviews("validate")
