@@ -1,6 +1,6 @@
 """failurePolicy with the webhook down: annotated pods are refused (Fail),
-every other pod is created (the matchConditions keep them away), and a policy
-edit still goes through (Ignore)."""
+every other pod is created (the matchConditions keep them away), and a
+workload with an annotated template and a policy edit still go through (Ignore)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Iterator
 
 import pytest
 import yaml
+from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from tests.apiserver.controlplane import ControlPlane
@@ -34,6 +35,14 @@ def test_with_the_webhook_down_annotated_pods_are_refused_and_others_created(sto
     assert 'failed calling webhook "pods.mutate.model.cache"' in text, text
     created = json.loads(core.create_namespaced_pod("failure", simple_pod("f-plain"), _preload_content=False).data)
     assert created["metadata"]["name"] == "f-plain"
+    # A workload's template check is advisory: the Deployment is created, its pods would wait.
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "f-deploy"},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "f"}},
+                 "template": {"metadata": {"labels": {"app": "f"}, "annotations": {"model.cache/name": "tiny"}},
+                              "spec": simple_pod("x")["spec"]}},
+    }
+    k8s.AppsV1Api(control_plane.api_client()).create_namespaced_deployment("failure", deployment)
     # A policy edit is not locked out by the webhook that it may be repairing.
     cm = {"apiVersion": "v1", "kind": "ConfigMap",
           "metadata": {"name": "policy-while-down", "namespace": "model-cache", "labels": {"model.cache/policy": "true"}},
