@@ -221,7 +221,13 @@ class PartedFile:
                 body = fetcher.source.open(self.f, pos, self.validator, end=end)
                 try:
                     self._check(body)
+                    # Read to the end of the body (the read that returns
+                    # nothing): that hands the connection back to the pool,
+                    # where leaving early would close it, and the next part
+                    # would pay a new connection's round trips.
                     for chunk in body.chunks:
+                        if pos >= end:
+                            break  # the origin sends more than we asked for: drop the connection
                         n = min(len(chunk), end - pos)
                         pwrite_all(self.fd, memoryview(chunk)[:n], pos)
                         pos += n
@@ -231,7 +237,7 @@ class PartedFile:
                             self.cond.notify_all()
                         fetcher.progress.add(n)
                         failures = 0  # bytes arrived: the retry budget starts again
-                        if pos >= end or self.aborted is not None:
+                        if self.aborted is not None:
                             break
                         if cancel.is_set():
                             fetcher._check_cancel()

@@ -163,10 +163,21 @@ class S3Source:
         elif not ranged:
             total = resp.get("ContentLength")
 
+        # read1 on the urllib3 response under botocore's StreamingBody: it
+        # returns what has arrived (a stall loses no received byte, and no
+        # 1 MiB is assembled from many small reads). Sizes are checked by the
+        # fetcher, which is what StreamingBody's own check would add.
+        raw = getattr(stream, "_raw_stream", None)
+        if hasattr(raw, "read1"):
+            def read(n: int) -> bytes:
+                return raw.read1(n, decode_content=False)  # the object's bytes, as stored
+        else:
+            read = stream.read
+
         def chunks():
             try:
                 while True:
-                    buf = stream.read(CHUNK)
+                    buf = read(CHUNK)
                     if not buf:
                         return
                     yield buf
