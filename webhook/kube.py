@@ -54,6 +54,23 @@ def load_configuration(env: Mapping[str, str] = os.environ) -> k8s.Configuration
     return None
 
 
+def api_client(configuration: k8s.Configuration) -> k8s.ApiClient:
+    """A client that says who it is: the API server names the field manager of
+    our writes, and the audit log's user agent, after it (not OpenAPI-Generator)."""
+    client = k8s.ApiClient(configuration)
+    client.user_agent = f"model-cache/{_version()}"
+    return client
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("model-cache")
+    except PackageNotFoundError:
+        return "dev"
+
+
 def _harden(cfg: k8s.Configuration) -> k8s.Configuration:
     # urllib3's default is 3 retries with redirects: each a full timeout. One retry
     # covers a pooled keep-alive connection the API server closed meanwhile.

@@ -47,6 +47,11 @@ def test_the_secret_and_the_patches_came_from_the_service_account(webhook: Webho
     refused = [(e["verb"], e["objectRef"]["resource"]) for e in by_sa
                if e["responseStatus"]["code"] == 403 and e["verb"] in ("get", "create", "update", "patch")]
     assert refused == []
+    # It says who it is: the user agent the audit log records and the field manager of the Secret.
+    assert {e["userAgent"].split("/")[0] for e in created + [e for e in by_sa if e["verb"] == "patch"]} == {"model-cache"}
+    secret = json.loads(control_plane.core.read_namespaced_secret("model-cache-tls", "model-cache",
+                                                                  _preload_content=False).data)
+    assert {f["manager"] for f in secret["metadata"]["managedFields"]} == {"model-cache"}
 
 
 def test_a_blanked_cabundle_is_patched_back(webhook: Webhook, control_plane: ControlPlane) -> None:

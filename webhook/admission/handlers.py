@@ -14,8 +14,9 @@ from webhook.admission.patch import json_patch
 from webhook.admission.review import Answer, namespace_of
 from webhook.errors import Denied
 from webhook.mutate import ModelResolver, mutate_pod
-from webhook.validate.facts import FactsSource
+from webhook.validate.facts import FactsSource, LookupKey, NamespaceInfo
 from webhook.validate.review import review
+from webhook.validate.rules import pod_security_denial
 from webhook.validate.warnings import clean_warning
 from webhook.vocabulary import NAME
 
@@ -42,18 +43,27 @@ def _deny(answer: Answer, message: str, warn_only: bool) -> Answer:
     return answer
 
 
-def answer_mutation(request: dict[str, Any], policies: ModelResolver, warn_only: bool = False) -> Answer:
-    """The answer to one mutating review."""
+def answer_mutation(request: dict[str, Any], policies: ModelResolver, facts: FactsSource | None = None,
+                    warn_only: bool = False) -> Answer:
+    """The answer to one mutating review. FACTS, where given, let a hostpath pod
+    in a namespace that forbids hostPath be denied with the fix."""
     answer = Answer(uid=request["uid"])
     if not is_pod_create(request):
         return answer
     pod = request["object"]
+    namespace = namespace_of(request)
     try:
-        mutated, plan = mutate_pod(pod, namespace_of(request), policies)
+        mutated, plan = mutate_pod(pod, namespace, policies)
     except Denied as err:
         return _deny(answer, str(err), warn_only)
     if mutated is None or plan is None:
         return answer
+    if plan.strategy == "hostpath" and facts is not None:
+        key = LookupKey("namespace", namespace, namespace)
+        fact = facts.gather([key]).get(key)
+        denial = pod_security_denial(fact) if isinstance(fact, NamespaceInfo) else None
+        if denial is not None:
+            return _deny(answer, denial, warn_only)
     answer.patch = json_patch(pod, mutated)
     answer.result, answer.strategy = "mutated", plan.strategy
     return answer

@@ -29,7 +29,7 @@ def api_client() -> client.ApiClient:
     if configuration is None:
         raise KubeAccessError("loading the kubernetes client configuration", None,
                               "none found; outside a cluster set KUBECONFIG or MODEL_CACHE_KUBECONFIG")
-    return client.ApiClient(configuration)
+    return kube.api_client(configuration)
 
 
 def _call(what: str, method: Any, *args: Any, missing_ok: bool = False) -> dict[str, Any] | None:

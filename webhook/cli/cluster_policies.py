@@ -27,7 +27,7 @@ def fetch_policies(ref: str, into: Path | None = None) -> Path:
     configuration = kube.load_configuration()
     if configuration is None:
         raise UsageError("--from-cluster: no kubeconfig found; set KUBECONFIG or MODEL_CACHE_KUBECONFIG")
-    api = client.CoreV1Api(client.ApiClient(configuration))
+    api = client.CoreV1Api(kube.api_client(configuration))
     try:
         response = api.read_namespaced_config_map(name, namespace, _preload_content=False, _request_timeout=TIMEOUT)
         configmap = json.loads(response.data)

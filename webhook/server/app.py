@@ -176,7 +176,7 @@ def create_app(policies: Path | str, certfile: str | None = None, keyfile: str |
             return error
         assert req is not None
         try:
-            answer = admission.answer_mutation(req, store, warn_only=warn_only)
+            answer = admission.answer_mutation(req, store, facts, warn_only=warn_only)
         except Exception:  # noqa: BLE001 - a bug must still give the API server an answer
             log.exception("mutation failed", extra={"uid": req["uid"]})
             answer = admission.Answer(

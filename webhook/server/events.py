@@ -117,7 +117,7 @@ class EventRecorder:
             self._thread.start()
 
     def _run(self) -> None:
-        api = client.EventsV1Api(client.ApiClient(self.configuration))
+        api = client.EventsV1Api(kube.api_client(self.configuration))
         while True:
             event = self._queue.get()
             try:

@@ -108,7 +108,7 @@ class FactsProvider:
             self._pid = os.getpid()
             self._inflight = {}
             self._pool = ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="model-cache-facts")
-            self._api = k8s.CoreV1Api(k8s.ApiClient(self.configuration))
+            self._api = k8s.CoreV1Api(kube.api_client(self.configuration))
         return self._pool, self._api
 
     def close(self) -> None:

@@ -178,13 +178,33 @@ def hostpath_findings(use: CacheUse, model: ResolvedModel, namespace: Any) -> li
             f"pin it to the cache nodes (policy rule)"
         )))
     if isinstance(namespace, NamespaceInfo):
-        level = namespace.labels.get(PSA_ENFORCE)
-        if level in ("baseline", "restricted"):
+        level = forbids_host_path(namespace)
+        if level is not None:
             out.append(Finding("hostpath-baseline", (
                 f"namespace {namespace.name} enforces Pod Security {level}, which forbids hostPath volumes: "
                 f"pods will be rejected; use strategy pvc"
             )))
     return out
+
+
+def forbids_host_path(namespace: NamespaceInfo) -> str | None:
+    """The Pod Security level NAMESPACE enforces, when that level forbids hostPath volumes."""
+    level = namespace.labels.get(PSA_ENFORCE)
+    return level if level in ("baseline", "restricted") else None
+
+
+def pod_security_denial(namespace: NamespaceInfo) -> str | None:
+    """What /mutate says for a hostpath pod in a namespace whose Pod Security
+    forbids hostPath: PodSecurity runs before the validating webhooks, so only
+    the mutating one can put the fix in front of the user."""
+    level = forbids_host_path(namespace)
+    if level is None:
+        return None
+    return (
+        f"namespace {namespace.name} enforces Pod Security {level}, which forbids hostPath volumes, so "
+        "model.cache strategy hostpath cannot work here; use strategy pvc (model.cache/strategy: pvc), "
+        "or ask the platform team for a namespace that allows hostPath"
+    )
 
 
 _KIND_NAMES = {"pvc": "PVC", "secret": "Secret", "namespace": "namespace"}

@@ -1,0 +1,62 @@
+"""/mutate denies a hostpath pod in a namespace whose Pod Security forbids
+hostPath, with the fix: PodSecurity runs before the validating webhooks, so
+/validate's warning would never be seen (found by the real API server)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import pytest
+
+from tests.helpers import POLICIES, golden_pod, pod_review
+from webhook.admission import answer_mutation
+from webhook.policy import PolicyStore
+from webhook.validate.facts import LookupKey, NamespaceInfo, Unavailable
+
+
+class Facts:
+    """A FactsSource with fixed answers, counting what it was asked."""
+
+    def __init__(self, labels: dict[str, str] | None, unavailable: bool = False) -> None:
+        self.labels, self.unavailable, self.asked = labels, unavailable, 0
+
+    def gather(self, keys: Iterable[LookupKey]) -> dict[LookupKey, Any]:
+        self.asked += 1
+        if self.unavailable:
+            return {k: Unavailable("API server unreachable (timed out)") for k in keys}
+        return {k: NamespaceInfo(k.name, self.labels or {}) for k in keys}
+
+
+@pytest.fixture(scope="module")
+def store() -> PolicyStore:
+    return PolicyStore(POLICIES)
+
+
+def request() -> dict[str, Any]:
+    pod = golden_pod("triton-hostpath-sidecar")
+    return pod_review(pod, uid="h")["request"]
+
+
+@pytest.mark.parametrize("level", ["baseline", "restricted"])
+def test_denied_with_the_fix_where_pod_security_forbids_host_path(store: PolicyStore, level: str) -> None:
+    facts = Facts({"pod-security.kubernetes.io/enforce": level})
+    answer = answer_mutation(request(), store, facts)
+    assert answer.allowed is False and answer.code == 403
+    namespace = request()["namespace"]
+    assert answer.message == (
+        f"namespace {namespace} enforces Pod Security {level}, which forbids hostPath volumes, so model.cache "
+        "strategy hostpath cannot work here; use strategy pvc (model.cache/strategy: pvc), or ask the platform "
+        "team for a namespace that allows hostPath")
+
+
+@pytest.mark.parametrize("facts", [Facts({"pod-security.kubernetes.io/enforce": "privileged"}), Facts({}),
+                                   Facts(None, unavailable=True), None])
+def test_injected_where_allowed_or_unknown(store: PolicyStore, facts: Facts | None) -> None:
+    answer = answer_mutation(request(), store, facts)
+    assert answer.allowed is True and answer.result == "mutated" and answer.strategy == "hostpath"
+
+
+def test_other_strategies_do_not_ask(store: PolicyStore) -> None:
+    facts = Facts({"pod-security.kubernetes.io/enforce": "restricted"})
+    answer = answer_mutation(pod_review(golden_pod("vllm-gpu-pvc"), uid="p")["request"], store, facts)
+    assert answer.allowed is True and facts.asked == 0
