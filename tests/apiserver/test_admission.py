@@ -5,6 +5,7 @@ model-cache installed from manifests/."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -299,3 +300,30 @@ def test_a_template_warning_with_quotes_survives_the_warning_header(webhook: Web
     assert any('model "gpt-5" is not in the model-cache policy for namespace warnings' in w for w in warnings), \
         warnings
     assert all(len(w) <= 256 for w in warnings), warnings  # what the API server keeps whole
+
+
+def test_a_replicas_warning_is_an_event_on_its_replicaset(webhook: Webhook, control_plane: ControlPlane) -> None:
+    """Namespace deploy has no PVC `models`: every replica gets the pvc-missing warning, which the
+    ReplicaSet controller never shows anyone; the webhook writes it as one Event on the ReplicaSet,
+    under the shipped RBAC, with its ServiceAccount's token."""
+    cp = control_plane
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "evented"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "evented"}},
+                 "template": {"metadata": {"labels": {"app": "evented"}, "annotations": {"model.cache/name": "tiny"}},
+                              "spec": simple_pod("x")["spec"]}},
+    }
+    k8s.AppsV1Api(cp.api_client()).create_namespaced_deployment("deploy", deployment)
+    events_api = k8s.EventsV1Api(cp.api_client())
+
+    def ours() -> list[dict[str, Any]]:
+        items = json.loads(events_api.list_namespaced_event("deploy", _preload_content=False).data)["items"]
+        return [e for e in items if e.get("reason") == "ModelCacheWarning"
+                and e["regarding"]["name"].startswith("evented-")]
+
+    [event] = wait_for("an Event on the ReplicaSet of deployment evented", ours, timeout=60, procs=tuple(cp.procs))
+    assert event["regarding"]["kind"] == "ReplicaSet" and event["type"] == "Warning"
+    assert event["note"].startswith("PVC models not found in namespace deploy"), event["note"]
+    assert event["reportingController"] == "model.cache/webhook"
+    time.sleep(1)  # the other replicas' identical warnings: deduplicated, still one Event
+    assert len(ours()) == 1
