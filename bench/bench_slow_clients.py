@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -122,17 +123,16 @@ class Holders:
             stdout=subprocess.PIPE, text=True, cwd=REPO)
         self.count = count
         self.last: dict[str, int] = {"open": 0, "connecting": 0, "closed_by_server": 0}
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.last = json.loads(line)
 
     def status(self) -> dict[str, int]:
-        import select
-
-        assert self.proc.stdout is not None
-        while select.select([self.proc.stdout], [], [], 0)[0]:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.last = json.loads(line)
-        return self.last
+        return dict(self.last)
 
     def wait_held(self, timeout: float) -> dict[str, int]:
         """Until all are open or connecting (accepted by the kernel at least)."""
@@ -353,30 +353,31 @@ def main() -> int:
             kinds = {"none": [], "mixed": list(KINDS)}.get(phase, [phase])
             started = time.monotonic()
             if not kinds:
-                row = {"phase": phase, "held": 0, **measure(port, cafile, args.requests, args.timeout, args.pause)}
+                row = {"phase": phase, "held": 0, "server_rss_mib": rss_mib(proc.pid),
+                       **measure(port, cafile, args.requests, args.timeout, args.pause)}
             else:
                 with Holders(port, cafile, kinds, args.connections) as holders:
-                    held = holders.wait_held(30)
-                    time.sleep(1)
+                    holders.wait_held(30)
+                    holders.wait_open(args.connections, 5)  # all of them, unless the server cannot take them
                     rss = rss_mib(proc.pid)
                     row = {"phase": phase, "held": args.connections, "at_start": holders.status(),
                            **measure(port, cafile, args.requests, args.timeout, args.pause)}
                     row["at_end"] = holders.status()
                     row["server_rss_mib"] = rss
-                    del held
             row["seconds"] = round(time.monotonic() - started, 1)
             results.append(row)
             print(json.dumps(row), flush=True)
     print()
-    print("| held | connections | new conn. p50 / p99 ms (answered) | kept-alive p50 / p99 ms (answered) |")
-    print("|---|---|---|---|")
+    print("| held | connections | new conn. p50 / p99 ms (answered) | kept-alive p50 / p99 ms (answered) | reopened | server RSS MiB |")
+    print("|---|---|---|---|---|---|")
     for r in results:
         def cell(m: dict[str, Any]) -> str:
             if not m["answered"]:
                 return f"none answered ({m['failed']} timed out)"
             failed = f", {m['failed']} failed" if m["failed"] else ""
             return f"{m['p50_ms']} / {m['p99_ms']} ({m['answered']}{failed})"
-        print(f"| {r['phase']} | {r['held']} | {cell(r['new'])} | {cell(r['kept'])} |")
+        reopened = r.get("at_end", {}).get("closed_by_server", "")
+        print(f"| {r['phase']} | {r['held']} | {cell(r['new'])} | {cell(r['kept'])} | {reopened} | {r['server_rss_mib']} |")
     return 0
 
 

@@ -52,6 +52,10 @@ from gunicorn.workers.ggevent import GeventWorker
 HANDSHAKE_TIMEOUT = 10.0
 FIRST_REQUEST_TIMEOUT = 10.0
 BODY_TIMEOUT = 10.0
+# After accepting a connection, a worker leaves the next ones to the others
+# this long (_TakeTurnsServer): about 330 new connections/s per worker at most,
+# far more than an API server opens (it keeps its connections alive).
+ACCEPT_PAUSE = 0.003
 # On SIGTERM, an idle kept-alive connection is closed at once (it has nothing
 # to finish); a request in progress gets up to graceful_timeout.
 STOP_POLL = 0.2
@@ -86,9 +90,10 @@ class ModelCacheWorker(GeventWorker):
             listener.setblocking(1)
             # No ssl_context here (unlike gunicorn's worker): handle() wraps
             # each connection with the context of that moment.
-            server = StreamServer(listener, handle=partial(self.handle, listener), spawn=Pool(self.worker_connections))
+            server = _TakeTurnsServer(listener, handle=partial(self.handle, listener), spawn=Pool(self.worker_connections))
             if self.cfg.workers > 1:
                 server.max_accept = 1  # leave the next connection to a less busy worker
+                server.pause = ACCEPT_PAUSE
             server.start()
             servers.append(server)
 
@@ -166,6 +171,26 @@ class ModelCacheWorker(GeventWorker):
         current = gevent.getcurrent()
         self._served[current] = self._served.get(current, 0) + 1
         return super().handle_request(listener_name, req, sock, addr)
+
+
+class _TakeTurnsServer(StreamServer):
+    """A StreamServer that stops accepting for `pause` seconds after each
+    connection. The workers share one listening socket: without a pause the
+    worker that wakes first takes a whole burst of connections (all 8 of wrk's,
+    or of an API server's), and one process then serves them all on one core
+    while the other idles."""
+
+    pause = 0.0
+
+    def do_handle(self, *args: Any) -> None:
+        super().do_handle(*args)
+        if self.pause > 0 and not self.closed:
+            self.stop_accepting()
+            gevent.spawn_later(self.pause, self._resume)
+
+    def _resume(self) -> None:
+        if not self.closed and self.started:
+            self.start_accepting()
 
 
 class BodyDeadline:
