@@ -23,7 +23,7 @@ from webhook.errors import ServeError
 
 WORKER = "webhook.server.worker.ModelCacheWorker"
 # Per worker process; 2 workers take 2,000 connections at once. An idle one
-# costs a greenlet and a TLS session, about 30 KiB.
+# costs a greenlet and a TLS session, 30-70 KiB (docs/benchmarks.md).
 WORKER_CONNECTIONS = 1000
 
 
