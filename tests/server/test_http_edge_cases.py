@@ -41,7 +41,12 @@ def connect(server: RunningServer) -> ssl.SSLSocket:
 
 
 def read_answer(sock: ssl.SSLSocket) -> tuple[int, dict, bytes]:
-    """Status, JSON body, and whatever the server sent after the answer until it closed."""
+    """Status, JSON body, and whatever the server sent after the answer."""
+    status, _, answer, rest = read_response(sock)
+    return status, answer, rest
+
+
+def read_response(sock: ssl.SSLSocket) -> tuple[int, dict[str, str], dict, bytes]:
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
@@ -51,7 +56,8 @@ def read_answer(sock: ssl.SSLSocket) -> tuple[int, dict, bytes]:
     length = next(int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:"))
     while len(rest) < length:
         rest += sock.recv(65536)
-    return int(head.split(b" ")[1]), json.loads(rest[:length]), rest[length:]
+    headers = {k.decode().lower(): v.decode().strip() for k, v in (l.split(b":", 1) for l in head.split(b"\r\n")[1:])}
+    return int(head.split(b" ")[1]), headers, json.loads(rest[:length]), rest[length:]
 
 
 def assert_closed_by_server(sock: ssl.SSLSocket, leftover: bytes) -> None:
@@ -105,8 +111,8 @@ def test_invalid_chunked_body_gets_a_400_admission_review_and_the_connection_clo
     sock = connect(server)
     try:
         sock.sendall(HEAD.replace(b"/mutate", path) + b"Transfer-Encoding: chunked\r\n\r\n" + body)
-        status, answer, leftover = read_answer(sock)
-        assert status == 400
+        status, headers, answer, leftover = read_response(sock)
+        assert status == 400 and headers["connection"] == "close"
         assert answer["apiVersion"] == "admission.k8s.io/v1" and answer["kind"] == "AdmissionReview"
         response = answer["response"]
         assert response["allowed"] is False and response["status"]["code"] == 400
@@ -161,8 +167,9 @@ def test_valid_chunked_review_is_answered(server: RunningServer) -> None:
     sock = connect(server)
     try:
         sock.sendall(HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n")
-        status, answer, _ = read_answer(sock)
+        status, headers, answer, _ = read_response(sock)
         assert status == 200 and answer["response"]["uid"] == "chunked-ok" and "patch" in answer["response"]
+        assert headers["connection"] == "keep-alive"
         # Kept alive: a second review on the same connection.
         sock.sendall(HEAD + b"Content-Length: %d\r\n\r\n" % len(body) + body)
         assert read_answer(sock)[0] == 200

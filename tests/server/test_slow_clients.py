@@ -97,7 +97,7 @@ def test_reviews_are_answered_within_1s_while_200_slow_connections_are_held(serv
         assert closed_by_server(slow_header, remaining()) == b""
         # A body that does not arrive gets the answer it can still read.
         answer = closed_by_server(slow_body, remaining())
-        assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+        assert answer.startswith(b"HTTP/1.1 400 ") and b"\r\nConnection: close\r\n" in answer, answer[:300]
         review = json.loads(answer.split(b"\r\n\r\n", 1)[1])
         assert review["kind"] == "AdmissionReview"
         assert f"not received within {worker.BODY_TIMEOUT:g}s" in review["response"]["status"]["message"]

@@ -196,14 +196,27 @@ class _TakeTurnsServer(StreamServer):
 class BodyDeadline:
     """WSGI middleware: the request body must arrive within SECONDS of the
     request head. A read still waiting then raises BodyTimeout, which the app
-    answers (webhook.server.app.read_review) like a client that went away."""
+    answers (webhook.server.app.read_review) like a client that went away.
+
+    Also: an answer to a request whose body could not be read to its end (bad
+    chunked framing, the deadline) says `Connection: close`, which it is:
+    gunicorn closes such a connection after the answer, since where the next
+    request would start is unknown."""
 
     def __init__(self, app: Any, seconds: float) -> None:
         self.app, self.seconds = app, seconds
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        environ["wsgi.input"] = _DeadlineInput(environ["wsgi.input"], time.monotonic() + self.seconds, self.seconds)
-        return self.app(environ, start_response)
+        body = environ["wsgi.input"]
+        environ["wsgi.input"] = _DeadlineInput(body, time.monotonic() + self.seconds, self.seconds)
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            response = getattr(start_response, "__self__", None)  # gunicorn's Response
+            if getattr(body, "failed", False) is True and hasattr(response, "force_close"):
+                response.force_close()
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
 
 
 class _DeadlineInput:
