@@ -123,3 +123,17 @@ def test_reviews_are_answered_within_1s_while_200_slow_connections_are_held(serv
         k.close()
     log = server.log_text()
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_serve_defaults_to_the_gevent_worker_and_keeps_gthread_on_request() -> None:
+    import argparse
+
+    from webhook.errors import ServeError
+    from webhook.server.gunicorn import WORKER, worker_settings
+
+    # The command line as it is (--threads, no --worker-class): gevent, --threads unused.
+    assert worker_settings(argparse.Namespace(threads=8)) == {"worker_class": WORKER, "worker_connections": 1000}
+    assert worker_settings(argparse.Namespace(worker_class="gevent", worker_connections=50))["worker_connections"] == 50
+    assert worker_settings(argparse.Namespace(worker_class="gthread", threads=4)) == {"worker_class": "gthread", "threads": 4}
+    with pytest.raises(ServeError, match="gevent .* or gthread"):
+        worker_settings(argparse.Namespace(worker_class="sync"))
