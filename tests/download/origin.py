@@ -53,6 +53,7 @@ class Origin:
         self.busy: dict[str, list[tuple[int, str | None]]] = {}  # path -> next GETs answered (status, Retry-After)
         self.fail_all: int | None = None         # answer every request with this status (counted in `log`)
         self.times: dict[str, list[float]] = {}  # path -> monotonic time of each GET
+        self.cdn_host: str | None = None         # LFS resolve URLs redirect to http://<cdn_host>:<port>/cdn/...
         self.lock = threading.Lock()
         self.release_stall = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -179,9 +180,24 @@ def _handler(origin: Origin):
                 data = repo.files.get(m["path"])
                 if data is None:
                     return self._error(404, "EntryNotFound")
+                if origin.cdn_host and m["path"] in repo.lfs:
+                    # Like the Hub: LFS files are served by a CDN on another host.
+                    self.send_response(302)
+                    self.send_header("Location", f"http://{origin.cdn_host}:{origin.port}/cdn/{m['repo']}/"
+                                                 f"{repo.commit}/{m['path']}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 etag = hashlib.sha256(data).hexdigest() if m["path"] in repo.lfs else git_blob_sha1(data)
                 return self._send_file(path, data, {"X-Repo-Commit": repo.commit, "ETag": f'"{etag}"',
                                                     "X-Linked-Etag": f'"{etag}"', "X-Linked-Size": str(len(data))})
+            if path.startswith("/cdn/"):
+                _cdn, org, name, commit, rel = path.split("/", 5)[1:]
+                repo = origin.repos.get(f"{org}/{name}")
+                data = repo.files.get(rel) if repo is not None and repo.commit == commit else None
+                if data is None:
+                    return self._error(404)
+                return self._send_file(path, data, {"ETag": f'"{hashlib.sha256(data).hexdigest()}"'})
             data = origin.files.get(path)
             if data is None:
                 return self._error(404)

@@ -72,6 +72,30 @@ def test_hf_large_lfs_file_in_parts(origin: Origin, dl_env, tmp_path: Path) -> N
     assert len(_gets(origin, path)) == 5 and origin.served[path] == len(data)
 
 
+def test_hf_parts_go_to_the_cdn_without_the_token(origin: Origin, dl_env, tmp_path: Path) -> None:
+    data = _data()
+    commit = "d" * 40
+    origin.repos["org/cdn"] = HubRepo(commit=commit, files={"model.safetensors": data, "config.json": b"{}"},
+                                      lfs={"model.safetensors"}, private=True)
+    origin.token = "hf_secret"
+    origin.cdn_host = "localhost"  # another host name for the same loopback server
+    dest = tmp_path / "m" / "main"
+    r = run_download(dict(dl_env, HF_ENDPOINT=origin.url, HF_TOKEN="hf_secret"), "hf://org/cdn", dest)
+    assert r.returncode == 0, r.stderr
+    assert model_files(dest) == {"model.safetensors": data, "config.json": b"{}"}
+    resolve = f"/org/cdn/resolve/{commit}/model.safetensors"
+    cdn = f"/cdn/org/cdn/{commit}/model.safetensors"
+    # One HEAD on the Hub finds the CDN URL; every part goes straight there.
+    assert [m for (m, p, _r, _h) in origin.log if p == resolve] == ["HEAD"]
+    assert len(_gets(origin, cdn)) == 5 and origin.served[cdn] == len(data)
+    # The Hub's token never goes to the CDN's host (it did go to the Hub).
+    def auth(h: dict) -> str | None:
+        return {k.lower(): v for k, v in h.items()}.get("authorization")
+
+    assert all(auth(h) is None for (_m, p, _r, h) in origin.log if p == cdn)
+    assert [auth(h) for (_m, p, _r, h) in origin.log if p == resolve] == ["Bearer hf_secret"]
+
+
 def test_kill_9_resumes_at_part_granularity(origin: Origin, dl_env, tmp_path: Path) -> None:
     data = _data()
     origin.files["/big.bin"] = data
@@ -187,3 +211,5 @@ def test_stalled_part_is_re_requested_alone(origin: Origin, dl_env, tmp_path: Pa
     assert len(spans) == 6
     assert origin.served["/big.bin"] == len(data)  # the stalled part's received bytes were kept
     assert "part 3/5" in r.stdout
+    # Retry and progress lines come from different threads, each written whole.
+    assert all(line.startswith("model-cache: ") for line in r.stdout.splitlines()), r.stdout

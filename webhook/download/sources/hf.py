@@ -58,6 +58,7 @@ class HfSource:
         self.endpoint_setting = "HF_ENDPOINT" if os.environ.get("HF_ENDPOINT") else None
         self._resolved: dict[str, str] = {}  # resolve URL -> where it redirects (the CDN), for parts
         self._resolve_lock = threading.Lock()
+        self._url_locks: dict[str, threading.Lock] = {}
 
     # -- errors --------------------------------------------------------------
 
@@ -133,6 +134,21 @@ class HfSource:
         if resp.status_code == 404:
             raise NotFoundError(f"hf://{self.repo_id}@{self.revision}: {hc.safe_url(resp.url)} not found")
 
+    def _resolve(self, url: str) -> str:
+        try:
+            resp = self.session.head(url, headers={"Accept-Encoding": "identity", **self.headers},
+                                     timeout=(hc.CONNECT_TIMEOUT, self.stall), allow_redirects=True,
+                                     proxies=hc.proxies(url))
+        except hc._TRANSIENT_EXC as err:
+            raise hc.connect_error(err, url, self.endpoint_setting) from None
+        resp.close()
+        if resp.status_code >= 400:
+            self._on_status(resp)
+            if resp.status_code in hc.TRANSIENT_STATUS:
+                raise hc.transient_status(url, resp)
+            raise DownloadError(f"hf://{self.repo_id}: HTTP {resp.status_code} on {hc.safe_url(resp.url)}")
+        return resp.url
+
     def _cdn_url(self, url: str) -> tuple[str, dict[str, str]]:
         """Where a resolve URL redirects (the CDN), found once per file, so that
         each part goes straight there instead of through the Hub's redirect.
@@ -140,25 +156,19 @@ class HfSource:
         redirect."""
         with self._resolve_lock:
             final = self._resolved.get(url)
+            url_lock = self._url_locks.setdefault(url, threading.Lock())
         if final is None:
-            try:
-                resp = self.session.head(url, headers={"Accept-Encoding": "identity", **self.headers},
-                                         timeout=(hc.CONNECT_TIMEOUT, self.stall), allow_redirects=True,
-                                         proxies=hc.proxies(url))
-            except hc._TRANSIENT_EXC as err:
-                raise hc.connect_error(err, url, self.endpoint_setting) from None
-            resp.close()
-            if resp.status_code >= 400:
-                self._on_status(resp)
-                if resp.status_code in hc.TRANSIENT_STATUS:
-                    raise hc.transient_status(url, resp)
-                raise DownloadError(f"hf://{self.repo_id}: HTTP {resp.status_code} on {hc.safe_url(resp.url)}")
-            final = resp.url
-            with self._resolve_lock:
-                self._resolved[url] = final
+            with url_lock:  # the parts of one file start together: one HEAD for all of them
+                with self._resolve_lock:
+                    final = self._resolved.get(url)
+                if final is None:
+                    final = self._resolve(url)
+                    with self._resolve_lock:
+                        self._resolved[url] = final
         same_host = urlsplit(final).netloc == urlsplit(url).netloc
-        return final, (self.headers if same_host else {k: v for k, v in self.headers.items() if k != "authorization"
-                                                        and k != "Authorization"})
+        if same_host:
+            return final, self.headers
+        return final, {k: v for k, v in self.headers.items() if k.lower() != "authorization"}
 
     def open(self, f: RemoteFile, offset: int, validator: str | None, end: int | None = None) -> Body:
         # No If-Range: the URL names a commit, so its content cannot change.

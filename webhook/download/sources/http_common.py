@@ -79,7 +79,7 @@ def proxies(url: str) -> dict[str, str]:
 def connect_error(err: BaseException, url: str, setting: str | None = None) -> TransientError:
     """A TransientError that names the cause and the fix (refused, DNS, proxy),
     not urllib3's nested 'Max retries exceeded ... (Caused by ...)'."""
-    text = netmsg.describe(err, url if not setting else url, setting)
+    text = netmsg.describe(err, url, setting)
     return TransientError(text or f"{safe_url(url)}: {type(err).__name__}: {_short(err)}")
 
 
