@@ -1,11 +1,13 @@
 """The transfer engine shared by every source: stream each file into an
-`.incomplete` file, resume it by offset, verify it, fsync it and rename it to
-its final name inside the partial directory.
+`.incomplete` file, resume it, verify it, fsync it and rename it to its final
+name inside the partial directory. `--jobs` connections are shared by all
+files; a large file is cut into ranged parts (parted.py) whose tasks go ahead
+of the other files.
 
 A file at its final name inside the partial directory is complete and
-verified; an `.incomplete` one is resumed from its length. That is the whole
-resume state, so a `kill -9` at any moment loses at most the bytes that were
-in flight.
+verified. A single-stream `.incomplete` file is resumed from its length; a
+parted one from its part journal (parts.py). So a `kill -9` at any moment
+loses at most the bytes that were in flight.
 """
 
 from __future__ import annotations
