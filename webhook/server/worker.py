@@ -3,8 +3,9 @@
 Why not gthread: there, a connection being read holds one of the worker's
 threads, so 16 idle or slow clients (2 workers x 8 threads) stopped the server
 from answering anyone, and with `failurePolicy: Fail` that blocks every
-annotated pod of the cluster. A greenlet waiting for bytes costs a few KiB and
-no thread; a worker holds up to `worker_connections` of them.
+annotated pod of the cluster. A greenlet waiting for bytes costs memory
+(30-70 KiB with its TLS state, docs/benchmarks.md) and no thread; a worker
+holds up to `worker_connections` of them.
 
 Each wait is bounded too, so that a connection that says nothing gives its
 slot back:
@@ -28,7 +29,10 @@ Two sharp edges of gevent, handled here:
 
 The master is never patched: the certificate manager's thread (certs.manager)
 stays a real thread there, and gunicorn's signal and child handling is as with
-any worker class.
+any worker class. In a worker, threading, socket, ssl, queue and time are
+patched: a "thread" the app starts (the lookups' pool, the Events sender) is a
+greenlet, fine for network waits, but a long computation in it holds up every
+connection of that worker.
 """
 
 from __future__ import annotations
@@ -56,8 +60,11 @@ BODY_TIMEOUT = 10.0
 # this long (_TakeTurnsServer): about 330 new connections/s per worker at most,
 # far more than an API server opens (it keeps its connections alive).
 ACCEPT_PAUSE = 0.003
-# On SIGTERM, an idle kept-alive connection is closed at once (it has nothing
-# to finish); a request in progress gets up to graceful_timeout.
+# On SIGTERM, a kept-alive connection waiting for its next request is closed
+# after STOP_LINGER (a request already on its way is still answered, with
+# `Connection: close`), not after graceful_timeout; a request in progress gets
+# up to graceful_timeout.
+STOP_LINGER = 2.0
 STOP_POLL = 0.2
 
 
@@ -103,14 +110,15 @@ class ModelCacheWorker(GeventWorker):
 
         for server in servers:
             server.close()
-        deadline = time.monotonic() + self.cfg.graceful_timeout
+        stopped = time.monotonic()
         while any(server.pool.free_count() != server.pool.size for server in servers):
-            if time.monotonic() > deadline:
+            if time.monotonic() > stopped + self.cfg.graceful_timeout:
                 self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
                 for server in servers:
                     server.stop(timeout=1)
                 return
-            self._close_idle()
+            if time.monotonic() > stopped + STOP_LINGER:
+                self._close_idle()
             self.notify()
             gevent.sleep(STOP_POLL)
 
@@ -140,7 +148,7 @@ class ModelCacheWorker(GeventWorker):
             tls = ssl_context(self.cfg).wrap_socket(
                 client, server_side=True, do_handshake_on_connect=False,
                 suppress_ragged_eofs=self.cfg.suppress_ragged_eofs)
-            with gevent.Timeout(HANDSHAKE_TIMEOUT, BodyTimeout("no TLS handshake within %gs" % HANDSHAKE_TIMEOUT)):
+            with gevent.Timeout(HANDSHAKE_TIMEOUT, TimeoutError(f"no TLS handshake within {HANDSHAKE_TIMEOUT:g}s")):
                 tls.do_handshake()
             return tls
         except OSError as err:  # ssl.SSLError, a reset, or the timeout above
@@ -157,9 +165,6 @@ class ModelCacheWorker(GeventWorker):
         idle so that a stopping worker can close it at once."""
         current = gevent.getcurrent()
         first = self._served.get(current, 0) == 0
-        if not self.alive:
-            yield  # a stopping worker answers the request in hand and closes
-            return
         self._idle.add(current)
         try:
             with gevent.Timeout(FIRST_REQUEST_TIMEOUT if first else self.cfg.keepalive, False):
