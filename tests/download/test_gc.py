@@ -77,7 +77,10 @@ def test_choose_is_pure_lru() -> None:
 
 def test_bad_size_is_a_usage_error(tmp_path: Path) -> None:
     r = _gc(tmp_path, "--max-size", "lots")
-    assert r.returncode == 2 and "not a size" in r.stderr
+    assert r.returncode == 2 and '--max-size: "lots" is not a Kubernetes quantity' in r.stderr
+    # Kubernetes' m is milli: 500m is half a byte, not 500 megabytes (the old parser's reading).
+    r = _gc(tmp_path, "--max-size", "500m")
+    assert r.returncode == 2 and "--max-size: 500m is 0.5 bytes, not a whole number; did you mean Mi" in r.stderr
 
 
 def test_abandoned_lock_does_not_pin_a_model_forever(tmp_path: Path) -> None:

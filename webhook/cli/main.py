@@ -94,7 +94,12 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8443, help="TLS port")
     p.add_argument("--host", default="0.0.0.0", help="address to bind")
     p.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    p.add_argument("--threads", type=int, default=8, help="threads per worker")
+    p.add_argument("--worker-class", choices=["gevent", "gthread"], default="gevent",
+                   help="gevent: a greenlet per connection, so idle and slow clients cannot starve the server; "
+                        "gthread: a thread per connection (the old behaviour)")
+    p.add_argument("--worker-connections", type=int, default=1000,
+                   help="connections one gevent worker holds at once")
+    p.add_argument("--threads", type=int, default=8, help="threads per worker (only with --worker-class gthread)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level")
     p.add_argument("--warn-only", action="store_true", default=_env_flag("MODEL_CACHE_WARN_ONLY"),
                    help="allow what would be denied, unchanged, with a warning, and count it in "

@@ -52,12 +52,16 @@ def _cmd_gc(args: argparse.Namespace) -> int:
 
     from webhook.download.errors import UsageError
     from webhook.download.gc import run_gc
-    from webhook.download.units import parse_size
+    from webhook import quantity
 
     try:
-        max_size = parse_size(args.max_size)
+        size = quantity.parse(args.max_size, "--max-size")
     except ValueError as err:
-        raise UsageError(f"--max-size: {err}") from None
+        raise UsageError(str(err)) from None
+    if size != int(size):
+        raise UsageError(f"--max-size: {args.max_size} is {size.normalize()} bytes, not a whole number; "
+                         "did you mean Mi (mebibytes) or M (megabytes)?")
+    max_size = int(size)
     return run_gc(Path(args.root), max_size, args.min_age, args.dry_run, sys.stdout)
 
 

@@ -21,7 +21,8 @@ from typing import TextIO
 
 from webhook.download.lock import Lock, break_lock, current_owner, read_lock
 from webhook.download.publish import MARKER, Layout, read_marker
-from webhook.download.units import format_bytes, format_duration
+from webhook.download.progress import format_duration
+from webhook.quantity import describe as format_bytes
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from webhook.download.retry import emit
-from webhook.download.units import format_bytes, format_duration
+from webhook.quantity import describe as format_bytes
 
 
 @dataclass
@@ -146,3 +146,13 @@ def read_progress(path: Path) -> Snapshot | None:
         return Snapshot(**raw)
     except (OSError, ValueError, TypeError):
         return None
+
+
+def format_duration(seconds: float) -> str:
+    """`45s`, `3m05s`, `2h07m`."""
+    s = int(round(max(seconds, 0)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"

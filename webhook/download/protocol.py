@@ -19,7 +19,8 @@ from webhook.download.fsutil import free_bytes, is_disk_full, tree_size, write_f
 from webhook.download.lock import Lock, StaleWatch, break_lock, current_owner, holder_is_dead, read_lock
 from webhook.download.progress import Progress, Ticker, format_line, read_progress
 from webhook.download.publish import Layout, build_marker, list_tree, publish, read_marker, touch_marker
-from webhook.download.units import format_bytes, format_duration
+from webhook.download.progress import format_duration
+from webhook.quantity import describe as format_bytes
 
 
 @dataclass
@@ -159,7 +160,7 @@ def _clean_leftovers(layout: Layout) -> None:
 def _disk_full(layout: Layout, progress: Progress) -> DiskFullError:
     snap = progress.snapshot()
     free = free_bytes(layout.parent)
-    need = f"{format_bytes(snap.total - snap.done)} more" if snap.total else "more space"
+    need = f"{format_bytes(snap.total - snap.done, round_up=True)} more" if snap.total else "more space"
     return DiskFullError(
         f"no space left on the volume of {layout.parent}: the model needs {need}, {format_bytes(free)} free; "
         f"the partial download is kept in {layout.partial} and resumes on the next start: "
@@ -201,7 +202,7 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
             free = free_bytes(layout.parent)
             if need > free:
                 raise DiskFullError(
-                    f"not enough space on the volume of {layout.parent}: the model needs {format_bytes(need)} more, "
+                    f"not enough space on the volume of {layout.parent}: the model needs {format_bytes(need, round_up=True)} more, "
                     f"{format_bytes(free)} free; free space (model-cache gc) or give the volume more room "
                     f"(the policy's size)")
         say(s.out, f"{len(plan.files)} file(s), {format_bytes(plan.total) if plan.total is not None else 'size unknown'}"

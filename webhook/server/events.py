@@ -11,12 +11,16 @@ Side effects and admission: the validating webhook declares
 `sideEffects: NoneOnDryRun`, and no Event is written for a dry-run request.
 Events go out from a bounded queue on one background thread, never on the
 request path; the same warning about the same controller is written at most
-once per `ttl` seconds, so a 100-replica rollout writes one Event, not 100.
+once per `ttl` seconds, so a 100-replica rollout writes one Event, not 100:
+each process skips what it wrote already, and across processes (gunicorn
+workers, webhook replicas) the Event's name is the same, so a second create
+is refused as AlreadyExists.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 import queue
@@ -44,15 +48,23 @@ def controller_of(pod: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def event_name(owner: Mapping[str, Any], warning: str, now: dt.datetime, ttl: float) -> str:
+    """The same for one warning about one controller within a TTL window, in
+    every process: a second worker's or replica's create of it gets 409, so
+    a rollout writes one Event however many webhook processes see its pods."""
+    window = int(now.timestamp() // ttl)
+    digest = hashlib.sha256(f"{owner.get('uid') or owner['name']}\n{warning}\n{window}".encode()).hexdigest()[:16]
+    return f"{str(owner['name'])[:200]}.{digest}"
+
+
 def event_for(namespace: str, owner: Mapping[str, Any], pod_name: str, warning: str, now: dt.datetime,
-              instance: str) -> dict[str, Any]:
+              instance: str, ttl: float = 600.0) -> dict[str, Any]:
     """An events.k8s.io/v1 Event about OWNER carrying one warning. Pure."""
     note = f"{warning} (pod {pod_name})"
     return {
         "apiVersion": "events.k8s.io/v1",
         "kind": "Event",
-        # Named as client-go's recorder names them: the object's name and the time in hex.
-        "metadata": {"name": f"{owner['name']}.{int(now.timestamp() * 1e9):x}", "namespace": namespace},
+        "metadata": {"name": event_name(owner, warning, now, ttl), "namespace": namespace},
         "eventTime": now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "reportingController": CONTROLLER,
         "reportingInstance": instance[:128],
@@ -101,7 +113,7 @@ class EventRecorder:
                     self._recent = {k: t for k, t in self._recent.items() if t > now}
             try:
                 self._queue.put_nowait(event_for(namespace, owner, pod_name, warning,
-                                                 dt.datetime.now(dt.timezone.utc), self._instance))
+                                                 dt.datetime.now(dt.timezone.utc), self._instance, self.ttl))
                 queued += 1
             except queue.Full:
                 log.warning("event queue full: dropped an Event about %s %s", owner["kind"], owner["name"])
@@ -138,6 +150,8 @@ class EventRecorder:
 def _log_failure(event: dict[str, Any], failure: kube.ApiFailure | None) -> None:
     if failure is None:
         log.exception("writing an Event failed")
+        return
+    if failure.kind == "conflict":  # another process wrote this very Event: done
         return
     hint = " (RBAC: create events.events.k8s.io)" if failure.kind == "forbidden" else ""
     log.warning("Event about %s %s not written: %s %s%s", event["regarding"]["kind"], event["regarding"]["name"],
