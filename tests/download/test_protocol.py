@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -128,7 +128,14 @@ def test_live_holder_is_waited_for_and_its_progress_shown(origin: Origin, dl_env
     holder.communicate(timeout=60)
     text = log.read_text()
     assert holder.returncode == 0 and waiter.returncode == 0, text
-    assert "MB/s" in text and "(50.0%)" in text.replace("(49.", "(50.").replace("(51.", "(50.") or "%" in text
+    # The waiter shows the holder's own progress: paused at its half-way gate (the origin
+    # pauses at the first 64 KiB boundary past half of the file), with a rate.
+    shown = re.findall(r"waiting for .+ \(pid \d+\) to download .+: (\d+)Ki / 976.5Ki \(([\d.]+)%\), ([\d.]+) MB/s",
+                       text)
+    assert len(shown) >= 6, text
+    done_ki, percent, _ = shown[-1]
+    assert 488 <= int(done_ki) <= 576 and 50.0 <= float(percent) <= 59.0, shown[-1]
+    assert float(percent) == pytest.approx(int(done_ki) / 976.5625 * 100, abs=0.1)
     assert "taking over" not in text
     assert origin.served["/w.bin"] == len(data)
 
