@@ -271,6 +271,7 @@ def measure(port: int, cafile: Path, requests: int, timeout: float, pause: float
 
 
 def free_port() -> int:
+    # Its own: this file also runs as a bare script in the holder processes.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

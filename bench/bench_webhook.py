@@ -37,6 +37,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.ports import free_port  # noqa: E402
+
 MODEL_CACHE = str(Path(sys.executable).with_name("model-cache"))
 # A data file (read, not imported): the vLLM pod of the golden tests, as the API server sends it.
 TYPICAL_POD = REPO / "tests" / "golden" / "vllm-gpu-pvc.in.yaml"
@@ -53,12 +55,6 @@ def admission_review(obj: dict[str, Any], kind: str = "Pod") -> dict[str, Any]:
         "namespace": obj["metadata"]["namespace"], "operation": "CREATE", "dryRun": False,
         "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
         "object": obj, "oldObject": None}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

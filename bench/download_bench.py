@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,15 +25,12 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: bench/ is a package of the checkout
+
+from bench.ports import free_port  # noqa: E402
 PY = sys.executable
 MC = [str(Path(PY).with_name("model-cache"))]  # the installed command, wherever its module lives
 HF = str(Path(PY).with_name("hf"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_model(d: Path, size: int, small_files: int, small_size: int) -> int:

@@ -3,7 +3,6 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -13,16 +12,10 @@ from typing import Iterator
 
 import pytest
 
-from tests.helpers import MODEL_CACHE, POLICIES, REPO, TLSClient
+from tests.helpers import free_port, MODEL_CACHE, POLICIES, REPO, TLSClient
 
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now, on 127.0.0.1: for a process that
-    must be told its port before it starts."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

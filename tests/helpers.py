@@ -112,3 +112,11 @@ class TLSClient:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now, on 127.0.0.1: for a process that
+    must be told its port before it starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

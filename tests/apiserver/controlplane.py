@@ -9,7 +9,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = shutil.which("kubectl")
@@ -51,12 +51,6 @@ def bins_dir() -> Path:
     out = subprocess.run([str(REPO / "scripts" / "k8s-bins"), "--dir"], check=True,
                          capture_output=True, text=True, timeout=30).stdout.strip()
     return Path(out)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
