@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.apiserver.controlplane import BINARIES, KUBECTL, ControlPlane, bins_dir, start_control_plane
+from tests.apiserver.controlplane import BINARIES, KUBECTL, ControlPlane, bins_dir, running_control_plane
 from tests.apiserver.served import Webhook, install
 
 HERE = Path(__file__).resolve().parent
@@ -47,12 +47,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    cp = start_control_plane(tmp_path_factory.mktemp("control-plane"))
-    try:
+    with running_control_plane(tmp_path_factory.mktemp("control-plane")) as cp:
         yield cp
-    finally:
-        for p in reversed(cp.procs):
-            p.stop()
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,9 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import yaml
 from cryptography.hazmat.primitives import serialization
@@ -272,3 +273,12 @@ def start_control_plane(root: Path) -> ControlPlane:
         raise
 
 
+@contextmanager
+def running_control_plane(root: Path) -> Iterator[ControlPlane]:
+    """A control plane for the length of the block, stopped in reverse order of start."""
+    cp = start_control_plane(root)
+    try:
+        yield cp
+    finally:
+        for p in reversed(cp.procs):
+            p.stop()

@@ -17,6 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.helpers import MODEL_CACHE
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "model-cache"
 CACHE_BIN = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "model-cache" / "bin"
@@ -129,3 +131,13 @@ def validate_strictly(docs: list[Doc], minimum: int) -> None:
                 pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} against {version}: {err}")
         checked += 1
     assert checked >= minimum, f"only {checked} objects validated"
+
+
+def assert_policies_pass_check(configmap: dict[str, Any], tmp: Path) -> None:
+    """What the webhook will mount from CONFIGMAP passes the webhook's own `policy check`."""
+    out = tmp / "policies"
+    out.mkdir()
+    for name, text in configmap["data"].items():
+        (out / name).write_text(text)
+    check = subprocess.run([MODEL_CACHE, "policy", "check", str(out)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr

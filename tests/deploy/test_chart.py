@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from tests.deploy.render import (
+    assert_policies_pass_check,
     CHART,
     REPO,
     HelmError,
@@ -203,12 +204,7 @@ def test_inline_policies_replace_the_examples(tmp_path: Path) -> None:
     assert cm["data"]["_default.yaml"] == default_text
     assert yaml.safe_load(cm["data"]["team-a.yaml"]) == team
     # What the webhook will mount passes the webhook's own check.
-    out = tmp_path / "policies"
-    out.mkdir()
-    for name, text in cm["data"].items():
-        (out / name).write_text(text)
-    check = subprocess.run([MODEL_CACHE, "policy", "check", str(out)], capture_output=True, text=True, timeout=60)
-    assert check.returncode == 0, check.stdout + check.stderr
+    assert_policies_pass_check(cm, tmp_path)
 
 
 def test_a_policy_file_name_that_is_no_namespace_is_refused(tmp_path: Path) -> None:

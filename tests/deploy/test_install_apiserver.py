@@ -1,6 +1,6 @@
 """The chart's and the recipe overlay's objects, applied to a real
 kube-apiserver (built by scripts/k8s-bins, started by tests/apiserver's
-start_control_plane): the API server's own validation and admission chain
+running_control_plane): the API server's own validation and admission chain
 (CEL matchConditions compiled, Pod Security labels, RBAC escalation checks on
 the roles) accept every object. CRD kinds (cert-manager, Prometheus
 Operator) are left out: their CRDs are not installed. Skips without the
@@ -22,18 +22,14 @@ Docs = list[dict[str, Any]]
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     try:
-        from tests.apiserver.conftest import start_control_plane, why_not
+        from tests.apiserver.conftest import running_control_plane, why_not
     except ImportError as err:  # the API-server tests moved: say so rather than fail
         pytest.skip(f"tests/apiserver's control plane is not importable: {err}")
     reason = why_not()
     if reason:
         pytest.skip(reason)
-    cp = start_control_plane(tmp_path_factory.mktemp("deploy-control-plane"))
-    try:
+    with running_control_plane(tmp_path_factory.mktemp("deploy-control-plane")) as cp:
         yield cp
-    finally:
-        for p in reversed(cp.procs):
-            p.stop()
 
 
 def apply(cluster: Any, docs: Docs) -> list[tuple[str, str, str]]:

@@ -4,13 +4,12 @@ registry and your policies, and the paths it sends people to exist."""
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
-from tests.deploy.render import REPO, helm_template, one, validate_strictly
+from tests.deploy.render import REPO, assert_policies_pass_check, helm_template, one, validate_strictly
 
 DOC = REPO / "docs" / "install.md"
 MODEL_CACHE = str(Path(sys.executable).with_name("model-cache"))
@@ -32,12 +31,7 @@ def test_the_values_example_installs_your_registry_and_policies(tmp_path: Path) 
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
     cm = one(docs, "ConfigMap", "model-cache-policies")
     assert sorted(cm["data"]) == ["_default.yaml", "team-a.yaml"]
-    out = tmp_path / "policies"
-    out.mkdir()
-    for name, text in cm["data"].items():
-        (out / name).write_text(text)
-    check = subprocess.run([MODEL_CACHE, "policy", "check", str(out)], capture_output=True, text=True, timeout=60)
-    assert check.returncode == 0, check.stdout + check.stderr
+    assert_policies_pass_check(cm, tmp_path)
 
 
 def test_the_paths_it_names_exist() -> None:
