@@ -94,7 +94,7 @@ def test_hash_pipe_matches_hashlib() -> None:
     import hashlib
     import os
 
-    from webhook.download.fetch import _HashPipe
+    from webhook.download.hashing import _HashPipe
 
     data = [os.urandom(100_000) for _ in range(30)]
     pipe = _HashPipe(hashlib.sha256())

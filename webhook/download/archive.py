@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 from webhook.download.errors import DownloadError
-from webhook.download.fetch import SCRATCH
+from webhook.download.remote import SCRATCH
 
 
 def _clear_except_scratch(target: Path) -> None:

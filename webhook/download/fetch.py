@@ -18,158 +18,21 @@ import queue
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Callable
 
 from webhook.download.errors import ChecksumError, NetworkError, TransientError
 from webhook.download.fsutil import write_all
 from webhook.download.progress import Progress
 from webhook.download.retry import emit
-
-CHUNK = 1 << 20  # 1 MiB: big enough for throughput, small enough for bounded memory
-SCRATCH = ".model-cache-tmp"  # inside the partial dir, removed before publishing
-
-
-@dataclass
-class RemoteFile:
-    path: str                   # relative POSIX path inside the model directory
-    size: int | None            # None when the origin does not say
-    sha256: str | None = None   # expected digest, checked when known
-    ref: Any = None             # source-specific: URL, S3 key, local path
-    etag: str | None = None     # recorded in the marker
-    git_sha1: str | None = None  # git blob id (hf non-LFS files), checked when known
-
-    def expected_digest(self) -> str | None:
-        return (self.sha256 or self.git_sha1 or "").lower() or None
-
-    def new_hasher(self) -> "hashlib._Hash | None":
-        if self.sha256:
-            return hashlib.sha256()
-        if self.git_sha1 and self.size is not None:
-            h = hashlib.sha1()  # noqa: S324 - git's object id, not a security boundary
-            h.update(b"blob %d\0" % self.size)
-            return h
-        return None
-
-
-@dataclass
-class Plan:
-    files: list[RemoteFile]
-    revision: str               # resolved revision (a commit for hf)
-    key: str                    # identity of the content; a partial dir from another key is discarded
-    archive: bool = False       # the single file is an archive to unpack
-
-    @property
-    def total(self) -> int | None:
-        sizes = [f.size for f in self.files]
-        return None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[arg-type]
-
-
-@dataclass
-class Body:
-    """An open response. `chunks` raises TransientError on a stall or a reset."""
-
-    chunks: Iterator[bytes]
-    restarted: bool = False       # the origin ignored our offset: content starts at byte 0
-    validator: str | None = None  # ETag/Last-Modified, sent back as If-Range on resume
-    close: Callable[[], None] = lambda: None
-    total: int | None = None      # the whole object's size, when the response says it
-
-
-class Source(Protocol):
-    label: str
-
-    def plan(self) -> Plan: ...
-
-    def open(self, f: RemoteFile, offset: int, validator: str | None, end: int | None = None) -> Body: ...
-
-
-@dataclass
-class FileRecord:
-    path: str
-    size: int
-    sha256: str | None = None
-    etag: str | None = None
-
-
-@dataclass
-class FetchOptions:
-    jobs: int = 16
-    retries: int = 8
-    backoff: float = 1.0
-    cancel: threading.Event = field(default_factory=threading.Event)
-
+from webhook.download.hashing import FSYNC_ABOVE, PIPE_HASH_ABOVE, WRITEBACK_EVERY, _HashPipe, _hash_prefix, _start_writeback
+from webhook.download.remote import CHUNK, SCRATCH, Body, FetchOptions, FileRecord, RemoteFile, Source  # noqa: F401 - FetchOptions for callers
 
 def backoff_delay(attempt: int, base: float, cap: float = 30.0) -> float:
     """Kept for callers of the old name; the policy lives in retry.py."""
     from webhook.download.retry import backoff_delay as delay
 
     return delay(attempt, base, cap)
-
-
-def _hash_prefix(h: "hashlib._Hash", path: Path, upto: int | None = None) -> "hashlib._Hash":
-    left = upto
-    with open(path, "rb") as f:
-        while left is None or left > 0:
-            buf = f.read(CHUNK if left is None else min(CHUNK, left))
-            if not buf:
-                break
-            h.update(buf)
-            if left is not None:
-                left -= len(buf)
-    return h
-
-
-class _HashPipe:
-    """Hashes on its own thread (hashlib releases the GIL on big updates), so
-    the receive loop never waits for the digest of a large file. The queue
-    bounds the memory held to a few chunks."""
-
-    def __init__(self, h: "hashlib._Hash") -> None:
-        self._h = h
-        self._q: queue.Queue = queue.Queue(maxsize=8)
-        self._t = threading.Thread(target=self._run, name="model-cache-hash", daemon=True)
-        self._t.start()
-
-    def _run(self) -> None:
-        while (buf := self._q.get()) is not None:
-            self._h.update(buf)
-
-    def update(self, buf: bytes) -> None:
-        self._q.put(buf)
-
-    def close(self) -> None:
-        if self._t.is_alive():
-            self._q.put(None)
-            self._t.join()
-
-    def hexdigest(self) -> str:
-        self.close()
-        return self._h.hexdigest()
-
-
-PIPE_HASH_ABOVE = 16 << 20
-FSYNC_ABOVE = 8 << 20
-WRITEBACK_EVERY = 32 << 20
-
-
-def _writeback_starter() -> Callable[[int, int, int], None] | None:
-    """sync_file_range(SYNC_FILE_RANGE_WRITE): starts writing a big file's
-    pages to disk while it downloads, so that the fsync at its end has little
-    left to do. Linux only; a no-op elsewhere. Errors are left to fsync."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.sync_file_range
-        fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    except (OSError, AttributeError):
-        return None
-    return lambda fd, offset, n: fn(fd, offset, n, 2)
-
-
-_start_writeback = _writeback_starter()
 
 
 class Fetcher:

@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from webhook.download.fetch import SCRATCH, FileRecord
+from webhook.download.remote import SCRATCH, FileRecord
 from webhook.download.fsutil import fsync_dir, sync_filesystem, write_file_atomic
 
 MARKER = ".model-cache.json"

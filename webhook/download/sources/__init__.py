@@ -3,7 +3,7 @@ path never loads requests, boto3 or huggingface_hub."""
 
 from __future__ import annotations
 
-from webhook.download.fetch import Source
+from webhook.download.remote import Source
 from webhook.download.uri import SourceSpec
 
 

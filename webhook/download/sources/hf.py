@@ -31,7 +31,7 @@ from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import build_hf_headers
 
 from webhook.download.errors import AuthError, DownloadError, NotFoundError, TransientError, secret_hint
-from webhook.download.fetch import Body, Plan, RemoteFile
+from webhook.download.remote import Body, Plan, RemoteFile
 from webhook.download.retry import with_retries
 from webhook.download.sources import http_common as hc
 from webhook.download.uri import SourceSpec, matches

@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlsplit
 import requests
 
 from webhook.download.errors import AuthError, secret_hint
-from webhook.download.fetch import SCRATCH, Body, Plan, RemoteFile
+from webhook.download.remote import SCRATCH, Body, Plan, RemoteFile
 from webhook.download.retry import with_retries
 from webhook.download.sources import http_common as hc
 from webhook.download.uri import SourceSpec, archive_suffix

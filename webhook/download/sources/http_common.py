@@ -17,7 +17,7 @@ import urllib3
 
 from webhook.download import netmsg
 from webhook.download.errors import ChangedError, DownloadError, NotFoundError, TransientError
-from webhook.download.fetch import CHUNK, Body
+from webhook.download.remote import CHUNK, Body
 from webhook.download.retry import parse_retry_after
 
 CONNECT_TIMEOUT = 15.0

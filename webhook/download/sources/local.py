@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from webhook.download.errors import NotFoundError
-from webhook.download.fetch import CHUNK, Body, Plan, RemoteFile
+from webhook.download.remote import CHUNK, Body, Plan, RemoteFile
 from webhook.download.uri import SourceSpec, matches
 
 

@@ -19,7 +19,7 @@ import botocore.exceptions
 import urllib3
 
 from webhook.download.errors import AuthError, ChangedError, DownloadError, NotFoundError, TransientError, secret_hint
-from webhook.download.fetch import CHUNK, Body, Plan, RemoteFile
+from webhook.download.remote import CHUNK, Body, Plan, RemoteFile
 from webhook.download.retry import with_retries
 from webhook.download.uri import SourceSpec, matches
 
