@@ -19,7 +19,7 @@ from webhook.mutate import ModelResolver, mutate_pod
 from webhook.validate.facts import FactsSource
 from webhook.validate.review import review_template
 from webhook.mutate.workloads import pod_templates
-from webhook.vocabulary import INJECTED, INPUTS, MIRROR, NAME, PREFIX
+from webhook.vocabulary import INJECTED, INPUTS, MIRROR, NAME, OCI_STRATEGIES, PREFIX
 
 MAX_DISTANCE = 3  # edits that still read as a typo of one of our keys
 
@@ -102,10 +102,10 @@ def _explain_pod(subject: str, where: str, obj: dict[str, Any], pod: dict[str, A
     verdict = Verdict(subject, "injected", (
         f"injected: model {plan.model.name} (revision {plan.model.revision}, {plan.model.spec.size}) from "
         f"{plan.model.policy_file}, strategy {plan.strategy}, mounted read-only at {plan.mount_path} in "
-        f"{', '.join(plan.targets)}" + ("" if plan.preload or plan.strategy in ("oci", "image")
+        f"{', '.join(plan.targets)}" + ("" if plan.preload or plan.strategy in OCI_STRATEGIES
                                          else ", no downloader (preload off)")
     ))
-    verdict.warnings = review_template(pod, namespace, "pod", policies, facts).warnings
+    verdict.warnings = review_template(pod, namespace, policies, facts).warnings
     return verdict
 
 

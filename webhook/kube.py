@@ -21,6 +21,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from webhook import version
 from webhook.errors import KubeConfigError
 
 IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
@@ -58,17 +59,8 @@ def api_client(configuration: k8s.Configuration) -> k8s.ApiClient:
     """A client that says who it is: the API server names the field manager of
     our writes, and the audit log's user agent, after it (not OpenAPI-Generator)."""
     client = k8s.ApiClient(configuration)
-    client.user_agent = f"model-cache/{_version()}"
+    client.user_agent = f"model-cache/{version()}"
     return client
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("model-cache")
-    except PackageNotFoundError:
-        return "dev"
 
 
 def _harden(cfg: k8s.Configuration) -> k8s.Configuration:

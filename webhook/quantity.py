@@ -57,14 +57,6 @@ def parse(text: object, what: str | None = None) -> Decimal:
     return value
 
 
-def is_quantity(text: object) -> bool:
-    try:
-        parse(text)
-    except QuantityError:
-        return False
-    return True
-
-
 def exact(value: Decimal | int) -> str:
     """VALUE as a quantity the API server reads back to the same number: the
     largest binary suffix that keeps it whole (16Gi, 16896Mi), else plain."""

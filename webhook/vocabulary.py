@@ -44,7 +44,6 @@ SHM_VOLUME = "model-cache-shm"
 DOWNLOADER = "model-cache-download"
 OCI_COPY = "model-cache-oci-copy"
 INJECTED_CONTAINERS = frozenset({DOWNLOADER, OCI_COPY})
-INJECTED_VOLUMES = frozenset({VOLUME, SHM_VOLUME})
 VOLUME_ROOT = "/model-cache"  # where the downloader and the OCI copy see the whole volume
 SHM_PATH = "/dev/shm"
 CACHE_PATH_ENV = "MODEL_CACHE_PATH"

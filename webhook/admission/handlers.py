@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from webhook.admission.patch import json_patch
-from webhook.admission.review import Answer, namespace_of
+from webhook.admission.review import Answer
 from webhook.errors import Denied
 from webhook.mutate import ModelResolver, mutate_pod
+from webhook.mutate.workloads import namespace_of
 from webhook.validate.facts import FactsSource, LookupKey, NamespaceInfo
 from webhook.validate.review import review
 from webhook.validate.rules import pod_security_denial

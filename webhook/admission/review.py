@@ -95,7 +95,3 @@ def request_uid(body: bytes) -> str:
     except Exception:  # noqa: BLE001 - any shape at all may arrive here, RecursionError included
         return ""
 
-
-def namespace_of(request: dict[str, Any]) -> str:
-    obj = request.get("object") or {}
-    return request.get("namespace") or (obj.get("metadata") or {}).get("namespace") or "default"

@@ -124,7 +124,7 @@ def _describe(err: ValidationError, prefix: str) -> str:
     elif first["type"] == "string_type" and isinstance(first.get("input"), (bool, int, float, type(None))):
         # What YAML does to `preload: false` or `shm-size: 0`: the API server refuses it too.
         given = json.dumps(first["input"])
-        text = f'{where}: expected a string, got {given}; quote the value in YAML: "{given}"' 
+        text = f'{where}: expected a string, got {given}; quote the value in YAML: "{given}"'
     else:
         text = f"{where}: {_INSTANCE_OF.sub('', first['msg'].removeprefix('Value error, '))}"
         given = first.get("input")
@@ -149,30 +149,30 @@ def check_request(request: Any) -> dict[str, Any]:
         obj = request.get(key)
         if obj is None:
             continue
-        try:
-            if kind == "Pod":
-                PodShape.model_validate(obj)
-            elif kind == "ConfigMap":
-                ConfigMapShape.model_validate(obj)
-            elif kind in TEMPLATE_PATHS:
-                PodShape.model_validate({"metadata": obj.get("metadata")})
-                template = dig(obj, TEMPLATE_PATHS[kind])
-                if template is not None:
-                    prefix = f"request.{key}." + ".".join(TEMPLATE_PATHS[kind])
-                    try:
-                        PodShape.model_validate(template)
-                    except ValidationError as err:
-                        raise MalformedReview(_describe(err, prefix)) from None
-        except ValidationError as err:
-            raise MalformedReview(_describe(err, f"request.{key}")) from None
+        problem = None
+        if kind == "Pod":
+            problem = pod_problem(obj, f"request.{key}")
+        elif kind == "ConfigMap":
+            problem = _problem(ConfigMapShape, obj, f"request.{key}")
+        elif kind in TEMPLATE_PATHS:
+            problem = pod_problem({"metadata": obj.get("metadata")}, f"request.{key}")
+            template = dig(obj, TEMPLATE_PATHS[kind])
+            if problem is None and template is not None:
+                problem = pod_problem(template, f"request.{key}." + ".".join(TEMPLATE_PATHS[kind]))
+        if problem is not None:
+            raise MalformedReview(problem)
     return request
+
+
+def _problem(shape: type[BaseModel], value: Any, where: str) -> str | None:
+    try:
+        shape.model_validate(value)
+    except ValidationError as err:
+        return _describe(err, where)
+    return None
 
 
 def pod_problem(pod: Any, where: str) -> str | None:
     """The first field of POD (a Pod or a pod template, found at WHERE) whose
     shape the webhook cannot read, described; None when it is readable."""
-    try:
-        PodShape.model_validate(pod)
-    except ValidationError as err:
-        return _describe(err, where)
-    return None
+    return _problem(PodShape, pod, where)

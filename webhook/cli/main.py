@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from webhook import version
 from webhook.errors import ModelCacheError
 from webhook.vocabulary import DEFAULT_IMAGE, POLICY_CONFIGMAP
 
@@ -64,15 +65,6 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
     return run_explain(args.file, namespace=args.namespace, policies=_policies_dir(args),
                        cluster_facts=args.from_cluster, downloader_image=args.downloader_image)
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("model-cache")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -133,7 +125,7 @@ def _add_policy_source(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="model-cache", description=__doc__.splitlines()[0],
                                      formatter_class=_Formatter)
-    parser.add_argument("--version", action="version", version=f"model-cache {_version()}")
+    parser.add_argument("--version", action="version", version=f"model-cache {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the admission webhook under gunicorn over TLS",

@@ -9,7 +9,7 @@ from typing import Any
 from webhook.errors import Denied
 from webhook.mutate.request import InjectionRequest
 from webhook.policy import ResolvedModel
-from webhook.vocabulary import DOWNLOADER, INJECTED, OCI_COPY, OCI_STRATEGIES, STRATEGY
+from webhook.vocabulary import INJECTED, INJECTED_CONTAINERS, OCI_STRATEGIES, STRATEGY
 
 Pod = dict[str, Any]
 
@@ -37,7 +37,7 @@ def already_injected(pod: Pod) -> bool:
     if INJECTED in (metadata.get("annotations") or {}):
         return True
     names = {c.get("name") for c in (pod.get("spec") or {}).get("initContainers") or []}
-    return DOWNLOADER in names or OCI_COPY in names
+    return not names.isdisjoint(INJECTED_CONTAINERS)
 
 
 def make_plan(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> Plan:

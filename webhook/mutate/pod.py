@@ -16,7 +16,7 @@ from webhook.mutate.containers import downloader, grow_memory, image_reference, 
 from webhook.mutate.plan import Plan, Pod, already_injected, make_plan
 from webhook.mutate.request import InjectionRequest
 from webhook.policy import ResolvedModel
-from webhook.vocabulary import CACHE_PATH_ENV, INJECTED, INJECTED_CONTAINERS, MIRROR, OCI_STRATEGIES, SHM_PATH, SHM_VOLUME, VOLUME
+from webhook.vocabulary import CACHE_PATH_ENV, DOWNLOAD_STRATEGIES, INJECTED, INJECTED_CONTAINERS, MIRROR, OCI_STRATEGIES, SHM_PATH, SHM_VOLUME, VOLUME
 
 
 class ModelResolver(Protocol):
@@ -108,7 +108,7 @@ def _model_volume(plan: Plan) -> dict[str, Any]:
 
 
 def _serving_sub_path(plan: Plan) -> str | None:
-    if plan.strategy in ("pvc", "hostpath", "memory"):
+    if plan.strategy in DOWNLOAD_STRATEGIES:
         return plan.model.cache_subpath
     if plan.strategy == "image":
         # An image volume shows the whole image filesystem; the model is under ociPath.

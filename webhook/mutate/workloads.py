@@ -4,9 +4,15 @@ holds objects. Pure; shared by `inject`, `explain`, /validate and the shape chec
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from webhook.vocabulary import TEMPLATE_PATHS
+
+
+def namespace_of(request: Mapping[str, Any]) -> str:
+    """The namespace of an AdmissionReview request's object ("default" when unsaid)."""
+    obj = request.get("object") or {}
+    return request.get("namespace") or (obj.get("metadata") or {}).get("namespace") or "default"
 
 
 def dig(obj: Any, path: tuple[str, ...]) -> Any:

@@ -105,9 +105,8 @@ def _strategy_problems(namespace: str, file: str, policy: ModelCachePolicy,
         errors.append(f"{file}: defaults.strategy: {defaults.strategy} is not in allowedStrategies ({allowed}); "
                       "models without a strategy of their own would be denied")
     for name, model in policy.models.items():
-        strategy = model.strategy or defaults.strategy
-        if model.strategy and strategy not in defaults.allowedStrategies:
-            errors.append(f"{file}: models.{name}.strategy: {strategy} is not in this namespace's allowedStrategies "
+        if model.strategy and model.strategy not in defaults.allowedStrategies:
+            errors.append(f"{file}: models.{name}.strategy: {model.strategy} is not in this namespace's allowedStrategies "
                           f"({allowed}); every pod asking for {name} would be denied")
     warnings: list[str] = []
     if fallback is not None and namespace != DEFAULT_POLICY:

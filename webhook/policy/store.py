@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from webhook.errors import Denied, PolicyError
 from webhook.policy.files import namespace_of, parse_policy, policy_files
@@ -95,7 +95,7 @@ class PolicyStore:
                     name=model,
                     namespace=namespace,
                     spec=loaded.policy.models[model],
-                    defaults=self._defaults_for(snap, namespace, self._base),
+                    defaults=self._defaults_for(snap, namespace),
                     policy_file=f"{name}.yaml",
                 )
         known = sorted({m for loaded in (own, fallback) if loaded for m in loaded.policy.models})
@@ -107,14 +107,13 @@ class PolicyStore:
 
     def defaults_for(self, namespace: str) -> EffectiveDefaults:
         self.maybe_reload()
-        return self._defaults_for(self._snapshot, namespace, self._base)
+        return self._defaults_for(self._snapshot, namespace)
 
-    @staticmethod
-    def _defaults_for(snap: _Snapshot, namespace: str, base: dict[str, Any]) -> EffectiveDefaults:
+    def _defaults_for(self, snap: _Snapshot, namespace: str) -> EffectiveDefaults:
         cached = snap.merged.get(namespace)
         if cached is None:
             layers = [snap.files.get(DEFAULT_POLICY), snap.files.get(namespace) if namespace != DEFAULT_POLICY else None]
-            cached = merge_defaults(*(l.policy.defaults for l in layers if l is not None), base=base)
+            cached = merge_defaults(*(l.policy.defaults for l in layers if l is not None), base=self._base)
             snap.merged[namespace] = cached
         return cached
 

@@ -32,6 +32,7 @@ from typing import Any, Mapping
 from kubernetes import client
 
 from webhook import kube
+from webhook.errors import KubeConfigError
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +140,6 @@ class EventRecorder:
             finally:
                 self._queue.task_done()
 
-    def drain(self, timeout: float = 5.0) -> bool:
-        """Waits until the queue is empty (for tests and shutdown); True if it is."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return not self._queue.unfinished_tasks
-
 
 def _log_failure(event: dict[str, Any], failure: kube.ApiFailure | None) -> None:
     if failure is None:
@@ -164,7 +158,7 @@ def create_event_recorder(enabled: bool) -> EventRecorder | None:
         return None
     try:
         configuration = kube.load_configuration()
-    except Exception as err:  # noqa: BLE001 - a broken kubeconfig must not stop the webhook
+    except KubeConfigError as err:  # a broken kubeconfig must not stop the webhook
         log.error("events off: %s", err)
         return None
     return EventRecorder(configuration) if configuration is not None else None

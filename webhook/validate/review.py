@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from webhook.errors import Denied
 from webhook.mutate import ModelResolver, mutate_pod
-from webhook.mutate.workloads import dig
+from webhook.mutate.workloads import dig, namespace_of
 from webhook.validate import rules
 from webhook.validate.facts import ClusterFacts, FactsSource, LookupKey
 from webhook.validate.outcome import ValidationOutcome, outcome
@@ -34,7 +34,7 @@ def review(request: dict[str, Any], policies: ModelResolver, facts: FactsSource 
         return ValidationOutcome()  # pods/status, pods/ephemeralcontainers...: not a new pod
     if kind == "ConfigMap":
         return review_policy_configmap(obj)
-    namespace = _namespace(request)
+    namespace = namespace_of(request)
     if kind == "Pod":
         if operation != "CREATE":  # a pod's spec is immutable: it was checked at creation
             return ValidationOutcome()
@@ -47,11 +47,7 @@ def review(request: dict[str, Any], policies: ModelResolver, facts: FactsSource 
         return ValidationOutcome()
     if operation == "UPDATE" and dig(request.get("oldObject") or {}, path) == template:
         return ValidationOutcome()  # a scale or a label change: nothing new to say
-    return review_template(template, namespace, kind or "workload", policies, facts)
-
-
-def _namespace(request: Mapping[str, Any]) -> str:
-    return request.get("namespace") or ((request.get("object") or {}).get("metadata") or {}).get("namespace") or "default"
+    return review_template(template, namespace, policies, facts)
 
 
 def _asks_for_a_model(pod: Mapping[str, Any]) -> bool:
@@ -72,7 +68,7 @@ def review_pod(pod: dict[str, Any], namespace: str, policies: ModelResolver,
             f"model {annotations_of(pod)[NAME].strip()} was not injected by the model-cache mutating webhook: "
             "nothing is mounted; check that webhook"
         ))
-        predicted = review_template(pod, namespace, "pod", policies, facts)
+        predicted = review_template(pod, namespace, policies, facts)
         return outcome(None, [missed, *predicted.findings])
     try:
         model = policies.resolve(namespace, marker[1])  # what was mounted wins over what was asked
@@ -88,7 +84,7 @@ def review_pod(pod: dict[str, Any], namespace: str, policies: ModelResolver,
     return outcome(None, list(result.findings))
 
 
-def review_template(template: dict[str, Any], namespace: str, kind: str, policies: ModelResolver,
+def review_template(template: dict[str, Any], namespace: str, policies: ModelResolver,
                     facts: FactsSource | None) -> ValidationOutcome:
     """A workload's pod template: never denied (its pods are checked when they
     are created), but warned about everything its pods will meet."""
@@ -98,12 +94,13 @@ def review_template(template: dict[str, Any], namespace: str, kind: str, policie
         mutated, plan = mutate_pod(template, namespace, policies)
     except Denied as err:
         return outcome(None, [Finding("will-be-denied", f"its pods will be denied by model-cache: {err}")])
-    pod = mutated if mutated is not None else template
-    marker = injected_strategy(annotations_of(pod))
-    if marker is None:
-        return ValidationOutcome()
-    model = plan.model if plan is not None else None
-    if model is None:
+    if mutated is not None and plan is not None:
+        pod, model = mutated, plan.model
+    else:  # left as it is: a template that carries our marker already
+        pod = template
+        marker = injected_strategy(annotations_of(pod))
+        if marker is None:
+            return ValidationOutcome()
         try:
             model = policies.resolve(namespace, marker[1])
         except Denied:
