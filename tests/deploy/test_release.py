@@ -118,3 +118,31 @@ def test_one_program_is_the_webhook_and_the_downloader(tmp_path: Path) -> None:
     assert init["command"] == ["model-cache"] and init["args"][0] == "download"
     assert init["image"] == f"ghcr.io/model-cache/model-cache:{VERSION}"
     assert init["securityContext"]["runAsUser"] == 10001  # the image's user (USER 10001)
+
+
+def test_every_third_party_import_is_declared() -> None:
+    """The image installs the package's declared dependencies; a module that
+    imports a package only some other dependency brings breaks when that
+    dependency drops it (huggingface_hub moved from requests to httpx2)."""
+    import ast
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = {Requirement(r).name.lower().replace("_", "-") for r in project["dependencies"]}
+    dists = importlib.metadata.packages_distributions()
+    missing: dict[str, set[str]] = {}
+    for path in (REPO / "webhook").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for top in {n.split(".")[0] for n in names} - set(sys.stdlib_module_names) - {"webhook"}:
+                owners = {d.lower().replace("_", "-") for d in dists.get(top, [top])}
+                if not owners & declared:
+                    missing.setdefault(top, set()).add(str(path.relative_to(REPO)))
+    assert not missing, f"imported but not in pyproject.toml's dependencies: {missing}"
