@@ -3,9 +3,10 @@ registry is multiprocess-aware when PROMETHEUS_MULTIPROC_DIR is set (serve sets 
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
     from webhook.admission import Answer
@@ -51,3 +52,24 @@ def record(endpoint: str, answer: "Answer") -> None:
             WARNINGS.labels(rule=rule).inc()
     if answer.would_deny:
         WARN_ONLY_DENIALS.labels(endpoint=endpoint).inc()
+
+
+def registries(certfile: str | None) -> list[CollectorRegistry]:
+    """What /metrics renders: every worker's counters (summed through the
+    multiprocess directory that serve sets up) plus certificate expiry."""
+    from webhook.certs.expiry import CertificateCollector  # cryptography, only where a server runs
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        counters = CollectorRegistry()
+        multiprocess.MultiProcessCollector(counters)
+    else:
+        counters = REGISTRY
+    found = [counters]
+    if certfile:
+        # A registry of its own: create_app may run more than once in a process.
+        expiry = CollectorRegistry()
+        expiry.register(CertificateCollector(certfile))
+        found.append(expiry)
+    return found

@@ -201,7 +201,7 @@ class _TakeTurnsServer(StreamServer):
 class BodyDeadline:
     """WSGI middleware: the request body must arrive within SECONDS of the
     request head. A read still waiting then raises BodyTimeout, which the app
-    answers (webhook.server.app.read_review) like a client that went away.
+    answers (webhook.server.body.read_review) like a client that went away.
 
     Also: an answer to a request whose body could not be read to its end (bad
     chunked framing, the deadline) says `Connection: close`, which it is:
