@@ -19,7 +19,8 @@ from webhook.mutate import ModelResolver, mutate_pod
 from webhook.validate.facts import FactsSource
 from webhook.validate.review import review_template
 from webhook.mutate.workloads import pod_templates
-from webhook.vocabulary import INJECTED, INPUTS, MIRROR, NAME, OCI_STRATEGIES, PREFIX
+from webhook.strategies import get as strategy_named
+from webhook.vocabulary import INJECTED, INPUTS, MIRROR, NAME, PREFIX
 
 MAX_DISTANCE = 3  # edits that still read as a typo of one of our keys
 
@@ -102,7 +103,7 @@ def _explain_pod(subject: str, where: str, obj: dict[str, Any], pod: dict[str, A
     verdict = Verdict(subject, "injected", (
         f"injected: model {plan.model.name} (revision {plan.model.revision}, {plan.model.spec.size}) from "
         f"{plan.model.policy_file}, strategy {plan.strategy}, mounted read-only at {plan.mount_path} in "
-        f"{', '.join(plan.targets)}" + ("" if plan.preload or plan.strategy in OCI_STRATEGIES
+        f"{', '.join(plan.targets)}" + ("" if plan.preload or not strategy_named(plan.strategy).downloads
                                          else ", no downloader (preload off)")
     ))
     verdict.warnings = review_template(pod, namespace, policies, facts).warnings

@@ -1,10 +1,9 @@
 """The words the webhook shares with its users and with itself: annotation keys,
-the names of what it injects, strategies, credential keys, where workloads keep
-their pod template. Declared once, here (DESIGN.md, "The user contract")."""
+the names of what it injects, credential keys, where workloads keep
+their pod template. Declared once, here (DESIGN.md, "The user contract"); the
+strategies are in webhook/strategies/."""
 
 from __future__ import annotations
-
-from typing import Literal
 
 # --- pod annotations -------------------------------------------------------------
 
@@ -29,13 +28,6 @@ POLICY_KIND = "ModelCachePolicy"
 DEFAULT_POLICY = "_default"  # `_default.yaml` serves every namespace
 POLICY_LABEL = "model.cache/policy"  # on the ConfigMap that carries the policy files
 POLICY_CONFIGMAP = "model-cache/model-cache-policies"  # NAMESPACE/NAME as manifests/ installs it
-
-# --- strategies ---------------------------------------------------------------------
-
-Strategy = Literal["pvc", "hostpath", "memory", "oci", "image"]
-STRATEGIES: tuple[str, ...] = ("pvc", "hostpath", "memory", "oci", "image")
-OCI_STRATEGIES = frozenset({"oci", "image"})  # served from an oci:// image, no downloader
-DOWNLOAD_STRATEGIES = frozenset({"pvc", "hostpath", "memory"})
 
 # --- what a mutation adds ------------------------------------------------------------
 

@@ -8,10 +8,11 @@ from kubernetes.utils.quantity import parse_quantity
 
 from tests.validate import pods
 from webhook.mutate import mutate_pod
+from webhook.strategies.images import tag_findings
 from webhook.validate import rules as checks
 from webhook.validate import warnings
 from webhook.validate.facts import MISSING, ClusterFacts, NamespaceInfo, PvcInfo, SecretInfo, Unavailable
-from webhook.validate.rules import Finding
+from webhook.validate.finding import Finding
 from webhook.validate.usage import annotations_of, describe, injected_strategy
 from webhook.policy import PolicyStore
 
@@ -168,7 +169,7 @@ def test_oci_without_a_tag_means_latest(store: PolicyStore) -> None:
     model = store.resolve("ml", "granite-tag")
     model = type(model)(model.name, model.namespace, model.spec.model_copy(update={"source": "oci://registry.local/m"}),
                         model.defaults, model.policy_file)
-    assert "registry.local/m (tag latest)" in checks.oci_findings(model)[0].text
+    assert "registry.local/m (tag latest)" in tag_findings(model)[0].text
 
 
 def test_hostpath_pinning_and_pod_security(store: PolicyStore) -> None:

@@ -15,9 +15,9 @@ from webhook.admission.review import Answer
 from webhook.errors import Denied
 from webhook.mutate import ModelResolver, mutate_pod
 from webhook.mutate.workloads import namespace_of
-from webhook.validate.facts import FactsSource, LookupKey, NamespaceInfo
+from webhook.strategies import get as strategy_named
+from webhook.validate.facts import FactsSource
 from webhook.validate.review import review
-from webhook.validate.rules import pod_security_denial
 from webhook.validate.warnings import clean_warning
 from webhook.vocabulary import NAME
 
@@ -46,8 +46,9 @@ def _deny(answer: Answer, message: str, warn_only: bool) -> Answer:
 
 def answer_mutation(request: dict[str, Any], policies: ModelResolver, facts: FactsSource | None = None,
                     warn_only: bool = False) -> Answer:
-    """The answer to one mutating review. FACTS, where given, let a hostpath pod
-    in a namespace that forbids hostPath be denied with the fix."""
+    """The answer to one mutating review. FACTS, where given, let a strategy deny
+    what cannot work in the pod's namespace (hostpath where Pod Security forbids
+    hostPath), with the fix."""
     answer = Answer(uid=request["uid"])
     if not is_pod_create(request):
         return answer
@@ -59,10 +60,10 @@ def answer_mutation(request: dict[str, Any], policies: ModelResolver, facts: Fac
         return _deny(answer, str(err), warn_only)
     if mutated is None or plan is None:
         return answer
-    if plan.strategy == "hostpath" and facts is not None:
-        key = LookupKey("namespace", namespace, namespace)
-        fact = facts.gather([key]).get(key)
-        denial = pod_security_denial(fact) if isinstance(fact, NamespaceInfo) else None
+    strategy = strategy_named(plan.strategy)
+    keys = strategy.admission_lookups(namespace)
+    if keys and facts is not None:
+        denial = strategy.admission_denial(namespace, facts.gather(keys))
         if denial is not None:
             return _deny(answer, denial, warn_only)
     answer.patch = json_patch(pod, mutated)

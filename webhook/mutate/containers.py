@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
-from webhook import quantity
-from webhook.errors import Denied, QuantityError
 from webhook.mutate.plan import Plan
+from webhook.strategies import get as strategy_named
+from webhook.strategies.images import image_reference
 from webhook.vocabulary import CREDENTIAL_KEYS, DOWNLOADER, OCI_COPY, VOLUME, VOLUME_ROOT
 
 
@@ -61,9 +60,7 @@ def downloader(plan: Plan) -> dict[str, Any]:
     }
     if d.resources is not None:
         container["resources"] = d.resources.model_dump(exclude_none=True)
-        if plan.strategy == "memory":
-            # The downloader writes the model into tmpfs: its memory limit must hold it.
-            grow_memory(container, model.size_bytes, ("limits",))
+        strategy_named(plan.strategy).grow_downloader(container, model)
     return container
 
 
@@ -83,25 +80,3 @@ def oci_copy(plan: Plan) -> dict[str, Any]:
         container["resources"] = d.resources.model_dump(exclude_none=True)
     return container
 
-
-
-
-def image_reference(source: str) -> str:
-    return source.removeprefix("oci://")
-
-
-def grow_memory(container: dict[str, Any], size: Decimal, kinds: tuple[str, ...]) -> None:
-    """Adds SIZE to the container's memory request and/or limit, where set."""
-    resources = container.get("resources") or {}
-    for kind in kinds:
-        current = (resources.get(kind) or {}).get("memory")
-        if current is None:
-            continue
-        try:
-            grown = quantity.parse(current) + size
-        except QuantityError as err:
-            raise Denied(f"container {container.get('name')}: resources.{kind}.memory: {err}") from None
-        if grown > quantity.MAX_VALUE:
-            raise Denied(f"container {container.get('name')}: resources.{kind}.memory plus the model's size "
-                         "is larger than Kubernetes allows; lower the memory or the model's size")
-        resources[kind]["memory"] = quantity.exact(grown)

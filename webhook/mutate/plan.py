@@ -9,7 +9,10 @@ from typing import Any
 from webhook.errors import Denied
 from webhook.mutate.request import InjectionRequest
 from webhook.policy import ResolvedModel
-from webhook.vocabulary import INJECTED, INJECTED_CONTAINERS, OCI_STRATEGIES, STRATEGY
+from webhook.strategies import get as strategy_named
+from webhook.strategies.base import either
+from webhook.strategies.fit import serving
+from webhook.vocabulary import INJECTED, INJECTED_CONTAINERS, STRATEGY
 
 Pod = dict[str, Any]
 
@@ -51,8 +54,8 @@ def make_plan(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> Plan
             f'strategy "{strategy}" ({origin}) is not allowed in namespace {model.namespace}; '
             f"allowed: {', '.join(d.allowedStrategies)}. Set model.cache/strategy to one of them"
         )
-    if (strategy in OCI_STRATEGIES) != model.spec.is_oci:
-        need = "oci or image" if model.spec.is_oci else "pvc, hostpath or memory"
+    if strategy_named(strategy).oci_source != model.spec.is_oci:
+        need = either(serving(model.spec.is_oci))
         raise Denied(
             f'model {model.name} comes from {model.spec.source.split("://")[0]}://, which strategy "{strategy}" '
             f"cannot serve; set model.cache/strategy to {need}"
@@ -73,7 +76,7 @@ def make_plan(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> Plan
         strategy=strategy,
         mount_path=mount_path,
         targets=tuple(targets),
-        preload=request.preload and strategy not in OCI_STRATEGIES,
+        preload=request.preload and strategy_named(strategy).downloads,
         shm_size=request.shm_size if request.shm_size is not None else d.shmSize,
     )
 

@@ -3,6 +3,7 @@
 The pod is the plain dict the API server sent; nothing here round-trips it
 through model classes, so fields this code does not know survive untouched.
 Everything is added; only memory quantities are replaced (strategy `memory`).
+What differs by strategy is asked of its module in webhook/strategies/.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from typing import Any, Protocol
 from webhook import quantity
 from webhook.errors import Denied
 from webhook.mutate import request as annotations
-from webhook.mutate.containers import downloader, grow_memory, image_reference, oci_copy
+from webhook.mutate.containers import downloader, oci_copy
 from webhook.mutate.plan import Plan, Pod, already_injected, make_plan
 from webhook.mutate.request import InjectionRequest
 from webhook.policy import ResolvedModel
-from webhook.vocabulary import CACHE_PATH_ENV, DOWNLOAD_STRATEGIES, INJECTED, INJECTED_CONTAINERS, MIRROR, OCI_STRATEGIES, SHM_PATH, SHM_VOLUME, VOLUME
+from webhook.strategies import get as strategy_named
+from webhook.vocabulary import CACHE_PATH_ENV, INJECTED, INJECTED_CONTAINERS, MIRROR, SHM_PATH, SHM_VOLUME, VOLUME
 
 
 class ModelResolver(Protocol):
@@ -39,6 +41,7 @@ def apply_plan(pod: Pod, plan: Plan) -> Pod:
     metadata = pod.setdefault("metadata", {})
     spec = pod.setdefault("spec", {})
     model = plan.model
+    strategy = strategy_named(plan.strategy)
 
     volumes = spec.setdefault("volumes", [])
     volumes.append(_model_volume(plan))
@@ -46,13 +49,13 @@ def apply_plan(pod: Pod, plan: Plan) -> Pod:
     init_container = None
     if plan.preload:
         init_container = downloader(plan)
-    elif plan.strategy == "oci":
+    elif strategy.copies:
         init_container = oci_copy(plan)
     if init_container is not None:
         init_containers = spec.setdefault("initContainers", [])
         init_containers.insert(_init_position(init_containers), init_container)
 
-    if plan.strategy in OCI_STRATEGIES and model.spec.authSecretName:
+    if strategy.oci_source and model.spec.authSecretName:
         pull_secrets = spec.setdefault("imagePullSecrets", [])
         if {"name": model.spec.authSecretName} not in pull_secrets:
             pull_secrets.append({"name": model.spec.authSecretName})
@@ -66,7 +69,7 @@ def apply_plan(pod: Pod, plan: Plan) -> Pod:
         volumes.append({"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": plan.shm_size}})
 
     mount: dict[str, Any] = {"name": VOLUME, "mountPath": plan.mount_path, "readOnly": True}
-    sub_path = _serving_sub_path(plan)
+    sub_path = strategy.sub_path(model)
     if sub_path:
         mount["subPath"] = sub_path
     env = [{"name": k, "value": v} for k, v in model.defaults.env.items()]
@@ -81,10 +84,8 @@ def apply_plan(pod: Pod, plan: Plan) -> Pod:
         if add_shm:
             mounts.append({"name": SHM_VOLUME, "mountPath": SHM_PATH})
         _add_env(container, env)
-        if plan.strategy == "memory" and first:
-            # The tmpfs pages are charged to the pod: without this the server is OOM-killed
-            # as soon as it maps the weights.
-            grow_memory(container, model.size_bytes, ("requests", "limits"))
+        if first:
+            strategy.grow_serving(container, model)
         first = False
 
     metadata.setdefault("annotations", {})[INJECTED] = plan.marker
@@ -95,25 +96,7 @@ def apply_plan(pod: Pod, plan: Plan) -> Pod:
 
 
 def _model_volume(plan: Plan) -> dict[str, Any]:
-    d, spec = plan.model.defaults, plan.model.spec
-    if plan.strategy == "pvc":
-        return {"name": VOLUME, "persistentVolumeClaim": {"claimName": d.pvc.claimName}}
-    if plan.strategy == "hostpath":
-        return {"name": VOLUME, "hostPath": {"path": d.hostPath.path, "type": "DirectoryOrCreate"}}
-    if plan.strategy == "memory":
-        return {"name": VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": spec.size}}
-    if plan.strategy == "oci":
-        return {"name": VOLUME, "emptyDir": {"sizeLimit": spec.size}}
-    return {"name": VOLUME, "image": {"reference": image_reference(spec.source), "pullPolicy": "IfNotPresent"}}
-
-
-def _serving_sub_path(plan: Plan) -> str | None:
-    if plan.strategy in DOWNLOAD_STRATEGIES:
-        return plan.model.cache_subpath
-    if plan.strategy == "image":
-        # An image volume shows the whole image filesystem; the model is under ociPath.
-        return (plan.model.spec.ociPath or "").strip("/") or None
-    return None
+    return {"name": VOLUME, **strategy_named(plan.strategy).volume(plan.model)}
 
 
 def _init_position(init_containers: list[dict[str, Any]]) -> int:

@@ -9,7 +9,8 @@ from typing import Mapping
 
 from webhook import quantity
 from webhook.errors import AnnotationError, QuantityError
-from webhook.vocabulary import CONTAINERS, INJECTED, INPUTS, MOUNT_PATH, NAME, PREFIX, PRELOAD, SHM_SIZE, STRATEGIES, STRATEGY
+from webhook.strategies import names as strategy_names
+from webhook.vocabulary import CONTAINERS, INJECTED, INPUTS, MOUNT_PATH, NAME, PREFIX, PRELOAD, SHM_SIZE, STRATEGY
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,126}[A-Za-z0-9])?$")
 
@@ -28,8 +29,8 @@ class InjectionRequest:
 
 def _strategy(value: str) -> str:
     v = value.strip()
-    if v not in STRATEGIES:
-        raise AnnotationError(f'{STRATEGY}: "{value}" is not a strategy; use one of {", ".join(STRATEGIES)}')
+    if v not in strategy_names():
+        raise AnnotationError(f'{STRATEGY}: "{value}" is not a strategy; use one of {", ".join(strategy_names())}')
     return v
 
 

@@ -9,11 +9,12 @@ from typing import Any
 
 from webhook import quantity
 from webhook.policy.schema import EffectiveDefaults, ModelSpec, PolicyDefaults
-from webhook.vocabulary import DEFAULT_IMAGE, STRATEGIES
+from webhook.strategies import names as strategy_names
+from webhook.vocabulary import DEFAULT_IMAGE
 
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "strategy": "pvc",
-    "allowedStrategies": list(STRATEGIES),
+    "allowedStrategies": list(strategy_names()),
     "mountPath": "/model-cache",
     "shmSize": "1Gi",
     "pvc": {"claimName": "model-cache"},

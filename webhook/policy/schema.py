@@ -10,7 +10,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from webhook import quantity
-from webhook.vocabulary import OCI_STRATEGIES, Strategy
+from webhook.strategies import get as strategy, names as strategy_names
+from webhook.strategies.base import either
+from webhook.strategies.fit import serving
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 # Model names and revisions become path components and annotation values.
@@ -68,6 +70,7 @@ Quantity = Annotated[str, BeforeValidator(_check_quantity)]
 AbsolutePath = Annotated[str, AfterValidator(_check_absolute)]
 ObjectName = Annotated[str, AfterValidator(_check_dns_subdomain)]
 EnvMap = Annotated[dict[str, str], BeforeValidator(_env_values_to_str), AfterValidator(_check_env)]
+Strategy = Literal[strategy_names()]  # type: ignore[valid-type]  # the registry's names, in its order
 
 
 class _Schema(BaseModel):
@@ -124,12 +127,11 @@ class ModelSpec(_Schema):
 
     @model_validator(mode="after")
     def _source_fits_strategy(self) -> "ModelSpec":
-        is_oci = self.source.startswith("oci://")
-        if self.strategy in OCI_STRATEGIES and not is_oci:
-            raise ValueError(f"strategy {self.strategy} needs an oci:// source, got {self.source!r}")
-        if self.strategy and self.strategy not in OCI_STRATEGIES and is_oci:
-            raise ValueError(f"an oci:// source is served by strategy oci or image, not {self.strategy}")
-        return self
+        if self.strategy is None or strategy(self.strategy).oci_source == self.is_oci:
+            return self
+        if self.is_oci:
+            raise ValueError(f"an oci:// source is served by strategy {either(serving(True))}, not {self.strategy}")
+        raise ValueError(f"strategy {self.strategy} needs an oci:// source, got {self.source!r}")
 
     @property
     def is_oci(self) -> bool:

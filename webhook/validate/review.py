@@ -11,16 +11,18 @@ Pure but for the policy lookups and the facts source passed in.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any, Mapping
 
 from webhook.errors import Denied
 from webhook.mutate import ModelResolver, mutate_pod
 from webhook.mutate.workloads import dig, namespace_of
+from webhook.strategies import REGISTRY
 from webhook.validate import rules
 from webhook.validate.facts import ClusterFacts, FactsSource, LookupKey
 from webhook.validate.outcome import ValidationOutcome, outcome
 from webhook.validate.policy_configmap import review_policy_configmap
-from webhook.validate.rules import Finding
+from webhook.validate.finding import Finding
 from webhook.validate.usage import CacheUse, annotations_of, describe, injected_strategy
 from webhook.vocabulary import MIRROR, NAME, TEMPLATE_PATHS
 
@@ -112,14 +114,14 @@ def review_template(template: dict[str, Any], namespace: str, policies: ModelRes
 
 def lookups_for(use: CacheUse) -> dict[str, LookupKey]:
     """The cluster facts the rules need for USE, by ClusterFacts field."""
-    keys: dict[str, LookupKey] = {}
-    if use.pvc_name:
-        keys["pvc"] = LookupKey("pvc", use.namespace, use.pvc_name)
+    strategy = REGISTRY.get(use.strategy)  # a marker may name a strategy this version does not know
+    keys = dict(strategy.lookups(use)) if strategy is not None else {}
     if use.secret_name:
         keys["secret"] = LookupKey("secret", use.namespace, use.secret_name)
-    if use.strategy == "hostpath":
-        keys["namespace"] = LookupKey("namespace", use.namespace, use.namespace)
-    return keys
+    return {name: keys[name] for name in _FACT_ORDER if name in keys}
+
+
+_FACT_ORDER = tuple(f.name for f in fields(ClusterFacts))
 
 
 def gather(use: CacheUse, facts: FactsSource | None) -> ClusterFacts:

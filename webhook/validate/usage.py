@@ -24,7 +24,7 @@ class CacheUse:
     serving: tuple[Mapping[str, Any], ...]  # the containers that get the model
     preload: bool  # a downloader init container is (or will be) there
     oci_copy: bool
-    pvc_name: str | None
+    pvc_name: str | None  # the claim of the model volume, when it is a PVC
     secret_name: str | None  # the authSecretName, when this pod uses it
     secret_keys: frozenset[str]  # keys of it the pod cannot start without
     spec: Mapping[str, Any]
@@ -99,6 +99,6 @@ def describe(pod: Mapping[str, Any], model: ResolvedModel, namespace: str) -> Ca
         model=model.name, strategy=strategy, final=marker is not None, namespace=namespace,
         has_volume=volume is not None, volume=volume or {}, mounted_by=mounted_by,
         serving=tuple(c for c in containers if _mounts(c, VOLUME)), preload=preload, oci_copy=OCI_COPY in inits,
-        pvc_name=claim if strategy == "pvc" else None,
+        pvc_name=claim,
         secret_name=secret if used else None, secret_keys=keys, spec=spec,
     )

@@ -1,0 +1,78 @@
+"""Strategy `pvc`: the policy's ReadWriteMany PVC, filled once by the
+downloader, shared by every replica. It warns when the PVC is missing, too small
+for the model plus headroom, unusable, or mountable by one node only."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from webhook.quantity import describe as format_size
+from webhook.strategies.base import Strategy
+from webhook.validate.facts import MISSING, ClusterFacts, LookupKey, PvcInfo, Unavailable
+from webhook.validate.finding import Finding
+from webhook.vocabulary import DOWNLOADER
+
+if TYPE_CHECKING:
+    from webhook.policy.resolved import ResolvedModel
+    from webhook.validate.usage import CacheUse
+
+
+class Pvc(Strategy):
+    name = "pvc"
+    volume_doc = "the policy's RWX PVC"
+    init_doc = "writes `<model>/<revision>/`"
+    serving_doc = "mount it read-only at the mount path (`subPath`)"
+    downloads = True
+
+    def volume(self, model: ResolvedModel) -> dict[str, Any]:
+        return {"persistentVolumeClaim": {"claimName": model.defaults.pvc.claimName}}
+
+    def lookups(self, use: CacheUse) -> dict[str, LookupKey]:
+        return {"pvc": LookupKey("pvc", use.namespace, use.pvc_name)} if use.pvc_name else {}
+
+    def findings(self, use: CacheUse, model: ResolvedModel, facts: ClusterFacts) -> list[Finding]:
+        return pvc_findings(use, model, facts.pvc)
+
+
+STRATEGY = Pvc()
+
+
+def _needed(model: ResolvedModel) -> tuple[Decimal, str]:
+    headroom = model.defaults.pvcHeadroomPercent
+    needed = model.size_bytes * (1 + Decimal(str(headroom)) / 100)
+    return needed, format_size(needed, round_up=True)
+
+
+def pvc_findings(use: CacheUse, model: ResolvedModel, pvc: Any) -> list[Finding]:
+    if use.pvc_name is None or pvc is None or isinstance(pvc, Unavailable):
+        return []
+    needed, needed_text = _needed(model)
+    name = use.pvc_name
+    if pvc is MISSING:
+        return [Finding("pvc-missing", (
+            f"PVC {name} not found in namespace {use.namespace}: the pod will stay Pending; "
+            f"create a ReadWriteMany PVC of at least {needed_text}"
+        ))]
+    assert isinstance(pvc, PvcInfo)
+    out: list[Finding] = []
+    if pvc.deleting:
+        out.append(Finding("pvc-unusable", f"PVC {name} is being deleted: new pods that use it will not start; recreate it"))
+    elif pvc.phase == "Lost":
+        out.append(Finding("pvc-unusable", f"PVC {name} is Lost (its volume is gone): pods that use it will not start; recreate it"))
+    size, verb = (pvc.capacity, "has") if pvc.capacity is not None else (pvc.requested, "requests")
+    if size is not None and size < needed:
+        out.append(Finding("pvc-small", (
+            f"PVC {name} {verb} {format_size(size)}; model {model.name} needs {format_size(model.size_bytes, True)} + "
+            f"{model.defaults.pvcHeadroomPercent:g}% headroom = {needed_text}: grow the PVC"
+        )))
+    modes = set(pvc.access_modes)
+    if modes and not modes & {"ReadWriteMany", "ReadOnlyMany"}:
+        mode = "ReadWriteOncePod" if modes == {"ReadWriteOncePod"} else "ReadWriteOnce"
+        who = "no second pod can mount it" if mode == "ReadWriteOncePod" else "replicas on other nodes cannot mount it"
+        out.append(Finding("pvc-rwo", f"PVC {name} is {mode}: {who}; use a ReadWriteMany PVC"))
+    elif modes == {"ReadOnlyMany"} and use.preload:
+        out.append(Finding("pvc-rwo", (
+            f"PVC {name} is ReadOnlyMany: init container {DOWNLOADER} cannot write the model; use a ReadWriteMany PVC"
+        )))
+    return out
