@@ -18,7 +18,7 @@ from webhook.errors import Denied
 from webhook.mutate import ModelResolver, mutate_pod
 from webhook.validate.facts import FactsSource
 from webhook.validate.review import review_template
-from webhook.mutate.workloads import pod_templates
+from webhook.objects import pod_templates
 from webhook.strategies import get as strategy_named
 from webhook.vocabulary import INJECTED, INPUTS, MIRROR, NAME, PREFIX
 

@@ -14,7 +14,7 @@ from webhook.admission.patch import json_patch
 from webhook.admission.review import Answer
 from webhook.errors import Denied
 from webhook.mutate import ModelResolver, mutate_pod
-from webhook.mutate.workloads import namespace_of
+from webhook.objects import namespace_of
 from webhook.strategies import get as strategy_named
 from webhook.validate.facts import FactsSource
 from webhook.validate.review import review

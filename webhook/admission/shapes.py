@@ -14,7 +14,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from webhook.errors import MalformedReview
-from webhook.mutate.workloads import dig
+from webhook.objects import dig
 from webhook.vocabulary import TEMPLATE_PATHS
 
 StringMap = dict[str, str]

@@ -16,7 +16,7 @@ from webhook.admission.shapes import pod_problem
 from webhook.errors import Denied, InjectError
 from webhook.mutate import mutate_pod
 from webhook.policy import PolicyStore
-from webhook.mutate.workloads import pod_templates
+from webhook.objects import pod_templates
 
 def _describe(obj: dict[str, Any]) -> str:
     return f"{obj.get('kind', 'object')} {(obj.get('metadata') or {}).get('name', '(unnamed)')}"

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from webhook.errors import PolicyError
-from webhook.policy.files import namespace_of, parse_policy, policy_files
+from webhook.policy.files import file_namespace, parse_policy, policy_files
 from webhook.policy.resolved import merge_defaults
 from webhook.policy.schema import ModelCachePolicy
 from webhook.vocabulary import DEFAULT_POLICY
@@ -39,7 +39,7 @@ def check_texts(texts: dict[str, str | bytes], default: tuple[str, ModelCachePol
     for name, text in texts.items():
         report.files += 1
         try:
-            parsed[namespace_of(name)] = (name, parse_policy(text, name))
+            parsed[file_namespace(name)] = (name, parse_policy(text, name))
         except PolicyError as err:
             report.errors += [f"{name}: {p}" for p in err.problems]
     fallback = parsed.get(DEFAULT_POLICY) or default

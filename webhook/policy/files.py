@@ -31,7 +31,8 @@ def _format_validation_error(file: str, err: ValidationError) -> list[str]:
     return problems
 
 
-def namespace_of(filename: str) -> str:
+def file_namespace(filename: str) -> str:
+    """The namespace a policy file serves: its name without .yaml or .yml."""
     stem = filename.rsplit("/", 1)[-1]
     for ext in (".yaml", ".yml"):
         if stem.endswith(ext):
@@ -41,7 +42,7 @@ def namespace_of(filename: str) -> str:
 
 def parse_policy(text: str | bytes, filename: str) -> ModelCachePolicy:
     """Parses one policy file's text; raises PolicyError listing every problem."""
-    namespace = namespace_of(filename)
+    namespace = file_namespace(filename)
     if namespace != DEFAULT_POLICY and (len(namespace) > 63 or not _DNS_LABEL.match(namespace)):
         raise PolicyError(filename, [f"file name must be <namespace>.yaml or {DEFAULT_POLICY}.yaml; {namespace!r} is not a namespace name"])
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from webhook.errors import Denied, PolicyError
-from webhook.policy.files import namespace_of, parse_policy, policy_files
+from webhook.policy.files import file_namespace, parse_policy, policy_files
 from webhook.policy.resolved import ResolvedModel, builtin_defaults, merge_defaults
 from webhook.policy.schema import EffectiveDefaults, ModelCachePolicy
 from webhook.vocabulary import DEFAULT_POLICY
@@ -139,7 +139,7 @@ class PolicyStore:
         old = self._snapshot
         new = _Snapshot()
         for path in policy_files(self.directory):
-            namespace = namespace_of(path.name)
+            namespace = file_namespace(path.name)
             try:
                 st = os.stat(path)  # follows the ..data symlink: a swap gives a new inode
             except FileNotFoundError:

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from webhook.errors import Denied
 from webhook.mutate import ModelResolver, mutate_pod
-from webhook.mutate.workloads import dig, namespace_of
+from webhook.objects import dig, namespace_of
 from webhook.strategies import REGISTRY
 from webhook.validate import rules
 from webhook.validate.facts import ClusterFacts, FactsSource, LookupKey

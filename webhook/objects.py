@@ -1,6 +1,8 @@
-"""Where the pods are in an object: a Pod is one, a workload (Deployment,
-StatefulSet, DaemonSet, ReplicaSet, Job, CronJob) keeps a template, a List
-holds objects. Pure; shared by `inject`, `explain`, /validate and the shape check."""
+"""Reading Kubernetes objects as plain dicts: the namespace of a review's
+object, a field by path, and where the pods are in an object (a Pod is one, a
+workload such as a Deployment or CronJob keeps a template, a List holds
+objects). Pure, and below every layer: admission, mutate, validate, explain and
+the CLI all import it."""
 
 from __future__ import annotations
 
