@@ -252,7 +252,7 @@ def prepare(args: argparse.Namespace) -> None:
     if not logging.getLogger().handlers:
         # gunicorn configures logging only once it starts; the bootstrap's
         # lines should already be the same JSON.
-        from webhook.server.logs import logging_config
+        from webhook.logs import logging_config
 
         logging.config.dictConfig(logging_config(getattr(args, "log_level", "info")))
     result = bootstrap(Reconciler(settings, api_client()))

@@ -42,7 +42,7 @@ def worker_settings(args: argparse.Namespace) -> dict[str, Any]:
 def gunicorn_options(args: argparse.Namespace) -> dict[str, Any]:
     from webhook.certs import manager as cert_manager
     from webhook.server import tls
-    from webhook.server.logs import logging_config
+    from webhook.logs import logging_config
 
     def when_ready(server: Any) -> None:
         cert_manager.start_background(args)
