@@ -1,8 +1,10 @@
-"""Shared test helpers: schema validation, review builders, a TLS client."""
+"""Shared test helpers: the names tests share (paths, the command), schema
+validation, builders of pods, workloads and reviews, a TLS client."""
 
 from __future__ import annotations
 
 import base64
+import copy
 import http.client
 import json
 import socket
@@ -10,11 +12,14 @@ import ssl
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonpatch
 import kubernetes_validate
 import yaml
+
+if TYPE_CHECKING:
+    from flask.testing import FlaskClient
 
 REPO = Path(__file__).resolve().parent.parent
 # The installed command, beside this interpreter: tests run it as a user does.
@@ -25,6 +30,8 @@ GOLDEN = REPO / "tests" / "golden"
 # Image volumes with subPath need 1.33; the newest schema the package ships is used too.
 SCHEMA_VERSIONS = ("1.33", kubernetes_validate.latest_version())
 SERVICE_DNS_NAME = "model-cache.model-cache.svc"
+# The webhook configurations as shipped: what the certificate manager patches.
+WEBHOOKS_MANIFEST = REPO / "manifests" / "base" / "webhooks.yaml"
 
 
 def golden_pod(case: str) -> dict[str, Any]:
@@ -34,6 +41,30 @@ def golden_pod(case: str) -> dict[str, Any]:
 
 def golden_cases() -> list[str]:
     return sorted(p.name.removesuffix(".in.yaml") for p in GOLDEN.glob("*.in.yaml"))
+
+
+def golden_pods() -> list[dict[str, Any]]:
+    """The realistic pods of tests/golden/, as the API server sends them."""
+    return [golden_pod(case) for case in golden_cases()]
+
+
+def pod_template(pod: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
+    """The pod template of a workload whose pods are POD: its annotations and
+    spec, with LABELS (what the workload selects its pods by)."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    return {"metadata": {"labels": dict(labels), "annotations": dict(annotations)}, "spec": copy.deepcopy(pod["spec"])}
+
+
+def deployment(template: dict[str, Any], name: str, *, namespace: str | None = None,
+               replicas: int = 3) -> dict[str, Any]:
+    """A Deployment NAME of TEMPLATE, selecting its pods by the template's labels
+    (as the API server requires); NAMESPACE unset leaves it to the request."""
+    metadata: dict[str, Any] = {"name": name, "labels": {"app": name}}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata,
+            "spec": {"replicas": replicas, "selector": {"matchLabels": dict(template["metadata"]["labels"])},
+                     "template": copy.deepcopy(template)}}
 
 
 def assert_schema_valid(obj: dict[str, Any]) -> None:
@@ -68,6 +99,14 @@ def pod_review(pod: dict[str, Any], namespace: str | None = None, operation: str
     }
     request.update(extra)
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+
+
+def post(client: FlaskClient, path: str, body: bytes | Any) -> tuple[int, dict[str, Any]]:
+    """POSTs BODY (bytes as they are, anything else as JSON) to the in-process
+    app of CLIENT; its status and JSON answer."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = client.post(path, data=data, content_type="application/json")
+    return response.status_code, json.loads(response.data)
 
 
 def apply_response(pod: dict[str, Any], review_response: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import yaml
 from kubernetes import config
 
 from tests.fakes import FakeApiServer
-from tests.helpers import REPO
+from tests.helpers import SERVICE_DNS_NAME, WEBHOOKS_MANIFEST
 from webhook.certs import manager as cert_manager, x509 as certs
 from webhook.errors import CertConfigError, KubeAccessError
 from webhook.certs.api import WebhookConfigRef
@@ -25,20 +25,19 @@ from webhook.certs.manager import Reconciler, Settings
 from webhook.certs.rotation import Action, Facts, RotationPolicy, apply, new_state
 from webhook.certs.secret import build_secret, state_from_secret
 
-WEBHOOKS = REPO / "manifests" / "base" / "webhooks.yaml"
 NS, SECRET = "model-cache", "model-cache-tls"
 CONFIGS = (WebhookConfigRef("mutating", "model-cache"), WebhookConfigRef("validating", "model-cache"))
 MUT, VAL = "mutatingwebhookconfigurations", "validatingwebhookconfigurations"
 # What a `kubectl replace` of the manifests does to the first webhook's trust.
 BLANK_FIRST_BUNDLE = [{"op": "remove", "path": "/webhooks/0/clientConfig/caBundle"}]
 # Every webhook of both configurations in the manifests (1 mutating, 3 validating).
-HOOKS = sum(len(d["webhooks"]) for d in yaml.safe_load_all(WEBHOOKS.read_text()) if d)
+HOOKS = sum(len(d["webhooks"]) for d in yaml.safe_load_all(WEBHOOKS_MANIFEST.read_text()) if d)
 
 
 @pytest.fixture
 def fake() -> Iterator[FakeApiServer]:
     with FakeApiServer() as f:
-        f.seed_manifests(WEBHOOKS)
+        f.seed_manifests(WEBHOOKS_MANIFEST)
         yield f
 
 
@@ -84,7 +83,7 @@ def test_first_replica_creates_the_secret_patches_both_configurations_and_writes
     assert secret["type"] == "kubernetes.io/tls"
     assert secret["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "model-cache"
     state = state_from_secret(secret)
-    assert set(certs.dns_names(state.serving.cert)) >= {"model-cache.model-cache.svc"}
+    assert set(certs.dns_names(state.serving.cert)) >= {SERVICE_DNS_NAME}
     # Every webhook of both configurations trusts the bundle.
     assert HOOKS == 4
     assert bundles(fake) == [b64(state.bundle_pem)] * HOOKS

@@ -22,9 +22,9 @@ from typing import Iterator
 
 import pytest
 
-from tests.conftest import RunningServer, start_server, stop_server
 from tests.fakes import FakeApiServer
-from tests.helpers import POLICIES, REPO, SERVICE_DNS_NAME
+from tests.helpers import POLICIES, SERVICE_DNS_NAME, WEBHOOKS_MANIFEST
+from tests.server_process import RunningServer, start_server, stop_server
 from webhook.certs import x509 as certs
 from webhook.certs.rotation import Action, Facts, RotationPolicy, apply
 from webhook.certs.secret import build_secret, state_from_secret
@@ -174,7 +174,7 @@ def test_new_certificate_files_are_served_without_a_failed_request(served: tuple
 
 def test_self_managed_serve_follows_the_secret_and_repairs_the_cabundle(tmp_path: Path) -> None:
     with FakeApiServer() as fake:
-        fake.seed_manifests(REPO / "manifests" / "base" / "webhooks.yaml")
+        fake.seed_manifests(WEBHOOKS_MANIFEST)
         kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
         server = serve(tmp_path, "--tls-secret", "model-cache-tls", "--tls-namespace", "model-cache",
                        "--cert-check-interval", "0.2", env={"KUBECONFIG": str(kubeconfig)})

@@ -12,6 +12,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from tests.fakes import FakeApiServer
+from tests.helpers import WEBHOOKS_MANIFEST
 
 
 @pytest.fixture
@@ -88,9 +89,7 @@ def test_a_wrong_token_is_401_and_recorded(fake: FakeApiServer, tmp_path: Path) 
 
 
 def test_seeded_webhook_configurations_take_a_json_patch(fake: FakeApiServer, tmp_path: Path) -> None:
-    from tests.helpers import REPO
-
-    fake.seed_manifests(REPO / "manifests" / "base" / "webhooks.yaml")
+    fake.seed_manifests(WEBHOOKS_MANIFEST)
     api = client.AdmissionregistrationV1Api(config.new_client_from_config(
         config_file=str(fake.write_kubeconfig(tmp_path / "kc"))))
     ops = [{"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": "Y2E="}]

@@ -10,9 +10,8 @@ from typing import Any, Iterator
 import pytest
 from flask.testing import FlaskClient
 
-from tests.admission.conftest import post
 from tests.fakes import FakeApiServer
-from tests.helpers import POLICIES, pod_review
+from tests.helpers import POLICIES, pod_review, post
 from webhook.server.events import event_for
 
 OWNER = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "llama-vllm-5d8f7", "uid": "1b2c", "controller": True}

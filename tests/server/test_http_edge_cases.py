@@ -11,16 +11,14 @@ import socket
 import ssl
 import struct
 import time
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 import yaml
 
-from tests.conftest import RunningServer, start_server, stop_server
-from tests.helpers import POLICIES, SERVICE_DNS_NAME, TLSClient, pod_review
+from tests.helpers import GOLDEN, POLICIES, SERVICE_DNS_NAME, TLSClient, pod_review
+from tests.server_process import RunningServer, start_server, stop_server
 
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 HEAD = b"POST /mutate HTTP/1.1\r\nHost: model-cache\r\nContent-Type: application/json\r\n"
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import RunningServer
-from tests.helpers import GOLDEN, TLSClient, apply_response, assert_schema_valid, golden_pod, pod_review
+from tests.helpers import (GOLDEN, MODEL_CACHE, POLICIES, SERVICE_DNS_NAME, TLSClient, apply_response,
+                           assert_schema_valid, golden_pod, pod_review)
+from tests.server_process import RunningServer, start_server, stop_server
 
 
 @pytest.fixture()
@@ -51,7 +52,7 @@ def test_every_strategy_over_tls_gives_a_patch_that_applies(client: TLSClient, c
 
 
 def test_certificate_is_verified_for_the_service_name(server: RunningServer) -> None:
-    TLSClient(server.port, server.cafile, server_name="model-cache.model-cache.svc").close()
+    TLSClient(server.port, server.cafile, server_name=SERVICE_DNS_NAME).close()
     with pytest.raises(ssl.SSLCertVerificationError):
         TLSClient(server.port, server.cafile, server_name="other.example.com")
 
@@ -176,8 +177,6 @@ def test_logs_are_json_with_the_review_uid(server: RunningServer, client: TLSCli
 
 
 def test_bad_policy_edit_keeps_serving_and_shows_in_readyz_and_metrics(tmp_path: Path, server: RunningServer) -> None:
-    from tests.conftest import start_server, stop_server
-    from tests.helpers import POLICIES
 
     policies = tmp_path / "policies"
     shutil.copytree(POLICIES, policies)
@@ -204,7 +203,6 @@ def test_bad_policy_edit_keeps_serving_and_shows_in_readyz_and_metrics(tmp_path:
 def test_serve_without_certificate_says_how_to_make_one(tmp_path: Path) -> None:
     import subprocess
 
-    from tests.helpers import MODEL_CACHE
 
     result = subprocess.run([MODEL_CACHE, "serve", "--cert", str(tmp_path / "nope.crt"), "--key", str(tmp_path / "nope.key")],
                             capture_output=True, text=True, timeout=30)

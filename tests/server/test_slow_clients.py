@@ -18,8 +18,8 @@ from typing import Iterator
 import pytest
 
 from bench.bench_slow_clients import KINDS, Holders, KeptAlive, review_on_new_connection, typical_body
-from tests.conftest import RunningServer, start_server, stop_server
 from tests.helpers import POLICIES, SERVICE_DNS_NAME
+from tests.server_process import RunningServer, start_server, stop_server
 from webhook.server import worker
 
 HELD = 200
