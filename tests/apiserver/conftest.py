@@ -10,27 +10,16 @@ or kubectl (kustomize) is missing. docs/apiserver.md says more.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from tests.apiserver.controlplane import BINARIES, KUBECTL, ControlPlane, bins_dir, running_control_plane
+# tests/deploy imports running_control_plane and why_not from here still; their home is controlplane.py.
+from tests.apiserver.controlplane import ControlPlane, running_control_plane, why_not
 from tests.apiserver.served import Webhook, install
 
 HERE = Path(__file__).resolve().parent
-
-
-def why_not() -> str | None:
-    if KUBECTL is None:
-        return "kubectl (with its kustomize) is not installed"
-    d = bins_dir()
-    missing = [b for b in BINARIES if not (d / b).is_file()]
-    if missing:
-        why = "Go is not installed" if shutil.which("go") is None else "run scripts/k8s-bins (scripts/test does)"
-        return f"{', '.join(missing)} not built in {d}: {why}"
-    return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
-from tests.helpers import free_port
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO, free_port
+
 KUBECTL = shutil.which("kubectl")
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 START_TIMEOUT = 120.0
@@ -46,6 +46,18 @@ rules:
         resources: [mutatingwebhookconfigurations, validatingwebhookconfigurations]
   - level: None
 """
+
+
+def why_not() -> str | None:
+    """Why the control plane cannot run here, or None when it can."""
+    if KUBECTL is None:
+        return "kubectl (with its kustomize) is not installed"
+    d = bins_dir()
+    missing = [b for b in BINARIES if not (d / b).is_file()]
+    if missing:
+        why = "Go is not installed" if shutil.which("go") is None else "run scripts/k8s-bins (scripts/test does)"
+        return f"{', '.join(missing)} not built in {d}: {why}"
+    return None
 
 
 def bins_dir() -> Path:

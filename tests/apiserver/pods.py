@@ -1,4 +1,4 @@
-"""Pods as plain dicts, and what the API server answers when one is created."""
+"""Pods and Deployments as plain dicts, and what the API server answers when a pod is created."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 from kubernetes import client as k8s
+
+from tests.helpers import deployment, pod_template
 
 
 def simple_pod(name: str, annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
@@ -24,6 +26,12 @@ def simple_pod(name: str, annotations: dict[str, str] | None = None, **spec: Any
     }
     pod["spec"].update(spec)
     return pod
+
+
+def annotated_deployment(name: str, app: str, model: str, replicas: int) -> dict[str, Any]:
+    """A Deployment NAME of simple pods labelled app=APP that ask for MODEL."""
+    pod = simple_pod("x", {"model.cache/name": model})
+    return deployment(pod_template(pod, {"app": app}), name, replicas=replicas)
 
 
 def created_with_headers(api: k8s.ApiClient, namespace: str, pod: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

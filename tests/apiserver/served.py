@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.apiserver.controlplane import KUBECTL, ControlPlane, Proc, _http_ok, free_port, http_get, spawn, wait_for, write_kubeconfig
 from tests.apiserver.pods import simple_pod
+from tests.helpers import MODEL_CACHE
 
 HERE = Path(__file__).resolve().parent
-MODEL_CACHE = str(Path(sys.executable).with_name("model-cache"))
 WEBHOOK_NS = "model-cache"
 # Namespaces the overlay gives a policy (a file per namespace in the ConfigMap),
 # with their labels; each test works in its own.

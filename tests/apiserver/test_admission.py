@@ -15,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.utils.quantity import parse_quantity
 
 from tests.apiserver.controlplane import ControlPlane, wait_for
-from tests.apiserver.pods import created_with_headers, simple_pod, warnings_of
+from tests.apiserver.pods import annotated_deployment, created_with_headers, simple_pod, warnings_of
 from tests.apiserver.served import Webhook
 
 MUTATE_DENIED = 'admission webhook "pods.mutate.model.cache" denied the request: '
@@ -153,12 +153,7 @@ def test_warnings_reach_kubectl_for_a_pod_and_a_deployment(webhook: Webhook, con
     pod = simple_pod("w-kubectl", {"model.cache/name": "tiny-memory"})
     out = control_plane.kubectl("-n", "warnings", "apply", "-f", "-", input=yaml.safe_dump(pod))
     assert "Warning: model tiny-memory (1Mi) uses strategy memory" in out.stderr, out.stderr
-    deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w-deploy"},
-        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "w"}},
-                 "template": {"metadata": {"labels": {"app": "w"}, "annotations": {"model.cache/name": "tiny-memory"}},
-                              "spec": simple_pod("x")["spec"]}},
-    }
+    deployment = annotated_deployment("w-deploy", "w", "tiny-memory", replicas=0)
     out = control_plane.kubectl("-n", "warnings", "apply", "-f", "-", input=yaml.safe_dump(deployment))
     assert "Warning: model tiny-memory (1Mi) uses strategy memory" in out.stderr, out.stderr
 
@@ -238,12 +233,7 @@ def test_hostpath_in_a_baseline_namespace_is_refused_with_our_message(webhook: W
 def test_a_deployments_pods_come_out_injected(webhook: Webhook, control_plane: ControlPlane) -> None:
     """The ReplicaSet controller (kube-controller-manager) creates the pods: they go through the webhook too."""
     cp = control_plane
-    deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "served"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "served"}},
-                 "template": {"metadata": {"labels": {"app": "served"}, "annotations": {"model.cache/name": "tiny"}},
-                              "spec": simple_pod("x")["spec"]}},
-    }
+    deployment = annotated_deployment("served", "served", "tiny", replicas=2)
     k8s.AppsV1Api(cp.api_client()).create_namespaced_deployment("deploy", deployment)
 
     def pods() -> list[dict[str, Any]]:
@@ -288,12 +278,7 @@ def test_a_template_warning_with_quotes_survives_the_warning_header(webhook: Web
                                                                      control_plane: ControlPlane) -> None:
     """The API server re-quotes each warning into `299 - "..."`: a model name in
     quotes must come back intact, through the workloads webhook."""
-    deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w-unknown"},
-        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "u"}},
-                 "template": {"metadata": {"labels": {"app": "u"}, "annotations": {"model.cache/name": "gpt-5"}},
-                              "spec": simple_pod("x")["spec"]}},
-    }
+    deployment = annotated_deployment("w-unknown", "u", "gpt-5", replicas=0)
     resp = k8s.AppsV1Api(control_plane.api_client()).create_namespaced_deployment(
         "warnings", deployment, _preload_content=False)
     warnings = warnings_of(resp.headers)
@@ -307,12 +292,7 @@ def test_a_replicas_warning_is_an_event_on_its_replicaset(webhook: Webhook, cont
     ReplicaSet controller never shows anyone; the webhook writes it as one Event on the ReplicaSet,
     under the shipped RBAC, with its ServiceAccount's token."""
     cp = control_plane
-    deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "evented"},
-        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "evented"}},
-                 "template": {"metadata": {"labels": {"app": "evented"}, "annotations": {"model.cache/name": "tiny"}},
-                              "spec": simple_pod("x")["spec"]}},
-    }
+    deployment = annotated_deployment("evented", "evented", "tiny", replicas=3)
     k8s.AppsV1Api(cp.api_client()).create_namespaced_deployment("deploy", deployment)
     events_api = k8s.EventsV1Api(cp.api_client())
 

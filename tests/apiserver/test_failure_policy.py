@@ -13,7 +13,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from tests.apiserver.controlplane import ControlPlane
-from tests.apiserver.pods import simple_pod
+from tests.apiserver.pods import annotated_deployment, simple_pod
 from tests.apiserver.served import Webhook
 
 
@@ -36,12 +36,7 @@ def test_with_the_webhook_down_annotated_pods_are_refused_and_others_created(sto
     created = json.loads(core.create_namespaced_pod("failure", simple_pod("f-plain"), _preload_content=False).data)
     assert created["metadata"]["name"] == "f-plain"
     # A workload's template check is advisory: the Deployment is created, its pods would wait.
-    deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "f-deploy"},
-        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "f"}},
-                 "template": {"metadata": {"labels": {"app": "f"}, "annotations": {"model.cache/name": "tiny"}},
-                              "spec": simple_pod("x")["spec"]}},
-    }
+    deployment = annotated_deployment("f-deploy", "f", "tiny", replicas=0)
     k8s.AppsV1Api(control_plane.api_client()).create_namespaced_deployment("failure", deployment)
     # A policy edit is not locked out by the webhook that it may be repairing.
     cm = {"apiVersion": "v1", "kind": "ConfigMap",

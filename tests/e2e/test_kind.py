@@ -7,40 +7,24 @@ from __future__ import annotations
 
 import base64
 import json
-import textwrap
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import IMAGE, NS, Cluster
+from tests.e2e.kind import IMAGE, NS, Cluster, sleeper
+from tests.helpers import deployment, pod_template
 
 pytestmark = pytest.mark.e2e
 CONTENT = "model-cache e2e weights\n"
 
 
-def deployment(name: str, model: str, replicas: int = 1, strategy: str | None = None) -> str:
+def model_deployment(name: str, model: str, replicas: int = 1, strategy: str | None = None) -> str:
+    """A Deployment NAME of sleepers asking for MODEL, as kubectl input."""
     annotations = {"model.cache/name": model}
     if strategy:
         annotations["model.cache/strategy"] = strategy
-    return json.dumps({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}, "annotations": annotations},
-                "spec": {
-                    "terminationGracePeriodSeconds": 1,
-                    "containers": [{
-                        "name": "serve", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
-                        "command": ["sleep", "infinity"],
-                        "resources": {"requests": {"memory": "32Mi"}, "limits": {"memory": "128Mi"}},
-                    }],
-                },
-            },
-        },
-    })
+    template = pod_template(sleeper(name, annotations), {"app": name})
+    return json.dumps(deployment(template, name, namespace=NS, replicas=replicas))
 
 
 def pods(c: Cluster, app: str) -> list[dict[str, Any]]:
@@ -80,7 +64,7 @@ def test_annotated_deployment_is_mutated(cluster: Cluster, strategy: str, model:
         if minor < 33:
             pytest.skip("image volumes need Kubernetes 1.33 or newer")
     name = f"m-{strategy}"
-    cluster.kubectl("apply", "-f", "-", input=deployment(name, model, strategy=strategy))
+    cluster.kubectl("apply", "-f", "-", input=model_deployment(name, model, strategy=strategy))
     (pod,) = ready_pods(cluster, name, 1)[:1]
     assert pod["metadata"]["annotations"]["model.cache/injected"].startswith(f"{strategy}/{model}/")
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
@@ -104,33 +88,20 @@ def test_pods_without_the_annotation_pass_untouched(cluster: Cluster) -> None:
 
 def test_warnings_come_back_through_kubectl_apply(cluster: Cluster) -> None:
     # A bare Pod, so that kubectl itself makes the request the warnings answer.
-    pod = textwrap.dedent(f"""\
-        apiVersion: v1
-        kind: Pod
-        metadata:
-          name: warned
-          namespace: {NS}
-          annotations:
-            model.cache/name: tiny
-        spec:
-          containers:
-            - name: serve
-              image: {IMAGE}
-              command: [sleep, infinity]
-        """)
+    pod = json.dumps(sleeper("warned", {"model.cache/name": "tiny"}))
     result = cluster.kubectl("apply", "-f", "-", input=pod)
     # The e2e PVC is ReadWriteOnce: the validating half warns about it.
     assert "Warning:" in result.stderr, result.stderr
     assert "ReadWriteOnce" in result.stderr or "RWO" in result.stderr, result.stderr
     # A Deployment's pods are made by a controller: the workloads webhook
     # checks its template so that the person applying it sees the warnings.
-    result = cluster.kubectl("apply", "-f", "-", input=deployment("warned-deploy", "tiny-memory", strategy="memory"))
+    result = cluster.kubectl("apply", "-f", "-", input=model_deployment("warned-deploy", "tiny-memory", strategy="memory"))
     assert "Warning:" in result.stderr, result.stderr
 
 
 def test_downloader_fetches_once_and_a_second_replica_takes_the_fast_path(cluster: Cluster) -> None:
     before = origin_gets(cluster)
-    cluster.kubectl("apply", "-f", "-", input=deployment("fast-path", "tiny", strategy="pvc"))
+    cluster.kubectl("apply", "-f", "-", input=model_deployment("fast-path", "tiny", strategy="pvc"))
     ready_pods(cluster, "fast-path", 1)
     # The pvc test may have downloaded `tiny` to this PVC already; if not,
     # this replica did, once.
