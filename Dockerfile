@@ -6,23 +6,31 @@
 # and linux/arm64 by .github/workflows/release.yml on a tag.
 
 ARG PYTHON_VERSION=3.12
+# Any Debian-based image with python (and python -m venv, useradd). tests/node
+# builds this Dockerfile with a base made by mmdebstrap (Debian 12, Python
+# 3.11.2, the oldest Python the project claims): scripts/node-images.
+ARG BASE_IMAGE=python:${PYTHON_VERSION}-slim-bookworm
 
 # --- build: a wheel and its dependencies in a virtualenv --------------------
-FROM python:${PYTHON_VERSION}-slim-bookworm AS build
+FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/model-cache
 WORKDIR /src
 # Dependencies first, so that a code change does not reinstall them.
 COPY pyproject.toml README.md ./
+# The stub package and everything setuptools made from it go again: a stale
+# build/lib/webhook/__init__.py newer than the real one would otherwise be
+# the one the second install ships (issue 20).
 RUN mkdir webhook && touch webhook/__init__.py \
  && /opt/model-cache/bin/pip install . \
- && /opt/model-cache/bin/pip uninstall -y model-cache
+ && /opt/model-cache/bin/pip uninstall -y model-cache \
+ && rm -rf webhook build *.egg-info
 COPY webhook ./webhook
 RUN /opt/model-cache/bin/pip install --no-deps . \
- && /opt/model-cache/bin/model-cache --help >/dev/null
+ && rm -rf build *.egg-info
 
 # --- run: no compiler, no pip cache, not root --------------------------------
-FROM python:${PYTHON_VERSION}-slim-bookworm
+FROM ${BASE_IMAGE}
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="model-cache" \
       org.opencontainers.image.description="Kubernetes admission webhook for a shared, pre-downloaded, read-only model cache" \
@@ -43,6 +51,9 @@ ENV PATH=/opt/model-cache/bin:$PATH \
     HOME=/home/model-cache
 USER 10001:10001
 WORKDIR /home/model-cache
+# The image as it ships, as the user it runs as: the webhook's and the
+# downloader's entry points both start.
+RUN model-cache --version && model-cache download --help >/dev/null
 EXPOSE 8443
 ENTRYPOINT ["model-cache"]
 # The Deployment passes its own args; this default serves the example

@@ -1,0 +1,3 @@
+module model-cache/tools/node/pause
+
+go 1.26.0
