@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -10,8 +8,6 @@ import pytest
 
 from tests.download.origin import Origin
 from tests.helpers import free_port
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -38,35 +34,6 @@ def dl_env(tmp_path: Path) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
     })
     return env
-
-
-# The installed command line (the console script beside this interpreter), so
-# that the tests do not depend on where the CLI module lives.
-MODEL_CACHE = [str(Path(sys.executable).with_name("model-cache"))]
-
-
-def download_cmd(source: str, dest: Path, *extra: str) -> list[str]:
-    return [*MODEL_CACHE, "download", "--source", source, "--dest", str(dest), *extra]
-
-
-def run_download(env: dict[str, str], source: str, dest: Path, *extra: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(download_cmd(source, dest, *extra), env=env, cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def start_download(env: dict[str, str], source: str, dest: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(download_cmd(source, dest, *extra), env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    """Every regular file under root, with its bytes (test data is small)."""
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def model_files(root: Path) -> dict[str, bytes]:
-    """The model's files, without our marker."""
-    return {k: v for k, v in tree(root).items() if k != ".model-cache.json"}
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.download.conftest import run_download
+from tests.download.support import run_download
 from tests.download.origin import Origin
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.download.conftest import free_port, run_download
+from tests.download.support import run_download
+from tests.helpers import free_port
 from tests.download.origin import Origin
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.download.conftest import REPO_ROOT
+from tests.helpers import REPO
 from webhook.cli import build_parser
 
 EXAMPLES = ["docs/examples/gc-cronjob.yaml", "docs/examples/prewarm-job.yaml"]
@@ -15,7 +15,7 @@ EXAMPLES = ["docs/examples/gc-cronjob.yaml", "docs/examples/prewarm-job.yaml"]
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_example_parses_and_its_args_are_ours(name: str) -> None:
-    doc = yaml.safe_load((REPO_ROOT / name).read_text())
+    doc = yaml.safe_load((REPO / name).read_text())
     spec = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
     container = spec["template"]["spec"]["containers"][0]
     assert container["command"] == ["model-cache"]
@@ -30,5 +30,5 @@ def test_example_parses_and_its_args_are_ours(name: str) -> None:
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_example_validates_against_the_kubernetes_schema(name: str) -> None:
     kv = pytest.importorskip("kubernetes_validate")
-    doc = yaml.safe_load((REPO_ROOT / name).read_text())
+    doc = yaml.safe_load((REPO / name).read_text())
     kv.validate(doc, "1.30", strict=True)

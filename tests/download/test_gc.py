@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.download.conftest import MODEL_CACHE, REPO_ROOT
+from tests.helpers import MODEL_CACHE, REPO
 from webhook.download.gc import Entry, choose
 
 
@@ -24,7 +24,7 @@ def _model(root: Path, name: str, size: int, used_ago: float) -> Path:
 
 
 def _gc(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*MODEL_CACHE, "gc", "--root", str(root), *args], cwd=REPO_ROOT,
+    return subprocess.run([MODEL_CACHE, "gc", "--root", str(root), *args], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -57,8 +57,8 @@ def test_evicts_least_recently_used_first_and_respects_locks_and_age(tmp_path: P
 
 def test_download_fast_path_refreshes_last_use(tmp_path: Path) -> None:
     dest = _model(tmp_path, "m", 10, used_ago=86400)
-    r = subprocess.run([*MODEL_CACHE, "download", "--source", "file:///nowhere",
-                        "--dest", str(dest)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run([MODEL_CACHE, "download", "--source", "file:///nowhere",
+                        "--dest", str(dest)], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert time.time() - (dest / ".model-cache.json").stat().st_mtime < 600
 

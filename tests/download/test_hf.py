@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.download.conftest import model_files, run_download
+from tests.download.support import model_files, run_download
 from tests.download.origin import HubRepo, Origin
 
 COMMIT = "0e9e39f249a16976918f6564b8830bc894c89659"

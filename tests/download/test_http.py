@@ -11,7 +11,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from tests.download.conftest import model_files, run_download
+from tests.download.support import model_files, run_download
 from tests.download.origin import Origin
 
 

@@ -13,7 +13,7 @@ import signal
 import time
 from pathlib import Path
 
-from tests.download.conftest import model_files, run_download, start_download
+from tests.download.support import model_files, run_download, start_download
 from tests.download.origin import HubRepo, Origin
 
 MiB = 1 << 20

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.download.conftest import download_cmd, model_files, run_download, start_download, tree
+from tests.download.support import download_cmd, model_files, run_download, start_download, tree
 from tests.download.origin import HubRepo, Origin
 
 

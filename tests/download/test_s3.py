@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.download.conftest import model_files, run_download, start_download
+from tests.download.support import model_files, run_download, start_download
 
 
 @pytest.fixture

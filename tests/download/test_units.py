@@ -94,10 +94,10 @@ def test_hash_pipe_matches_hashlib() -> None:
     import hashlib
     import os
 
-    from webhook.download.hashing import _HashPipe
+    from webhook.download.hashing import HashPipe
 
     data = [os.urandom(100_000) for _ in range(30)]
-    pipe = _HashPipe(hashlib.sha256())
+    pipe = HashPipe(hashlib.sha256())
     for d in data:
         pipe.update(d)
     assert pipe.hexdigest() == hashlib.sha256(b"".join(data)).hexdigest()
@@ -110,7 +110,10 @@ def test_fetcher_restarts_a_large_file_when_the_origin_ignores_the_offset(tmp_pa
     import hashlib
     import os
 
-    from webhook.download.fetch import PIPE_HASH_ABOVE, Body, Fetcher, FetchOptions, RemoteFile
+    from webhook.download.fetch import Fetcher
+    from webhook.download.hashing import PIPE_HASH_ABOVE
+    from webhook.download.remote import Body, FetchOptions, RemoteFile
+    from webhook.download.transfer import Transfer
 
     data = os.urandom(PIPE_HASH_ABOVE + 3_000_000)  # big enough for the hashing thread
     calls = []
@@ -127,7 +130,7 @@ def test_fetcher_restarts_a_large_file_when_the_origin_ignores_the_offset(tmp_pa
     inc = tmp_path / ".model-cache-tmp" / "incomplete" / "w.bin"
     inc.parent.mkdir(parents=True)
     inc.write_bytes(b"\0" * 5_000_000)  # garbage from an earlier run
-    rec = Fetcher(Scripted(), tmp_path, Progress(), FetchOptions(jobs=1)).fetch(f)
+    rec = Fetcher(Transfer(Scripted(), tmp_path, Progress(), FetchOptions(jobs=1))).fetch(f)
     assert calls == [5_000_000]
     assert (tmp_path / "w.bin").read_bytes() == data
     assert rec.sha256 == f.sha256 and not inc.exists()
@@ -138,10 +141,10 @@ def test_proxies_follow_the_environment_once_per_origin(monkeypatch) -> None:
 
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,.svc")
-    hc._proxies_for.cache_clear()
+    hc.proxies_for_origin.cache_clear()
     try:
         assert hc.proxies("http://127.0.0.1:8080/a") == {}
         assert hc.proxies("http://models.example.com/a.bin").get("http") == "http://proxy.internal:3128"
         assert hc.safe_url("https://user:pw@h.example.com:8443/p/a.bin?X-Amz-Signature=s") == "https://h.example.com:8443/p/a.bin"
     finally:
-        hc._proxies_for.cache_clear()
+        hc.proxies_for_origin.cache_clear()

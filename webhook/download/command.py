@@ -18,11 +18,20 @@ def _env_float(name: str, default: float) -> float:
         return default
 
 
+def _usage_exit(err: Exception) -> int:
+    """A usage error of `download` or `gc` exits 2, as argparse's own do
+    (webhook.errors.UsageError itself carries the generic exit code 1)."""
+    from webhook.download.errors import EXIT_USAGE
+
+    print(f"model-cache: {err}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def _cmd_download(args: argparse.Namespace) -> int:
     import signal
     from pathlib import Path
 
-    from webhook.download.errors import EXIT_TERMINATED, DownloadError, Terminated
+    from webhook.download.errors import EXIT_TERMINATED, DownloadError, Terminated, UsageError
     from webhook.download.protocol import Settings, run
 
     def on_term(signum, frame):  # noqa: ANN001 - signal handler signature
@@ -38,6 +47,8 @@ def _cmd_download(args: argparse.Namespace) -> int:
     )
     try:
         return run(settings)
+    except UsageError as err:
+        return _usage_exit(err)
     except Terminated:
         print("model-cache: terminated (SIGTERM); lock released, the partial download is kept for a resume",
               file=sys.stderr, flush=True)
@@ -55,14 +66,16 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     from webhook import quantity
 
     try:
-        size = quantity.parse(args.max_size, "--max-size")
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    if size != int(size):
-        raise UsageError(f"--max-size: {args.max_size} is {size.normalize()} bytes, not a whole number; "
-                         "did you mean Mi (mebibytes) or M (megabytes)?")
-    max_size = int(size)
-    return run_gc(Path(args.root), max_size, args.min_age, args.dry_run, sys.stdout)
+        try:
+            size = quantity.parse(args.max_size, "--max-size")
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        if size != int(size):
+            raise UsageError(f"--max-size: {args.max_size} is {size.normalize()} bytes, not a whole number; "
+                             "did you mean Mi (mebibytes) or M (megabytes)?")
+        return run_gc(Path(args.root), int(size), args.min_age, args.dry_run, sys.stdout)
+    except UsageError as err:
+        return _usage_exit(err)
 
 
 def _sha256(text: str) -> str:

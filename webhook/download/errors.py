@@ -7,7 +7,9 @@ Messages are one line and say what to do; cli.py prints them as
 
 from __future__ import annotations
 
-from webhook.errors import ModelCacheError
+from webhook.errors import ModelCacheError, UsageError
+
+__all__ = ["UsageError"]  # a bad --source, --dest or option value: the project's one usage error
 
 # Exit codes (documented in docs/downloader.md). 2 is argparse's own.
 EXIT_USAGE = 2
@@ -24,12 +26,6 @@ class DownloadError(ModelCacheError):
     """Base of the downloader's errors."""
 
     exit_code = EXIT_NETWORK
-
-
-class UsageError(DownloadError):
-    """A bad --source, --dest or option value."""
-
-    exit_code = EXIT_USAGE
 
 
 class AuthError(DownloadError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -65,6 +66,11 @@ def write_file_atomic(path: Path, data: bytes, durable: bool = True) -> None:
         except OSError:
             pass
         raise
+
+
+def remove_tree(path: Path) -> None:
+    """Deletes a directory tree that may be half gone already."""
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def tree_size(path: Path) -> int:

@@ -12,7 +12,10 @@ from typing import Callable
 
 from webhook.download.remote import CHUNK
 
-def _hash_prefix(h: "hashlib._Hash", path: Path, upto: int | None = None) -> "hashlib._Hash":
+
+def hash_prefix(h: "hashlib._Hash", path: Path, upto: int | None = None) -> "hashlib._Hash":
+    """Feeds the first `upto` bytes of `path` (all of it for None) into `h`:
+    the part of a file an earlier run left, before the download resumes."""
     left = upto
     with open(path, "rb") as f:
         while left is None or left > 0:
@@ -25,7 +28,7 @@ def _hash_prefix(h: "hashlib._Hash", path: Path, upto: int | None = None) -> "ha
     return h
 
 
-class _HashPipe:
+class HashPipe:
     """Hashes on its own thread (hashlib releases the GIL on big updates), so
     the receive loop never waits for the digest of a large file. The queue
     bounds the memory held to a few chunks."""
@@ -73,4 +76,4 @@ def _writeback_starter() -> Callable[[int, int, int], None] | None:
     return lambda fd, offset, n: fn(fd, offset, n, 2)
 
 
-_start_writeback = _writeback_starter()
+start_writeback = _writeback_starter()

@@ -23,14 +23,13 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
-from webhook.download.errors import ChangedError, ChecksumError, NetworkError, TransientError
+from webhook.download.errors import ChangedError, NetworkError, TransientError
 from webhook.download.parts import Journal, journal_path, plan_parts
+from webhook.download.remote import Body, FileRecord, RemoteFile
 from webhook.download.retry import emit
-
-if TYPE_CHECKING:
-    from webhook.download.fetch import Fetcher, FileRecord, RemoteFile
+from webhook.download.transfer import Transfer
 
 JOURNAL_EVERY = 0.1    # seconds between journal writes: about what a kill -9 loses
 HASH_SPAN = 16 << 20   # bytes hashed between two looks at the journal timer
@@ -61,16 +60,16 @@ def preallocate(fd: int, size: int) -> None:
 
 
 class PartedFile:
-    def __init__(self, fetcher: "Fetcher", f: "RemoteFile", inc: Path,
-                 submit: Callable[[list[tuple]], None], requeue: Callable[["RemoteFile", bool], None]) -> None:
+    def __init__(self, transfer: Transfer, f: RemoteFile, inc: Path,
+                 submit: Callable[["PartedFile", list[int]], None], requeue: Callable[[RemoteFile, bool], None]) -> None:
         assert f.size is not None
-        self.fetcher = fetcher
+        self.t = transfer
         self.f = f
         self.size: int = f.size
         self.inc = inc
         self.jpath = journal_path(inc)
         self.requeue = requeue
-        immutable = bool(getattr(fetcher.source, "immutable", False))
+        immutable = bool(getattr(transfer.source, "immutable", False))
         journal = None
         if inc.exists() and inc.stat().st_size == self.size:
             journal = Journal.load(self.jpath, self.size, need_validator=not immutable)
@@ -83,7 +82,7 @@ class PartedFile:
                     pass
                 os.ftruncate(self.fd, 0)
                 preallocate(self.fd, self.size)
-                parts = plan_parts(self.size, fetcher.opts.jobs)
+                parts = plan_parts(self.size, transfer.opts.jobs)
                 journal = Journal(self.size, parts, None, [0] * len(parts))
         except BaseException:
             os.close(self.fd)
@@ -100,11 +99,11 @@ class PartedFile:
         self.hasher = f.new_hasher()
         self.hashed = 0
         kept = sum(self.filled)
-        fetcher.progress.add(kept, fetched=False)
+        transfer.progress.add(kept, fetched=False)
         self._stop = threading.Event()
         self._bg = threading.Thread(target=self._background, name="model-cache-parts", daemon=True)
         self._bg.start()
-        submit([("part", self, i) for i in range(len(self.parts)) if not self._full(i)])
+        submit(self, [i for i in range(len(self.parts)) if not self._full(i)])
 
     def _full(self, i: int) -> bool:
         start, end = self.parts[i]
@@ -121,7 +120,7 @@ class PartedFile:
 
     def _background(self) -> None:
         last_flush = time.monotonic()
-        cancel = self.fetcher.opts.cancel
+        cancel = self.t.opts.cancel
         while True:
             with self.cond:
                 if self.aborted is not None:
@@ -166,7 +165,7 @@ class PartedFile:
 
     # -- one part, on a worker thread ---------------------------------------
 
-    def run_part(self, i: int) -> "FileRecord | None":
+    def run_part(self, i: int) -> FileRecord | None:
         """Fetches part i; returns the file's record if this was the last
         part and the file is now complete and verified."""
         try:
@@ -188,7 +187,7 @@ class PartedFile:
             return self._finish()
         return None
 
-    def _check(self, body) -> None:  # noqa: ANN001 - fetch.Body
+    def _check(self, body: Body) -> None:
         if body.restarted:
             changed = self.validator and body.validator and body.validator != self.validator
             raise Restart("the object changed on the origin (another ETag)" if changed
@@ -206,19 +205,19 @@ class PartedFile:
 
     def _fetch_part(self, i: int) -> None:
         start, end = self.parts[i]
-        fetcher = self.fetcher
-        policy = fetcher.policy
-        cancel = fetcher.opts.cancel
+        t = self.t
+        policy = t.policy
+        cancel = t.opts.cancel
         failures = 0
         while True:
             if self.aborted is not None:
                 return
-            fetcher._check_cancel()
+            t.check_cancel()
             pos = start + self.filled[i]
             if pos >= end:
                 break
             try:
-                body = fetcher.source.open(self.f, pos, self.validator, end=end)
+                body = t.source.open(self.f, pos, self.validator, end=end)
                 try:
                     self._check(body)
                     # Read to the end of the body (the read that returns
@@ -235,12 +234,12 @@ class PartedFile:
                             self.filled[i] = pos - start
                             self.dirty = True
                             self.cond.notify_all()
-                        fetcher.progress.add(n)
+                        t.progress.add(n)
                         failures = 0  # bytes arrived: the retry budget starts again
                         if self.aborted is not None:
                             break
                         if cancel.is_set():
-                            fetcher._check_cancel()
+                            t.check_cancel()
                 finally:
                     body.close()
                 if self.aborted is not None:
@@ -252,12 +251,12 @@ class PartedFile:
                 where = f"{self.f.path} (part {i + 1}/{len(self.parts)}, bytes {pos}-{end - 1})"
                 if failures > policy.retries:
                     raise NetworkError(
-                        f"{fetcher.source.label}: {where}: {err}; gave up after {policy.retries} retries "
+                        f"{t.source.label}: {where}: {err}; gave up after {policy.retries} retries "
                         f"(the partial data is kept: a restart resumes)") from None
                 delay = policy.delay(failures, err)
                 emit(f"model-cache: {where}: {err}; retry {failures}/{policy.retries} in {delay:.1f}s")
                 if cancel.wait(delay):
-                    fetcher._check_cancel()
+                    t.check_cancel()
         with self.cond:
             self.remaining -= 1
             self.cond.notify_all()
@@ -288,17 +287,15 @@ class PartedFile:
                 p.unlink()
             except FileNotFoundError:
                 pass
-        self.fetcher.progress.add(-sum(self.filled), fetched=False)
+        self.t.progress.add(-sum(self.filled), fetched=False)
         emit(f"model-cache: {self.f.path}: {self.aborted}; fetching it again from the start over one stream")
         self.requeue(self.f, True)
 
-    def finish(self) -> "FileRecord | None":
+    def finish(self) -> FileRecord | None:
         """For a file whose parts were all on disk already: verify and rename."""
         return self._finish()
 
-    def _finish(self) -> "FileRecord | None":
-        from webhook.download.fetch import FileRecord
-
+    def _finish(self) -> FileRecord | None:
         self._close()
         if self.hasher is not None and self.hashed < self.size:
             # The background thread stopped early (an error): finish here.
@@ -316,18 +313,13 @@ class PartedFile:
         digest = self.hasher.hexdigest() if self.hasher is not None else None
         expected = f.expected_digest()
         if expected is not None and digest != expected:
-            mismatches = self.fetcher.mismatch(f.path)
             for p in (self.jpath, self.inc):
                 try:
                     p.unlink()
                 except FileNotFoundError:
                     pass
-            self.fetcher.progress.add(-self.size, fetched=False)
-            if mismatches >= 2:
-                raise ChecksumError(
-                    f"{f.path}: checksum is {digest}, expected {expected} (fetched twice); "
-                    f"the origin serves different bytes than its checksum says: fix the file or the --sha256/policy value")
-            emit(f"model-cache: {f.path}: checksum mismatch ({digest} != {expected}); fetching it once more")
+            self.t.progress.add(-self.size, fetched=False)
+            self.t.checksum_mismatch(f, digest, expected)
             self.requeue(f, False)
             return None
         fd = os.open(self.inc, os.O_RDONLY)
@@ -337,12 +329,12 @@ class PartedFile:
                 raise TransientError(f"{self.inc} is {os.fstat(fd).st_size} bytes on disk, {self.size} expected")
         finally:
             os.close(fd)
-        final = self.fetcher.partial / f.path
+        final = self.t.final_path(f)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.inc, final)
         try:
             self.jpath.unlink()
         except FileNotFoundError:
             pass
-        self.fetcher.progress.file_done()
+        self.t.progress.file_done()
         return FileRecord(f.path, self.size, f.sha256.lower() if f.sha256 else None, f.etag)

@@ -110,7 +110,8 @@ def run(s: Settings) -> int:
 
 def _prepare_partial(layout: Layout, key: str) -> None:
     """Keeps a partial directory only if it was for the same content."""
-    from webhook.download.fetch import SCRATCH, wipe
+    from webhook.download.fsutil import remove_tree
+    from webhook.download.remote import SCRATCH
 
     keyfile = layout.partial / SCRATCH / "plan-key"
     if layout.partial.exists():
@@ -119,7 +120,7 @@ def _prepare_partial(layout: Layout, key: str) -> None:
         except OSError:
             old = None
         if old != key:
-            wipe(layout.partial)
+            remove_tree(layout.partial)
     (layout.partial / SCRATCH).mkdir(parents=True, exist_ok=True)
     if not keyfile.exists():
         write_file_atomic(keyfile, key.encode())
@@ -168,8 +169,10 @@ def _disk_full(layout: Layout, progress: Progress) -> DiskFullError:
 
 
 def download(s: Settings, layout: Layout, lock: Lock) -> int:
-    from webhook.download.fetch import FetchOptions, Fetcher
+    from webhook.download.remote import FetchOptions
+    from webhook.download.scheduler import Scheduler
     from webhook.download.sources import make_source
+    from webhook.download.transfer import Transfer
     from webhook.download.uri import parse_source
 
     spec = parse_source(s.source)
@@ -207,8 +210,9 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
                     f"(the policy's size)")
         say(s.out, f"{len(plan.files)} file(s), {format_bytes(plan.total) if plan.total is not None else 'size unknown'}"
                    + (f", revision {plan.revision}" if plan.revision else ""))
-        fetcher = Fetcher(source, layout.partial, progress, FetchOptions(jobs=s.jobs, retries=s.retries, backoff=s.backoff))
-        records = fetcher.fetch_all(plan.files, poll)
+        transfer = Transfer(source, layout.partial, progress,
+                            FetchOptions(jobs=s.jobs, retries=s.retries, backoff=s.backoff))
+        records = Scheduler(transfer).run(plan.files, poll)
         archive_sha = None
         if plan.archive:
             from webhook.download.archive import unpack

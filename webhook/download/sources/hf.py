@@ -34,6 +34,7 @@ from webhook.download.errors import AuthError, DownloadError, NotFoundError, Tra
 from webhook.download.remote import Body, Plan, RemoteFile
 from webhook.download.retry import with_retries
 from webhook.download.sources import http_common as hc
+from webhook.download.sources.credentials import token, token_var
 from webhook.download.uri import SourceSpec, matches
 
 
@@ -49,7 +50,7 @@ class HfSource:
         self.include = include
         self.stall = stall
         self.label = f"hf://{spec.repo_id}@{revision}"
-        self.token = os.environ.get("HF_TOKEN", "").strip() or None
+        self.token = token("hf")
         self.endpoint = constants.ENDPOINT  # HF_ENDPOINT, read by huggingface_hub
         self.api = HfApi(endpoint=self.endpoint, token=self.token if self.token else False)
         self.headers = build_hf_headers(token=self.token if self.token else False,
@@ -63,8 +64,9 @@ class HfSource:
     # -- errors --------------------------------------------------------------
 
     def _token_hint(self) -> str:
-        state = "the HF_TOKEN sent was refused or lacks access" if self.token else "no HF_TOKEN was set"
-        return f"{state}; {secret_hint('HF_TOKEN')}"
+        var = token_var("hf")
+        state = f"the {var} sent was refused or lacks access" if self.token else f"no {var} was set"
+        return f"{state}; {secret_hint(var)}"
 
     def _translate(self, err: Exception) -> Exception:
         repo = f"hf://{self.repo_id}"
@@ -139,7 +141,7 @@ class HfSource:
             resp = self.session.head(url, headers={"Accept-Encoding": "identity", **self.headers},
                                      timeout=(hc.CONNECT_TIMEOUT, self.stall), allow_redirects=True,
                                      proxies=hc.proxies(url))
-        except hc._TRANSIENT_EXC as err:
+        except hc.TRANSIENT_EXC as err:
             raise hc.connect_error(err, url, self.endpoint_setting) from None
         resp.close()
         if resp.status_code >= 400:

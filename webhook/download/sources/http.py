@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import posixpath
 from urllib.parse import unquote, urlsplit
 
@@ -12,6 +11,7 @@ from webhook.download.errors import AuthError, secret_hint
 from webhook.download.remote import SCRATCH, Body, Plan, RemoteFile
 from webhook.download.retry import with_retries
 from webhook.download.sources import http_common as hc
+from webhook.download.sources.credentials import token, token_var
 from webhook.download.uri import SourceSpec, archive_suffix
 
 
@@ -26,13 +26,14 @@ class HttpSource:
         self.sha256 = sha256.lower() if sha256 else None
         self.stall = stall
         self.session = hc.make_session(jobs)
-        token = os.environ.get("MODEL_CACHE_HTTP_TOKEN", "").strip()
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        bearer = token("http")
+        self.headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
 
     def _on_status(self, resp: requests.Response) -> None:
         if resp.status_code in (401, 403):
-            have = "the token in MODEL_CACHE_HTTP_TOKEN was refused" if self.headers else "no token was sent"
-            raise AuthError(f"{self.label}: HTTP {resp.status_code}: {have}; {secret_hint('MODEL_CACHE_HTTP_TOKEN')}")
+            var = token_var("http")
+            have = f"the token in {var} was refused" if self.headers else "no token was sent"
+            raise AuthError(f"{self.label}: HTTP {resp.status_code}: {have}; {secret_hint(var)}")
 
     def plan(self) -> Plan:
         path = unquote(urlsplit(self.url).path)

@@ -24,7 +24,7 @@ CONNECT_TIMEOUT = 15.0
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
-_TRANSIENT_EXC = (
+TRANSIENT_EXC = (
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,
     requests.exceptions.ChunkedEncodingError,
@@ -66,14 +66,14 @@ def content_range_start_total(value: str | None) -> tuple[int, int | None] | Non
 
 
 @functools.lru_cache(maxsize=64)
-def _proxies_for(scheme_host: str) -> dict[str, str]:
+def proxies_for_origin(scheme_host: str) -> dict[str, str]:
     """HTTPS_PROXY/HTTP_PROXY/NO_PROXY for one origin, as requests would apply them."""
     return requests.utils.get_environ_proxies(scheme_host)
 
 
 def proxies(url: str) -> dict[str, str]:
     p = urlsplit(url)
-    return _proxies_for(f"{p.scheme}://{p.netloc}/")
+    return proxies_for_origin(f"{p.scheme}://{p.netloc}/")
 
 
 def connect_error(err: BaseException, url: str, setting: str | None = None) -> TransientError:
@@ -90,7 +90,7 @@ def get(session: requests.Session, url: str, headers: dict[str, str], stall: flo
         # which is right for a single corporate proxy.
         return session.get(url, headers={"Accept-Encoding": "identity", **headers}, stream=True,
                            timeout=(CONNECT_TIMEOUT, stall), allow_redirects=True, proxies=proxies(url))
-    except _TRANSIENT_EXC as err:
+    except TRANSIENT_EXC as err:
         raise connect_error(err, url, setting) from None
 
 
@@ -116,7 +116,7 @@ def stream(resp: requests.Response) -> Iterator[bytes]:
             if not buf:
                 return
             yield buf
-    except _TRANSIENT_EXC as err:
+    except TRANSIENT_EXC as err:
         kind = netmsg.cause(err)
         what = "no byte arrived within the stall timeout" if kind == "timeout" else f"{type(err).__name__}: {_short(err)}"
         raise TransientError(f"read failed: {what}") from None
@@ -176,7 +176,7 @@ def probe_size(session: requests.Session, url: str, headers: dict[str, str], sta
     try:
         resp = session.head(url, headers={"Accept-Encoding": "identity", **headers},
                             timeout=(CONNECT_TIMEOUT, stall), allow_redirects=True, proxies=proxies(url))
-    except _TRANSIENT_EXC as err:
+    except TRANSIENT_EXC as err:
         raise connect_error(err, url, setting) from None
     if resp.status_code in (403, 405, 501) or (resp.ok and "Content-Length" not in resp.headers):
         resp = get(session, url, {**headers, "Range": "bytes=0-0"}, stall, setting)

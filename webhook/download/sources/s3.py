@@ -21,6 +21,7 @@ import urllib3
 from webhook.download.errors import AuthError, ChangedError, DownloadError, NotFoundError, TransientError, secret_hint
 from webhook.download.remote import CHUNK, Body, Plan, RemoteFile
 from webhook.download.retry import with_retries
+from webhook.download.sources.credentials import required_vars_text
 from webhook.download.uri import SourceSpec, matches
 
 _AUTH_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
@@ -67,13 +68,13 @@ class S3Source:
     def _translate(self, err: Exception, key: str | None = None) -> Exception:
         where = f"s3://{self.bucket}/{key}" if key else self.label
         if isinstance(err, botocore.exceptions.NoCredentialsError):
-            return AuthError(f"{where}: no AWS credentials found; {secret_hint('AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY')}")
+            return AuthError(f"{where}: no AWS credentials found; {secret_hint(required_vars_text('s3'))}")
         if isinstance(err, botocore.exceptions.ClientError):
             code = str(err.response.get("Error", {}).get("Code", ""))
             status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if code in _AUTH_CODES or status in (401, 403):
                 return AuthError(f"{where}: {code or status}: access denied; "
-                                 f"{secret_hint('AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY')}")
+                                 f"{secret_hint(required_vars_text('s3'))}")
             if code in _NOT_FOUND_CODES or status == 404:
                 what = "bucket" if code == "NoSuchBucket" else "object"
                 return NotFoundError(f"{where}: no such {what} ({code or status}); check the model's source in the policy")
