@@ -13,8 +13,9 @@ import pytest
 import yaml
 
 from tests.helpers import (GOLDEN, MODEL_CACHE, POLICIES, SERVICE_DNS_NAME, TLSClient, apply_response,
-                           assert_schema_valid, golden_pod, pod_review)
+                           assert_schema_valid, golden_cases, golden_pod, pod_review)
 from tests.server_process import RunningServer, start_server, stop_server
+from webhook import strategies
 
 
 @pytest.fixture()
@@ -24,31 +25,35 @@ def client(server: RunningServer):
     c.close()
 
 
-@pytest.mark.parametrize(
-    ("case", "strategy"),
-    [
-        ("vllm-gpu-pvc", "pvc"),
-        ("triton-hostpath-sidecar", "hostpath"),
-        ("kserve-memory", "memory"),
-        ("modelcar-oci", "oci"),
-        ("modelcar-image-volume", "image"),
-    ],
-)
-def test_every_strategy_over_tls_gives_a_patch_that_applies(client: TLSClient, case: str, strategy: str) -> None:
-    pod = golden_pod(case)
-    review = pod_review(pod, uid=f"uid-{case}")
-    status, answer = client.post_json("/mutate", review)
-    assert status == 200
-    assert answer["apiVersion"] == "admission.k8s.io/v1" and answer["kind"] == "AdmissionReview"
-    response = answer["response"]
-    assert response["uid"] == f"uid-{case}" and response["allowed"] is True
-    mutated = apply_response(pod, answer)
-    assert mutated["metadata"]["annotations"]["model.cache/injected"].startswith(f"{strategy}/")
-    assert mutated == yaml.safe_load((GOLDEN / f"{case}.out.yaml").read_text())
-    assert_schema_valid(mutated)
-    # Idempotence: the API server may send the mutated pod again (reinvocation).
-    _, again = client.post_json("/mutate", pod_review(mutated))
-    assert again["response"]["allowed"] is True and "patch" not in again["response"]
+def golden_cases_of(strategy: str) -> list[str]:
+    """The cases of tests/golden whose pod the webhook gives STRATEGY."""
+    return [case for case in golden_cases() if (GOLDEN / f"{case}.out.yaml").exists()
+            and injected_strategy(yaml.safe_load((GOLDEN / f"{case}.out.yaml").read_text())) == strategy]
+
+
+def injected_strategy(pod: dict) -> str:
+    return ((pod.get("metadata") or {}).get("annotations") or {}).get("model.cache/injected", "").split("/")[0]
+
+
+@pytest.mark.parametrize("strategy", strategies.names())
+def test_every_strategy_over_tls_gives_a_patch_that_applies(client: TLSClient, strategy: str) -> None:
+    cases = golden_cases_of(strategy)
+    assert cases, f"tests/golden has no case for strategy {strategy}: add <case>.in.yaml and <case>.out.yaml"
+    for case in cases:
+        pod = golden_pod(case)
+        review = pod_review(pod, uid=f"uid-{case}")
+        status, answer = client.post_json("/mutate", review)
+        assert status == 200
+        assert answer["apiVersion"] == "admission.k8s.io/v1" and answer["kind"] == "AdmissionReview"
+        response = answer["response"]
+        assert response["uid"] == f"uid-{case}" and response["allowed"] is True
+        mutated = apply_response(pod, answer)
+        assert injected_strategy(mutated) == strategy
+        assert mutated == yaml.safe_load((GOLDEN / f"{case}.out.yaml").read_text()), case
+        assert_schema_valid(mutated)
+        # Idempotence: the API server may send the mutated pod again (reinvocation).
+        _, again = client.post_json("/mutate", pod_review(mutated))
+        assert again["response"]["allowed"] is True and "patch" not in again["response"]
 
 
 def test_certificate_is_verified_for_the_service_name(server: RunningServer) -> None:
