@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import MODEL_CACHE
+from tests.helpers import MODEL_CACHE
 from tests.helpers import POLICIES, REPO, assert_schema_valid
 
 TEMPLATE = textwrap.dedent("""

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MODEL_CACHE
+from tests.helpers import MODEL_CACHE
 from tests.helpers import POLICIES
 from webhook.errors import Denied
+from webhook.download.uri import parse_source
 from webhook.policy import PolicyStore, policy_problems
 
 HEAD = "apiVersion: model.cache/v1alpha1\nkind: ModelCachePolicy\n"
@@ -31,7 +32,8 @@ def test_example_policies_are_valid() -> None:
     [
         (HEAD + "models:\n  m: {source: hf://a/b, size: lots}\n", "x.yaml: models.m.size: \"lots\" is not a Kubernetes quantity"),
         (HEAD + "models:\n  m: {source: ftp://a/b, size: 1Gi}\n", "models.m.source: 'ftp://a/b' has an unsupported scheme; use one of hf://, s3://"),
-        (HEAD + "models:\n  m: {source: hf://just-a-repo, size: 1Gi}\n", "an hf:// source is hf://ORG/REPO"),
+        (HEAD + "models:\n  m: {source: hf://a/b/c, size: 1Gi}\n", "models.m.source: 'hf://a/b/c': expected hf://ORG/REPO"),
+        (HEAD + "models:\n  m: {source: 's3://', size: 1Gi}\n", "models.m.source: 's3://' names no repository, bucket"),
         (HEAD + "models:\n  m: {source: hf://a/b}\n", "models.m.size: required field is missing"),
         (HEAD + "defaults: {strategy: nfs}\n", "defaults.strategy: Input should be 'pvc', 'hostpath', 'memory', 'oci' or 'image', got 'nfs'"),
         (HEAD + "defaults: {mountPath: models}\n", "defaults.mountPath: 'models' must be an absolute path"),
@@ -47,6 +49,13 @@ def test_example_policies_are_valid() -> None:
 def test_problems_name_file_field_and_expectation(text: str, expected: str) -> None:
     problems = policy_problems(text, "x.yaml")
     assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize("source", ["hf://gpt2", "hf://datasets/org/repo", "hf://org/repo", "s3://bucket",
+                                    "https://models.example.com/m.tar.gz"])
+def test_a_source_the_downloader_reads_is_a_valid_policy_source(source: str) -> None:
+    parse_source(source)  # the downloader's own grammar (download/uri.py) takes it
+    assert policy_problems(HEAD + f"models:\n  m: {{source: '{source}', size: 1Gi}}\n", "x.yaml") == []
 
 
 def test_file_name_must_be_a_namespace() -> None:

@@ -3,16 +3,14 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Mapping
 
 from webhook import quantity
 from webhook.errors import AnnotationError, QuantityError
+from webhook.policy.schema import is_valid_model_name
 from webhook.strategies import names as strategy_names
 from webhook.vocabulary import CONTAINERS, INJECTED, INPUTS, MOUNT_PATH, NAME, PREFIX, PRELOAD, SHM_SIZE, STRATEGY
-
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,126}[A-Za-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,7 @@ def parse(annotations: Mapping[str, str] | None) -> InjectionRequest | None:
     if model is None:
         return None
     model = model.strip()
-    if not _MODEL_NAME.match(model):
+    if not is_valid_model_name(model):
         raise AnnotationError(f'{NAME}: "{model}" is not a model name; use the key of a model in the policy, e.g. llama-3-8b')
     # A typo such as model.cache/stratgy would otherwise be ignored in silence.
     unknown = sorted(k for k in annotations if k.startswith(PREFIX) and k not in INPUTS and k != INJECTED)

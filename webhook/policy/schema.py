@@ -10,15 +10,21 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from webhook import quantity
+from webhook.download.errors import UsageError as SourceError
+from webhook.download.uri import parse_source
 from webhook.strategies import get as strategy, names as strategy_names
 from webhook.strategies.base import either
 from webhook.strategies.fit import serving
+from webhook.strategies.images import OCI_SCHEME
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 # Model names and revisions become path components and annotation values.
 _PATH_COMPONENT = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,126}[A-Za-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-_SOURCE_SCHEMES = ("hf://", "s3://", "https://", "http://", "oci://")
+# The downloader reads these (its grammar, download/uri.py, is the one this file
+# checks them with); oci:// images are pulled by the kubelet.
+_DOWNLOAD_SCHEMES = ("hf://", "s3://", "https://", "http://")
+_SOURCE_SCHEMES = (*_DOWNLOAD_SCHEMES, OCI_SCHEME)
 
 
 def _check_quantity(value: Any) -> str:
@@ -47,8 +53,11 @@ def _check_source(value: str) -> str:
     rest = value.split("://", 1)[1]
     if not rest.strip("/"):
         raise ValueError(f"{value!r} names no repository, bucket, URL or image")
-    if value.startswith("hf://") and rest.strip("/").count("/") != 1:
-        raise ValueError(f"{value!r}: an hf:// source is hf://ORG/REPO")
+    if value.startswith(_DOWNLOAD_SCHEMES):
+        try:
+            parse_source(value)
+        except SourceError as err:
+            raise ValueError(f"{value!r}: {str(err).removeprefix(f'--source {value}: ')}") from None
     return value
 
 
@@ -135,7 +144,7 @@ class ModelSpec(_Schema):
 
     @property
     def is_oci(self) -> bool:
-        return self.source.startswith("oci://")
+        return self.source.startswith(OCI_SCHEME)
 
 
 def _check_path_component(value: str, what: str) -> str:
@@ -169,4 +178,5 @@ class EffectiveDefaults(_Schema):
 
 
 def is_valid_model_name(name: str) -> bool:
+    """The one grammar of model names, for the policy's keys and the model.cache/name annotation."""
     return bool(_PATH_COMPONENT.match(name))
