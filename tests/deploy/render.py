@@ -29,6 +29,7 @@ CRD_GROUPS = ("cert-manager.io/", "monitoring.coreos.com/")
 # What Helm adds for its own bookkeeping; everything else must agree.
 HELM_LABELS = ("app.kubernetes.io/managed-by", "app.kubernetes.io/instance", "app.kubernetes.io/version",
                "helm.sh/chart")
+HELM_ANNOTATIONS = ("helm.sh/resource-policy",)
 
 Doc = dict[str, Any]
 
@@ -72,10 +73,21 @@ def kustomize(path: str | Path) -> list[Doc]:
     return _docs(out.stdout)
 
 
-def helm_template(*args: str, values: dict[str, Any] | None = None, tmp: Path | None = None) -> list[Doc]:
-    """`helm template model-cache charts/model-cache ARGS`; VALUES go in a values file."""
+# The namespace the docs install into (`helm install -n model-cache`); the
+# chart puts everything in the release's namespace.
+RELEASE_NAMESPACE = "model-cache"
+
+
+def helm_template(*args: str, values: dict[str, Any] | None = None, tmp: Path | None = None,
+                  tests: bool = False) -> list[Doc]:
+    """`helm template model-cache charts/model-cache -n model-cache ARGS`;
+    VALUES go in a values file. The `helm test` hooks only with TESTS."""
     helm = need_helm()
     cmd = [helm, "template", "model-cache", str(CHART), *args]
+    if not {"-n", "--namespace"} & set(args):
+        cmd += ["--namespace", RELEASE_NAMESPACE]
+    if not tests:
+        cmd.append("--skip-tests")
     if values is not None:
         assert tmp is not None, "a values file needs a directory"
         vfile = tmp / f"values-{len(list(tmp.glob('values-*.yaml')))}.yaml"
@@ -115,6 +127,11 @@ def without_helm_labels(doc: Doc) -> Doc:
     labels = doc["metadata"].get("labels", {})
     for key in HELM_LABELS:
         labels.pop(key, None)
+    annotations = doc["metadata"].get("annotations", {})
+    for key in HELM_ANNOTATIONS:
+        annotations.pop(key, None)
+    if "annotations" in doc["metadata"] and not annotations:
+        del doc["metadata"]["annotations"]
     return doc
 
 

@@ -47,6 +47,12 @@ def overlay(tmp: Path, resources: list[str], components: list[str]) -> Path:
     return tmp
 
 
+def without_namespace(kust: Docs) -> Docs:
+    """manifests/ less its Namespace: Helm needs the release's namespace before
+    it installs, so the chart makes one only for another namespace."""
+    return [d for d in kust if d["kind"] != "Namespace"]
+
+
 def assert_same_objects(helm: Docs, kust: Docs) -> None:
     h, k = by_key(helm), by_key(kust)
     assert sorted(h) == sorted(k), f"only in helm: {sorted(set(h) - set(k))}; only in kustomize: {sorted(set(k) - set(h))}"
@@ -74,12 +80,35 @@ def test_helm_lint() -> None:
 
 
 def test_default_values_render_the_manifests(chart_default: Docs) -> None:
-    assert len(chart_default) >= 15
-    assert_same_objects(chart_default, kustomize("manifests"))
+    assert len(chart_default) >= 14
+    assert_same_objects(chart_default, without_namespace(kustomize("manifests")))
+
+
+def test_a_chart_made_namespace_is_the_manifests_and_is_kept(tmp_path: Path) -> None:
+    """The old layout (release elsewhere, namespace made by the chart) renders
+    all of manifests/, and the Namespace survives uninstall and an upgrade
+    that stops making it, unless namespace.keep is off."""
+    values = {"namespace": {"name": "model-cache", "create": True}}
+    docs = helm_template("--namespace", "default", values=values, tmp=tmp_path)
+    assert_same_objects(docs, kustomize("manifests"))
+    assert one(docs, "Namespace", "model-cache")["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    docs = helm_template("--namespace", "default", values={**values, "namespace": {**values["namespace"], "keep": False}},
+                         tmp=tmp_path)
+    assert "annotations" not in one(docs, "Namespace", "model-cache")["metadata"]
+    with pytest.raises(HelmError, match="must exist before the install"):
+        helm_template(values=values, tmp=tmp_path)  # the release's own namespace
+
+
+def test_everything_goes_to_the_release_namespace(tmp_path: Path) -> None:
+    docs = helm_template("--namespace", "platform", values=ALL_TOGGLES, tmp=tmp_path, tests=True)
+    assert {d["metadata"].get("namespace") for d in docs} <= {None, "platform", "default"}
+    assert {d["kind"] for d in docs if d["metadata"].get("namespace") == "default"} == {"Role", "RoleBinding"}
+    assert not [d for d in docs if d["kind"] == "Namespace"]
 
 
 def test_cert_manager_mode_renders_the_cert_manager_overlay() -> None:
-    assert_same_objects(helm_template("--set", "certificates.mode=cert-manager"), kustomize("manifests/cert-manager"))
+    assert_same_objects(helm_template("--set", "certificates.mode=cert-manager"),
+                        without_namespace(kustomize("manifests/cert-manager")))
 
 
 def test_toggles_render_the_kustomize_components(tmp_path: Path) -> None:
@@ -87,13 +116,13 @@ def test_toggles_render_the_kustomize_components(tmp_path: Path) -> None:
     kust = kustomize(overlay(tmp_path / "k", ["manifests"],
                              ["manifests/components/monitoring", "manifests/components/network-policy"]))
     assert {"ServiceMonitor", "PrometheusRule", "NetworkPolicy"} <= {d["kind"] for d in kust}
-    assert_same_objects(helm, kust)
+    assert_same_objects(helm, without_namespace(kust))
 
 
 def test_warn_only_renders_the_warn_only_component(tmp_path: Path) -> None:
     helm = helm_template(values={"warnOnly": True, "certificates": {"mode": "cert-manager"}}, tmp=tmp_path)
     kust = kustomize(overlay(tmp_path / "k", ["manifests/cert-manager"], ["manifests/components/warn-only"]))
-    assert_same_objects(helm, kust)
+    assert_same_objects(helm, without_namespace(kust))
 
 
 def test_the_labels_helm_adds_are_only_its_bookkeeping(chart_default: Docs) -> None:
@@ -108,7 +137,7 @@ def test_the_labels_helm_adds_are_only_its_bookkeeping(chart_default: Docs) -> N
 VARIANTS = {
     "default": {},
     "cert-manager": {"certificates": {"mode": "cert-manager"}},
-    "everything": {**ALL_TOGGLES, "warnOnly": True, "namespace": {"name": "ml-platform"},
+    "everything": {**ALL_TOGGLES, "warnOnly": True, "namespace": {"name": "ml-platform", "create": True},
                    "failurePolicy": "Ignore", "namespaceSelector": {"matchLabels": {"model.cache/enabled": "true"}},
                    "policies": {"existingConfigMap": "my-policies"}, "imagePullSecrets": [{"name": "regcred"}],
                    "nodeSelector": {"pool": "system"}, "tolerations": [{"key": "system", "operator": "Exists"}],
@@ -165,7 +194,8 @@ def test_warn_only_and_extra_args_reach_serve(tmp_path: Path) -> None:
 
 
 def test_namespace_rename_reaches_every_reference(tmp_path: Path) -> None:
-    docs = helm_template(values={"namespace": {"name": "ml-platform"}, "certificates": {"mode": "cert-manager"},
+    docs = helm_template(values={"namespace": {"name": "ml-platform", "create": True},
+                                 "certificates": {"mode": "cert-manager"},
                                  **ALL_TOGGLES}, tmp=tmp_path)
     text = yaml.safe_dump_all(docs)
     # "model-cache" is also the name of most objects: look for it as a namespace only.
@@ -286,8 +316,8 @@ def test_service_monitor_trusts_the_ca_of_each_certificate_mode(tmp_path: Path) 
 
 
 def test_the_packaged_chart_holds_the_files_and_renders_the_same(tmp_path: Path, chart_default: Docs) -> None:
-    """files/policies and files/monitoring are symlinks into the repository;
-    `helm package` (the release workflow) must store their contents."""
+    """`helm package` (the release workflow) stores files/policies and
+    files/monitoring, and the package renders what the directory does."""
     import tarfile
 
     helm = need_helm()
@@ -300,8 +330,8 @@ def test_the_packaged_chart_holds_the_files_and_renders_the_same(tmp_path: Path,
     for name in ("model-cache/files/policies/_default.yaml", "model-cache/files/monitoring/dashboard.json",
                  "model-cache/files/monitoring/prometheusrule.yaml"):
         assert name in members and members[name].isfile(), name
-    packaged = subprocess.run([helm, "template", "model-cache", str(package)], capture_output=True, text=True,
-                              timeout=120, check=True).stdout
+    packaged = subprocess.run([helm, "template", "model-cache", str(package), "-n", "model-cache", "--skip-tests"],
+                              capture_output=True, text=True, timeout=120, check=True).stdout
     assert [d for d in yaml.safe_load_all(packaged) if d] == chart_default
 
 

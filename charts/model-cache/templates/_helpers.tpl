@@ -1,3 +1,10 @@
+{{/* The name of every object: fullnameOverride, else model-cache. Not the
+     release's name: the webhook is one per cluster, and the docs' commands
+     name its objects. */}}
+{{- define "model-cache.fullname" -}}
+{{- default "model-cache" .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+
 {{/* The webhook's namespace: namespace.name, else the release's. */}}
 {{- define "model-cache.namespace" -}}
 {{- default .Release.Namespace .Values.namespace.name -}}
@@ -17,14 +24,17 @@
 {{- end -}}
 
 {{/* Labels on every object. part-of is what manifests/ sets too; the rest is
-     Helm's bookkeeping (the agreement test ignores it). Never in selectors:
-     an upgrade cannot change a Deployment's selector. */}}
+     Helm's bookkeeping (the agreement test ignores it) and commonLabels. Never
+     in selectors: an upgrade cannot change a Deployment's selector. The
+     chart's own keys win over commonLabels (the schema refuses them there). */}}
 {{- define "model-cache.labels" -}}
-app.kubernetes.io/part-of: model-cache
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- $own := dict
+  "app.kubernetes.io/part-of" "model-cache"
+  "app.kubernetes.io/managed-by" .Release.Service
+  "app.kubernetes.io/instance" .Release.Name
+  "app.kubernetes.io/version" .Chart.AppVersion
+  "helm.sh/chart" (printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_") -}}
+{{- toYaml (merge $own .Values.commonLabels) -}}
 {{- end -}}
 
 {{- define "model-cache.selectorLabels" -}}
@@ -54,9 +64,17 @@ matchExpressions:
 {{- end }}
 {{- end -}}
 
+{{/* objectSelector of the pod and workload webhooks, when one is set. */}}
+{{- define "model-cache.objectSelector" -}}
+{{- if or .Values.objectSelector.matchLabels .Values.objectSelector.matchExpressions }}
+objectSelector:
+  {{- toYaml .Values.objectSelector | nindent 2 }}
+{{- end }}
+{{- end -}}
+
 {{- define "model-cache.clientConfig" -}}
 service:
-  name: model-cache
+  name: {{ include "model-cache.fullname" .root }}
   namespace: {{ include "model-cache.namespace" .root }}
   path: {{ .path }}
   port: 443
@@ -82,6 +100,56 @@ service:
 {{- define "model-cache.certManagerAnnotations" -}}
 {{- if not (include "model-cache.selfManaged" .) }}
 annotations:
-  cert-manager.io/inject-ca-from: {{ include "model-cache.namespace" . }}/model-cache-serving
+  cert-manager.io/inject-ca-from: {{ include "model-cache.namespace" . }}/{{ include "model-cache.fullname" . }}-serving
 {{- end }}
+{{- end -}}
+
+{{/* "true" when the PodDisruptionBudget is made: enabled, and unable to
+     block a drain. maxUnavailable (from 1, or above 0%) never blocks one;
+     minAvailable blocks one when it keeps every replica. */}}
+{{- define "model-cache.pdbMade" -}}
+{{- $pdb := .Values.podDisruptionBudget -}}
+{{- $replicas := int .Values.replicas -}}
+{{- if $pdb.enabled -}}
+{{- if not (kindIs "invalid" $pdb.maxUnavailable) -}}true
+{{- else if not (kindIs "invalid" $pdb.minAvailable) -}}
+{{- $min := $pdb.minAvailable -}}
+{{- $kept := 0 -}}
+{{- if kindIs "string" $min -}}
+{{- $pct := trimSuffix "%" $min | float64 -}}
+{{- $kept = int (ceil (divf (mulf $replicas $pct) 100)) -}}
+{{- else -}}
+{{- $kept = int $min -}}
+{{- end -}}
+{{- if lt $kept $replicas -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The model `helm test` asks for: tests.model, else the first model of the
+     test namespace's policy file, else of _default.yaml, among the chart's
+     policy files (inline or the examples). Empty when none is known. */}}
+{{- define "model-cache.testModel" -}}
+{{- if .Values.tests.model -}}
+{{- .Values.tests.model -}}
+{{- else if not .Values.policies.existingConfigMap -}}
+{{- $texts := dict -}}
+{{- if .Values.policies.files -}}
+{{- range $name, $content := .Values.policies.files -}}
+{{- $_ := set $texts $name (kindIs "string" $content | ternary $content (toYaml $content)) -}}
+{{- end -}}
+{{- else -}}
+{{- range $path, $_ := .Files.Glob "files/policies/*.yaml" -}}
+{{- $_ := set $texts (base $path) ($.Files.Get $path) -}}
+{{- end -}}
+{{- end -}}
+{{- $found := "" -}}
+{{- range $file := list (printf "%s.yaml" .Values.tests.namespace) "_default.yaml" -}}
+{{- if and (not $found) (hasKey $texts $file) -}}
+{{- $models := (fromYaml (get $texts $file)).models | default dict -}}
+{{- if $models -}}{{- $found = keys $models | sortAlpha | first -}}{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $found -}}
+{{- end -}}
 {{- end -}}
