@@ -344,3 +344,132 @@ def test_events_can_be_turned_off_with_their_rbac(tmp_path: Path, chart_default:
     docs = helm_template(values={"events": False}, tmp=tmp_path)
     assert build_parser().parse_args(container(docs)["args"]).events is False
     assert not [d for d in docs if d["metadata"]["name"] == "model-cache-events"]
+
+
+# --- the settings every webhook chart has -----------------------------------
+
+@pytest.mark.parametrize(("replicas", "pdb", "made"), [
+    (2, {}, {"minAvailable": 1}),
+    (1, {}, None),  # minAvailable 1 of 1 would block every drain
+    (3, {"minAvailable": 3}, None),
+    (2, {"minAvailable": "50%"}, {"minAvailable": "50%"}),
+    (2, {"minAvailable": "100%"}, None),
+    (1, {"maxUnavailable": 1}, {"maxUnavailable": 1}),
+    (2, {"enabled": False}, None),
+])
+def test_the_pdb_never_blocks_a_drain(replicas: int, pdb: dict, made: dict | None, tmp_path: Path) -> None:
+    docs = helm_template(values={"replicas": replicas, "podDisruptionBudget": pdb}, tmp=tmp_path)
+    found = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    if made is None:
+        assert not found
+    else:
+        (doc,) = found
+        assert {k: v for k, v in doc["spec"].items() if k != "selector"} == made
+
+
+def test_pod_settings_reach_the_pod(tmp_path: Path) -> None:
+    values = {"podLabels": {"tier": "system"}, "commonLabels": {"team": "ml"}, "podAnnotations": {"x.example.com/y": "z"},
+              "podSecurityContext": {"runAsUser": 20002}, "securityContext": {"privileged": False},
+              "nodeSelector": {"pool": "system"}, "tolerations": [{"key": "k", "operator": "Exists"}],
+              "affinity": {"podAntiAffinity": None, "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                  "nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["a"]}]}]}}},
+              "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}],
+              "priorityClassName": "my-existing-class", "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://p:3128"}],
+              "serviceAccount": {"annotations": {"iam.example.com/role": "r"}}}
+    docs = helm_template(values=values, tmp=tmp_path)
+    validate_strictly(docs, minimum=11)
+    dep = one(docs, "Deployment", "model-cache")
+    meta, pod = dep["spec"]["template"]["metadata"], dep["spec"]["template"]["spec"]
+    assert meta["labels"]["tier"] == "system" and meta["labels"]["team"] == "ml"
+    assert "tier" not in dep["spec"]["selector"]["matchLabels"]
+    assert meta["annotations"] == {"x.example.com/y": "z"}
+    assert pod["securityContext"]["runAsUser"] == 20002 and pod["securityContext"]["runAsNonRoot"] is True
+    assert container(docs)["securityContext"]["privileged"] is False
+    assert pod["nodeSelector"] == {"pool": "system"} and pod["tolerations"][0]["key"] == "k"
+    assert list(pod["affinity"]) == ["nodeAffinity"]
+    assert pod["topologySpreadConstraints"][0]["topologyKey"] == "zone"
+    assert pod["priorityClassName"] == "my-existing-class"
+    assert not [d for d in docs if d["kind"] == "PriorityClass"]
+    assert env(docs)["HTTPS_PROXY"] == "http://p:3128"
+    assert one(docs, "ServiceAccount", "model-cache")["metadata"]["annotations"] == {"iam.example.com/role": "r"}
+    assert all(d["metadata"]["labels"]["team"] == "ml" for d in docs)
+
+
+def test_webhook_timeout_and_object_selector(tmp_path: Path) -> None:
+    sel = {"matchLabels": {"model.cache/enabled": "true"}}
+    docs = helm_template(values={"timeoutSeconds": 15, "objectSelector": sel}, tmp=tmp_path)
+    (mut,) = one(docs, "MutatingWebhookConfiguration", "model-cache")["webhooks"]
+    pods, policies, workloads = one(docs, "ValidatingWebhookConfiguration", "model-cache")["webhooks"]
+    assert {h["timeoutSeconds"] for h in (mut, pods, policies, workloads)} == {15}
+    assert mut["objectSelector"] == pods["objectSelector"] == workloads["objectSelector"] == sel
+    assert policies["objectSelector"] == {"matchLabels": {"model.cache/policy": "true"}}
+
+
+def test_fullname_override_renames_every_object_and_reference(tmp_path: Path) -> None:
+    docs = helm_template(values={"fullnameOverride": "mc2", "certificates": {"mode": "cert-manager"}, **ALL_TOGGLES},
+                         tmp=tmp_path)
+    names = {d["metadata"]["name"] for d in docs}
+    assert all(n == "mc2" or n.startswith("mc2-") for n in names), names
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        obj = one(docs, kind, "mc2")
+        assert obj["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "model-cache/mc2-serving"
+        assert {h["clientConfig"]["service"]["name"] for h in obj["webhooks"]} == {"mc2"}
+    assert one(docs, "Certificate", "mc2-serving")["spec"]["dnsNames"][2] == "mc2.model-cache.svc"
+    for b in (d for d in docs if d["kind"].endswith("RoleBinding")):
+        assert {s["name"] for s in b["subjects"]} == {"mc2"} and b["roleRef"]["name"] == b["metadata"]["name"]
+    assert one(docs, "ServiceMonitor", "mc2")["spec"]["endpoints"][0]["tlsConfig"]["serverName"] == "mc2"
+    from webhook.cli import build_parser  # late: the lead moves modules around
+
+    self_managed = helm_template(values={"fullnameOverride": "mc2"}, tmp=tmp_path)
+    (webhook,) = one(self_managed, "Deployment", "mc2")["spec"]["template"]["spec"]["containers"]
+    args = build_parser().parse_args(webhook["args"])
+    assert (args.tls_secret, args.tls_service) == ("mc2-tls", "mc2")
+
+
+def test_a_made_priority_class_is_the_named_one(tmp_path: Path) -> None:
+    docs = helm_template(values={"priorityClassName": "ml-critical", "priorityClass": {"create": True, "value": 5}},
+                         tmp=tmp_path)
+    assert one(docs, "PriorityClass", "ml-critical")["value"] == 5
+    with pytest.raises(HelmError, match="reserved system- name"):
+        helm_template(values={"priorityClass": {"create": True}}, tmp=tmp_path)
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"resources": {"limits": {"memory": "lots"}}}, "memory"),
+    ({"resources": {"requests": {"cpu": "1 core"}}}, "cpu"),
+    ({"namespaceSelector": {"matchExpressions": [{"key": "tier", "values": ["a"]}]}}, "operator"),
+    ({"objectSelector": {"matchExpressions": [{"key": "tier", "operator": "In"}]}}, "values"),
+    ({"policies": {"files": {"team-a.yaml": {"models": {"m": {"source": "hf://a/b", "size": "sixteen"}}}}}}, "size"),
+    ({"podDisruptionBudget": {"maxUnavailable": 0}}, "maxUnavailable"),
+    ({"priorityClassName": "Not A Name"}, "priorityClassName"),
+    ({"commonLabels": {"app.kubernetes.io/name": "x"}}, "invalid propertyName 'app.kubernetes.io/name'"),
+    ({"timeoutSeconds": 31}, "timeoutSeconds"),
+])
+def test_the_schema_refuses(values: dict, message: str, tmp_path: Path) -> None:
+    with pytest.raises(HelmError, match=message):
+        helm_template(values=values, tmp=tmp_path)
+
+
+def test_the_schema_takes_every_quantity_form(tmp_path: Path) -> None:
+    resources = {"requests": {"cpu": 0.5, "memory": "1.5Gi", "ephemeral-storage": "1e9"}, "limits": {"cpu": 2}}
+    docs = helm_template(values={"resources": resources}, tmp=tmp_path)
+    assert container(docs)["resources"]["requests"]["memory"] == "1.5Gi"
+
+
+def test_helm_test_asks_for_a_model_of_the_test_namespace(tmp_path: Path) -> None:
+    def test_pod(values: dict) -> dict[str, Any]:
+        docs = helm_template(values=values, tmp=tmp_path, tests=True)
+        pod = one(docs, "Pod", "model-cache-test")
+        assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+        assert one(docs, "Role", "model-cache-test")["metadata"]["namespace"] == values.get("tests", {}).get(
+            "namespace", "default")
+        return {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+
+    assert test_pod({})["TEST_MODEL"] == "qwen2-0.5b"  # the first model of the example _default.yaml
+    team = {"models": {"zeta": {"source": "hf://a/z", "size": "1Gi"}, "alpha": {"source": "hf://a/a", "size": "1Gi"}}}
+    files = {"policies": {"files": {"team-a.yaml": team, "_default.yaml": "models:\n  beta: {source: hf://a/b, size: 1Gi}\n"}}}
+    assert test_pod({**files, "tests": {"namespace": "team-a"}})["TEST_MODEL"] == "alpha"
+    assert test_pod({**files, "tests": {"namespace": "team-b"}})["TEST_MODEL"] == "beta"
+    assert test_pod({"tests": {"model": "mine"}, "policies": {"existingConfigMap": "x"}})["TEST_MODEL"] == "mine"
+    assert test_pod({"policies": {"existingConfigMap": "x"}})["TEST_MODEL"] == ""
+    compile((CHART / "files" / "helm-test.py").read_text(), "helm-test.py", "exec")

@@ -8,13 +8,14 @@ binaries or kubectl."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import yaml
 
-from tests.deploy.render import CRD_GROUPS, REPO, helm_template, kustomize
+from tests.deploy.render import CHART, CRD_GROUPS, REPO, helm_template, kustomize, need_helm
 
 Docs = list[dict[str, Any]]
 
@@ -50,7 +51,7 @@ def assert_stored(cluster: Any, applied: list[tuple[str, str, str]]) -> None:
 
 
 def test_the_chart_installs_with_every_toggle(cluster: Any, tmp_path: Path) -> None:
-    values = {"namespace": {"name": "chart-ns"}, "warnOnly": True, "networkPolicy": {"enabled": True},
+    values = {"namespace": {"name": "chart-ns", "create": True}, "warnOnly": True, "networkPolicy": {"enabled": True},
               "monitoring": {"dashboard": {"enabled": True}},
               "namespaceSelector": {"matchLabels": {"model.cache/enabled": "true"}}}
     applied = apply(cluster, helm_template(values=values, tmp=tmp_path))
@@ -58,6 +59,62 @@ def test_the_chart_installs_with_every_toggle(cluster: Any, tmp_path: Path) -> N
     assert_stored(cluster, applied)
     hooks = yaml.safe_load(cluster.kubectl("get", "mutatingwebhookconfiguration", "model-cache", "-o", "yaml").stdout)
     assert hooks["webhooks"][0]["matchConditions"][0]["name"] == "asks-for-a-model"
+
+
+NON_DEFAULT = {
+    "fullnameOverride": "mc2", "namespace": {"name": "chart-ns2", "create": True},
+    "commonLabels": {"team": "platform"}, "podLabels": {"tier": "system"}, "podAnnotations": {"a.example.com/b": "c"},
+    "serviceAccount": {"annotations": {"iam.example.com/role": "arn:x"}},
+    "podSecurityContext": {"runAsNonRoot": True, "runAsUser": 20002, "runAsGroup": 20002, "fsGroup": 20002,
+                           "seccompProfile": {"type": "RuntimeDefault"}},
+    "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, "preference": {
+        "matchExpressions": [{"key": "pool", "operator": "In", "values": ["system"]}]}}]}},
+    "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                   "whenUnsatisfiable": "ScheduleAnyway",
+                                   "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "model-cache"}}}],
+    "tolerations": [{"key": "system", "operator": "Exists", "effect": "NoSchedule"}],
+    "priorityClassName": "mc2-webhook", "priorityClass": {"create": True, "value": 999},
+    "timeoutSeconds": 12, "objectSelector": {"matchExpressions": [{"key": "model.cache/skip", "operator": "DoesNotExist"}]},
+    "podDisruptionBudget": {"maxUnavailable": "50%"}, "replicas": 3,
+    "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy.example.com:3128"}],
+    "certificates": {"mode": "cert-manager"},
+}
+
+
+def test_the_chart_installs_with_non_default_values(cluster: Any, tmp_path: Path) -> None:
+    """The new settings, as the API server stores them (and a second install
+    beside the first, by fullnameOverride)."""
+    applied = apply(cluster, helm_template(values=NON_DEFAULT, tmp=tmp_path, tests=True))
+    assert ("Pod", "chart-ns2", "mc2-test") in applied and ("PriorityClass", "", "mc2-webhook") in applied
+    assert_stored(cluster, applied)
+    get = lambda *a: yaml.safe_load(cluster.kubectl("get", *a, "-o", "yaml").stdout)  # noqa: E731
+    pod = get("deployment", "mc2", "-n", "chart-ns2")["spec"]["template"]
+    assert pod["metadata"]["labels"]["tier"] == "system" and pod["metadata"]["labels"]["team"] == "platform"
+    assert pod["spec"]["securityContext"]["runAsUser"] == 20002
+    assert pod["spec"]["priorityClassName"] == "mc2-webhook"
+    assert pod["spec"]["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
+    hook = get("mutatingwebhookconfiguration", "mc2")["webhooks"][0]
+    assert hook["timeoutSeconds"] == 12 and hook["clientConfig"]["service"] == {
+        "name": "mc2", "namespace": "chart-ns2", "path": "/mutate", "port": 443}
+    assert hook["objectSelector"]["matchExpressions"][0]["operator"] == "DoesNotExist"
+    assert get("pdb", "mc2", "-n", "chart-ns2")["spec"]["maxUnavailable"] == "50%"
+    assert get("serviceaccount", "mc2", "-n", "chart-ns2")["metadata"]["annotations"]["iam.example.com/role"] == "arn:x"
+
+
+def test_the_notes_say_how_to_check_the_install(cluster: Any) -> None:
+    """NOTES.txt, as `helm install` prints it (Helm asks the API server its
+    version for the chart's kubeVersion, hence here)."""
+    helm = need_helm()
+    # Another name than the installs above, whose objects Helm would refuse to adopt.
+    out = subprocess.run([helm, "install", "model-cache", str(CHART), "-n", "model-cache", "--dry-run=client",
+                          "--set", "fullnameOverride=notes", "--kubeconfig", str(cluster.kubeconfig)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    notes = out.stdout.split("NOTES:", 1)[1]
+    for line in ("kubectl -n model-cache rollout status deployment/notes", "helm test model-cache -n model-cache",
+                 "asking for model qwen2-0.5b in namespace default", "docs/troubleshooting.md", "EXAMPLE policies",
+                 "kubectl label namespace model-cache pod-security.kubernetes.io/enforce=restricted"):
+        assert line in notes, line
 
 
 def test_the_recipe_overlay_installs(cluster: Any) -> None:
