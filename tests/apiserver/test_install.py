@@ -1,6 +1,6 @@
 """manifests/, as an operator applies it, accepted by a real API server: the
 webhook configurations with their CEL matchConditions, RBAC, PDB,
-PriorityClass, the Deployment (whose pods the real controllers create under
+the Deployment (whose pods the real controllers create under
 the namespace's restricted Pod Security level)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def test_every_rendered_object_is_stored(webhook: Webhook, control_plane: Contro
     stored = {(o["kind"], o["metadata"]["name"]) for o in got["items"]}
     assert stored == {(d["kind"], d["metadata"]["name"]) for d in docs}
     assert {"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "ClusterRole", "Role",
-            "PodDisruptionBudget", "Deployment", "PriorityClass", "ConfigMap"} <= {k for k, _ in stored}
+            "PodDisruptionBudget", "Deployment", "ConfigMap"} <= {k for k, _ in stored}
     # Applying the same manifests again (an upgrade) is accepted as well.
     control_plane.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
 
@@ -58,8 +58,8 @@ def test_the_webhooks_own_pods_meet_the_restricted_level(webhook: Webhook, contr
     items = wait_for("2 pods of deployment model-cache", pods, timeout=60,
                      procs=tuple(control_plane.procs))
     for pod in items:
-        assert pod["spec"]["priorityClassName"] == "model-cache-webhook"
-        assert pod["spec"]["priority"] == 1000000  # the Priority plugin found the PriorityClass
+        assert pod["spec"]["priorityClassName"] == "system-cluster-critical"
+        assert pod["spec"]["priority"] == 2000000000  # the Priority plugin resolved the built-in class
         assert pod["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
     events = json.loads(core.list_namespaced_event("model-cache", _preload_content=False).data)["items"]
     assert not [e for e in events if "violates PodSecurity" in (e.get("message") or "")]
