@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import MODEL_CACHE, POLICIES
+from tests.validate import pods
 from webhook.explain import edit_distance, explain_object, near_misses
 from webhook.policy import PolicyStore
 
@@ -21,14 +22,10 @@ def store() -> PolicyStore:
 
 def deployment(annotations: dict[str, str] | None = None, own: dict[str, str] | None = None,
                labels: dict[str, str] | None = None, namespace: str = "llm") -> dict:
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "server", "namespace": namespace, "annotations": own or {}},
-        "spec": {"selector": {"matchLabels": {"app": "s"}}, "template": {
-            "metadata": {"labels": {"app": "s", **(labels or {})}, "annotations": annotations or {}},
-            "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.6.3",
-                                     "resources": {"limits": {"memory": "32Gi", "nvidia.com/gpu": "1"}}}]}}},
-    }
+    template = {"metadata": {"labels": {"app": "server", **(labels or {})}, "annotations": annotations or {}},
+                "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.6.3",
+                                         "resources": {"limits": {"memory": "32Gi", "nvidia.com/gpu": "1"}}}]}}
+    return pods.deployment(template, "server", namespace=namespace, annotations=own or {})
 
 
 def test_edit_distance() -> None:

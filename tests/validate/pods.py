@@ -148,7 +148,12 @@ def tgi_template(model: str, annotations: dict[str, str] | None = None, memory_l
             "spec": spec}
 
 
-def deployment(template: dict[str, Any], name: str = "tgi") -> dict[str, Any]:
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": "ml", "labels": {"app": name}},
+def deployment(template: dict[str, Any], name: str = "tgi", *, namespace: str = "ml",
+               annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """A Deployment NAME of TEMPLATE, selecting its pods by label app=NAME; ANNOTATIONS
+    on the Deployment's own metadata. The one Deployment builder of these tests."""
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": {"app": name}}
+    if annotations is not None:
+        metadata["annotations"] = annotations
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata,
             "spec": {"replicas": 3, "selector": {"matchLabels": {"app": name}}, "template": copy.deepcopy(template)}}

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.validate.conftest import make_provider
+from tests.validate.cluster import make_provider
 from tests.fakes import TOKEN, FakeApiServer
 from webhook.validate import lookups as cluster
 from webhook.validate.facts import MISSING, NamespaceInfo, PvcInfo, SecretInfo, Unavailable

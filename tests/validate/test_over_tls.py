@@ -9,10 +9,10 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from tests.conftest import RunningServer, start_server, stop_server
+from tests.server_process import RunningServer, start_server, stop_server
 from tests.helpers import apply_response, assert_schema_valid, pod_review
 from tests.validate import pods
-from tests.validate.conftest import POLICY_ML
+from tests.validate.cluster import POLICY_ML
 from tests.fakes import FakeApiServer
 
 

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.validate import pods
-from tests.validate.conftest import POLICY_ML, make_provider
+from tests.validate.cluster import POLICY_ML, make_provider
 from tests.fakes import FakeApiServer
 from tests.helpers import pod_review
 from webhook.validate import review as validation
