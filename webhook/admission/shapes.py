@@ -7,13 +7,12 @@ sent stays the source of truth: these models check it, they do not replace it.
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from webhook.errors import MalformedReview
+from webhook.pydantic_errors import problems
 from webhook.objects import dig
 from webhook.vocabulary import TEMPLATE_PATHS
 
@@ -109,30 +108,11 @@ class AdmissionRequestShape(_Open):
         return self
 
 
-_INSTANCE_OF = re.compile(r" or instance of \w+")
-
-
 def _describe(err: ValidationError, prefix: str) -> str:
-    """The first problem as `field.path: what is expected (got what)`."""
-    errors = err.errors(include_url=False)
-    first = errors[0]
-    # Union members show in the location as their type's name: not a field.
-    loc = [p for p in first["loc"] if p not in ("str", "int", "float")]
-    where = ".".join(str(p) for p in (prefix, *loc) if p != "")
-    if first["type"] == "missing":
-        text = f"{where}: required field is missing"
-    elif first["type"] == "string_type" and isinstance(first.get("input"), (bool, int, float, type(None))):
-        # What YAML does to `preload: false` or `shm-size: 0`: the API server refuses it too.
-        given = json.dumps(first["input"])
-        text = f'{where}: expected a string, got {given}; quote the value in YAML: "{given}"'
-    else:
-        text = f"{where}: {_INSTANCE_OF.sub('', first['msg'].removeprefix('Value error, '))}"
-        given = first.get("input")
-        if not isinstance(given, (dict, list)):
-            shown = repr(given)
-            text += f" (got {shown[:37] + '...' if len(shown) > 40 else shown})"
-    more = len(errors) - 1
-    return text + (f"; and {more} more problem(s)" if more > 0 else "")
+    """The first problem, and how many more there are."""
+    found = problems(err, prefix)
+    more = len(found) - 1
+    return found[0] + (f"; and {more} more problem(s)" if more > 0 else "")
 
 
 def check_request(request: Any) -> dict[str, Any]:

@@ -10,25 +10,11 @@ import yaml
 from pydantic import ValidationError
 
 from webhook.errors import PolicyError
+from webhook.pydantic_errors import problems
 from webhook.policy.schema import ModelCachePolicy
 from webhook.vocabulary import DEFAULT_POLICY, POLICY_API_VERSION, POLICY_KIND
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-def _format_validation_error(file: str, err: ValidationError) -> list[str]:
-    problems = []
-    for e in err.errors(include_url=False):
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "missing":
-            msg = "required field is missing"
-        elif e["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling; see policies/_default.yaml for the fields)"
-        elif e["type"] == "literal_error":
-            msg = f"{msg}, got {e['input']!r}"
-        problems.append(f"{loc}: {msg}")
-    return problems
 
 
 def file_namespace(filename: str) -> str:
@@ -57,7 +43,7 @@ def parse_policy(text: str | bytes, filename: str) -> ModelCachePolicy:
     try:
         return ModelCachePolicy.model_validate(data)
     except ValidationError as err:
-        raise PolicyError(filename, _format_validation_error(filename, err)) from None
+        raise PolicyError(filename, problems(err)) from None
 
 
 def policy_problems(text: str | bytes, filename: str) -> list[str]:
