@@ -9,6 +9,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -30,6 +31,7 @@ from tests.helpers import REPO, free_port
 
 KUBECTL = shutil.which("kubectl")
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
+NODE_NAME = socket.gethostname().lower()
 START_TIMEOUT = 120.0
 # Who wrote the TLS Secret and the webhook configurations: the self-managed
 # certificate tests read it from the API server's own audit log.
@@ -136,6 +138,7 @@ class ControlPlane:
     ca: Path
     kubeconfig: Path
     procs: list[Proc] = field(default_factory=list)
+    kubelet_token: str = ""
 
     def audit_events(self) -> list[dict[str, Any]]:
         lines = (self.root / "audit.log").read_text().splitlines()
@@ -222,7 +225,10 @@ def start_control_plane(root: Path) -> ControlPlane:
     sa_key, sa_pub = _service_account_keys(root)
     token = secrets.token_hex(16)
     tokens = root / "tokens.csv"
-    tokens.write_text(f'{token},admin,admin-uid,"system:masters"\n')
+    # The kubelet of tests/node is user system:node:<hostname> in group system:nodes.
+    kubelet_token = secrets.token_hex(16)
+    tokens.write_text(f'{token},admin,admin-uid,"system:masters"\n'
+                      f'{kubelet_token},system:node:{NODE_NAME},node-uid,"system:nodes"\n')
     tokens.chmod(0o600)
     etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
     procs: list[Proc] = []
@@ -254,6 +260,9 @@ def start_control_plane(root: Path) -> ControlPlane:
             "--service-account-key-file", str(sa_pub), "--service-account-signing-key-file", str(sa_key),
             "--service-cluster-ip-range", "10.96.0.0/16",
             "--audit-policy-file", str(audit_policy), "--audit-log-path", str(root / "audit.log"),
+            # kubectl logs/exec reach the kubelet of tests/node by its hostname,
+            # which /etc/hosts puts on 127.0.0.1 (its InternalIP is eth0's).
+            "--kubelet-preferred-address-types", "Hostname,InternalIP",
             # The admission plugins on by default stay on (PodSecurity, ServiceAccount,
             # Priority, the two webhook plugins, ...): the point is the real chain.
             "--v", "1",
@@ -273,12 +282,19 @@ def start_control_plane(root: Path) -> ControlPlane:
             "--bind-address", "127.0.0.1", "--secure-port", str(free_port()),
             "--cert-dir", str(root / "kcm-certs"),
             "--leader-elect=false",
+            # For tests/node: node-lifecycle lifts the not-ready taint a new node
+            # gets, root-ca-certificate-publisher makes the kube-root-ca.crt that
+            # token mounts need, persistentvolume-binder binds claims, and the
+            # workload controllers run the templates the webhook serves.
             "--controllers", "deployment-controller,replicaset-controller,serviceaccount-controller,"
-                             "namespace-controller,garbage-collector-controller",
+                             "namespace-controller,garbage-collector-controller,node-lifecycle-controller,"
+                             "root-ca-certificate-publisher-controller,persistentvolume-binder-controller,"
+                             "statefulset-controller,daemonset-controller,job-controller,cronjob-controller",
+            "--root-ca-file", str(ca),
             "--v", "1",
         ], root / "kube-controller-manager.log")
         procs.append(kcm)
-        return ControlPlane(root, url, ca, kubeconfig, procs)
+        return ControlPlane(root, url, ca, kubeconfig, procs, kubelet_token=kubelet_token)
     except BaseException:
         for p in reversed(procs):
             p.stop()

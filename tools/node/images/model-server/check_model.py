@@ -19,7 +19,10 @@ import time
 def main() -> None:
     root = os.environ.get("MODEL_CACHE_PATH", "/model-cache")
     files = {}
-    for dirpath, _, names in os.walk(root):
+    def unreadable(err: OSError) -> None:
+        raise err  # a directory the server cannot list is a failure, not an empty model
+
+    for dirpath, _, names in os.walk(root, onerror=unreadable):
         for name in names:
             path = os.path.join(dirpath, name)
             digest = hashlib.sha256()

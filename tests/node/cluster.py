@@ -1,0 +1,187 @@
+"""What a node test works with: the control plane, the node, the webhook as
+tests/apiserver installs it, an HTTP origin and an S3 server on loopback (the
+downloader in a hostNetwork pod reaches them there), and builders for the
+policies, volumes and workloads the tests create."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import boto3
+import yaml
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from tests.apiserver.controlplane import ControlPlane, wait_for
+from tests.apiserver.pods import simple_pod
+from tests.apiserver.served import Webhook
+from tests.download.origin import Origin
+from tests.helpers import deployment, free_port, pod_template
+from tests.node.node import Image, Node
+
+SERVER = "server"  # the model-server container of every test workload
+S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+def seeded(name: str, size: int) -> bytes:
+    """SIZE bytes that differ per NAME and compress poorly (so a throttled
+    origin really sends them)."""
+    out = bytearray()
+    block = hashlib.sha256(name.encode()).digest()
+    while len(out) < size:
+        block = hashlib.sha256(block).digest()
+        out += hashlib.sha512(block).digest()
+    return bytes(out[:size])
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Cluster:
+    cp: ControlPlane
+    node: Node
+    webhook: Webhook
+    root: Path
+    origin: Origin = field(init=False)
+    s3_url: str = field(init=False)
+    _moto: Any = field(init=False, default=None)
+
+    def __enter__(self) -> "Cluster":
+        from moto.server import ThreadedMotoServer
+
+        self.origin = Origin().start()
+        port = free_port()
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._moto.start()
+        self.s3_url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        self.origin.stop()
+        self._moto.stop()
+
+    @property
+    def images(self) -> dict[str, Image]:
+        return self.node.images
+
+    @property
+    def apps(self) -> k8s.AppsV1Api:
+        return k8s.AppsV1Api(self.cp.api_client())
+
+    def s3(self) -> Any:
+        return boto3.client("s3", endpoint_url=self.s3_url, region_name="us-east-1",
+                            aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"])
+
+    # --- policies ---------------------------------------------------------------
+
+    def namespace(self, name: str, models: dict[str, dict[str, Any]], labels: dict[str, str] | None = None,
+                  **defaults: Any) -> str:
+        """Namespace NAME with a policy of MODELS (downloader from the built
+        image, small requests for a 2-CPU node), served by the running webhook
+        once this returns."""
+        self.cp.namespace(name, labels)
+        policy = {
+            "apiVersion": "model.cache/v1alpha1", "kind": "ModelCachePolicy",
+            "defaults": {
+                "strategy": "pvc", "allowedStrategies": ["pvc", "hostpath", "memory", "oci", "image"],
+                "pvc": {"claimName": "models"}, "hostPath": {"path": "/var/lib/model-cache-node"},
+                "shmSize": "64Mi",
+                "downloader": {
+                    "image": self.images["model-cache"].reference, "imagePullPolicy": "IfNotPresent",
+                    "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+                    "env": {"AWS_ENDPOINT_URL": self.s3_url, "AWS_DEFAULT_REGION": "us-east-1"},
+                },
+                **defaults,
+            },
+            "models": models,
+        }
+        text = yaml.safe_dump(policy, sort_keys=False)
+        # As an operator would: the policy ConfigMap, and the file the kubelet
+        # would project from it into the webhook's pod.
+        self.cp.kubectl("patch", "configmap", "model-cache-policies", "-n", "model-cache", "--type", "merge",
+                        "-p", yaml.safe_dump({"data": {f"{name}.yaml": text}}))
+        (self.webhook.root / "policies" / f"{name}.yaml").write_text(text)
+        model = next(iter(models))
+        wait_for(f"the webhook serving the policy of {name}", lambda: self._serves(name, model), timeout=30)
+        return name
+
+    def _serves(self, namespace: str, model: str) -> bool:
+        pod = simple_pod("probe", annotations={"model.cache/name": model})
+        try:
+            created = self.cp.core.create_namespaced_pod(namespace, pod, dry_run="All", _preload_content=False)
+        except ApiException:
+            return False  # denied while the policy is not loaded yet: unknown model
+        annotations = json.loads(created.data)["metadata"].get("annotations") or {}
+        return "model.cache/injected" in annotations
+
+    def secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        self.cp.core.create_namespaced_secret(namespace, k8s.V1Secret(
+            metadata=k8s.V1ObjectMeta(name=name), string_data=data))
+
+    # --- volumes ----------------------------------------------------------------
+
+    def local_pvc(self, namespace: str, size: str = "1Gi", name: str = "models") -> Path:
+        """A local PersistentVolume on the node (a directory of the node's
+        state, as an admin prepares one) bound to claim NAME, ReadWriteMany as
+        the pvc strategy wants. Returns the directory on the host."""
+        directory = self.node.state / "volumes" / f"{namespace}-{name}"
+        directory.mkdir(parents=True)
+        pv_name = f"{namespace}-{name}"
+        self.cp.core.create_persistent_volume(k8s.V1PersistentVolume(
+            metadata=k8s.V1ObjectMeta(name=pv_name),
+            spec=k8s.V1PersistentVolumeSpec(
+                capacity={"storage": size}, access_modes=["ReadWriteMany"],
+                persistent_volume_reclaim_policy="Retain", storage_class_name="",
+                local=k8s.V1LocalVolumeSource(path=str(directory)),
+                claim_ref=k8s.V1ObjectReference(namespace=namespace, name=name),
+                node_affinity=k8s.V1VolumeNodeAffinity(required=k8s.V1NodeSelector(node_selector_terms=[
+                    k8s.V1NodeSelectorTerm(match_expressions=[k8s.V1NodeSelectorRequirement(
+                        key="kubernetes.io/hostname", operator="In", values=[self.node.name])])])),
+            )))
+        self.cp.core.create_namespaced_persistent_volume_claim(namespace, k8s.V1PersistentVolumeClaim(
+            metadata=k8s.V1ObjectMeta(name=name),
+            spec=k8s.V1PersistentVolumeClaimSpec(access_modes=["ReadWriteMany"], storage_class_name="",
+                                                 volume_name=pv_name,
+                                                 resources=k8s.V1VolumeResourceRequirements(requests={"storage": size}))))
+        wait_for(f"claim {namespace}/{name} Bound",
+                 lambda: self.cp.core.read_namespaced_persistent_volume_claim(name, namespace).status.phase == "Bound",
+                 timeout=60)
+        return directory
+
+    # --- workloads --------------------------------------------------------------
+
+    def model_pod(self, model: str, *, host_network: bool = True, **annotations: str) -> dict[str, Any]:
+        """A restricted-compliant pod whose server container is the model
+        server of scripts/node-images, annotated for MODEL."""
+        pod = simple_pod("server", annotations={"model.cache/name": model,
+                                                **{f"model.cache/{k.replace('_', '-')}": v
+                                                   for k, v in annotations.items()}})
+        spec = pod["spec"]
+        spec["terminationGracePeriodSeconds"] = 1
+        spec["automountServiceAccountToken"] = False
+        if host_network:
+            spec["hostNetwork"] = True
+        server = spec["containers"][0]
+        server["name"] = SERVER
+        server["image"] = self.images["model-server"].reference
+        server["imagePullPolicy"] = "IfNotPresent"
+        server["resources"] = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
+        server["readinessProbe"] = {"exec": {"command": ["python3", "-c", "1"]}, "periodSeconds": 1}
+        return pod
+
+    def deploy(self, namespace: str, name: str, pod: dict[str, Any], replicas: int = 1) -> dict[str, Any]:
+        body = deployment(pod_template(pod, {"app": name}), name, replicas=replicas)
+        return self.apps.create_namespaced_deployment(namespace, body).to_dict()
+
+    def run_pod(self, namespace: str, name: str, pod: dict[str, Any]) -> None:
+        pod = dict(pod, metadata=dict(pod["metadata"], name=name, labels={"app": name}))
+        self.cp.core.create_namespaced_pod(namespace, pod)
+

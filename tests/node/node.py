@@ -1,0 +1,336 @@
+"""A real node beside the control plane of tests/apiserver: containerd, the
+kubelet and kube-scheduler, built by scripts/node-bins and scripts/k8s-bins,
+with the images of scripts/node-images loaded into containerd.
+
+containerd and the kubelet run in one private mount namespace
+(`unshare --mount`), over bind mounts of a state directory on /var/lib,
+/var/log and /run and of their own values on the sysctls the kubelet would
+otherwise set on the host: every mount they make goes away with them and the
+host's settings stay as they were (shared/notes/real-node.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client as k8s
+
+from tests.apiserver.controlplane import NODE_NAME, ControlPlane, Proc, bins_dir, spawn, wait_for, write_kubeconfig
+from tests.helpers import REPO, free_port
+
+NODE_BINARIES = ("kubelet", "kube-scheduler")
+NODE_TOOLS = ("containerd", "containerd-shim-runc-v2", "ctr", "pause", "cni/loopback", "cni/host-local", "cni/isolated")
+# The kubelet sets these on the host unless they already hold its values.
+KUBELET_SYSCTLS = {"vm/overcommit_memory": "1", "vm/panic_on_oom": "0", "kernel/panic": "10",
+                   "kernel/panic_on_oops": "1"}
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    reference: str
+    archive: Path
+    manifest: Path | None = None
+
+
+def node_bins_dir() -> Path:
+    out = subprocess.run([str(REPO / "scripts" / "node-bins"), "--dir"], check=True, capture_output=True,
+                         text=True, timeout=30).stdout.strip()
+    return Path(out)
+
+
+def why_not() -> str | None:
+    """Why this machine cannot run a node, or None."""
+    if os.geteuid() != 0:
+        return "a node needs root (mount namespaces, cgroups, runc)"
+    for tool in ("runc", "unshare", "nsenter", "buildah", "mmdebstrap"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed: run scripts/node-bins (scripts/test does)"
+    k8s_bins = bins_dir()
+    missing = [b for b in NODE_BINARIES if not (k8s_bins / b).is_file()]
+    if missing:
+        return f"{', '.join(missing)} not built in {k8s_bins}: run scripts/k8s-bins (scripts/test does)"
+    node_bins = node_bins_dir()
+    missing = [b for b in NODE_TOOLS if not (node_bins / b).is_file()]
+    if missing:
+        return f"{', '.join(missing)} not built in {node_bins}: run scripts/node-bins (scripts/test does)"
+    if not (CGROUP_ROOT / "memory").is_dir():
+        return "no cgroup v1 memory controller at /sys/fs/cgroup/memory (the node is set up for cgroup v1)"
+    return None
+
+
+def build_images() -> dict[str, Image]:
+    """What scripts/node-images built (building what is missing)."""
+    proc = subprocess.run([str(REPO / "scripts" / "node-images")], capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise RuntimeError(f"scripts/node-images failed:\n{proc.stderr[-4000:]}")
+    images = {}
+    for line in proc.stdout.splitlines():
+        name, ref, archive, *rest = line.split()
+        images[name] = Image(name, ref, Path(archive), Path(rest[0]) if rest else None)
+    return images
+
+
+NODE_SCRIPT = """\
+set -eu
+state=$1
+for kv in {sysctls}; do
+  k=${{kv%=*}}; f=$state/sysctl/$(echo "$k" | tr / _); echo "${{kv#*=}}" > "$f"; mount --bind "$f" /proc/sys/$k
+done
+mount --bind "$state/varlib" /var/lib
+mount --bind "$state/varlog" /var/log
+mount --bind "$state/run" /run
+echo $$ > "$state/namespace.pid"
+"$state/bin/containerd" --config "$state/containerd.toml" >"$state/containerd.log" 2>&1 &
+echo $! > "$state/containerd.pid"
+while [ ! -S /run/containerd/containerd.sock ]; do
+  kill -0 $(cat "$state/containerd.pid") || exit 1
+  sleep 0.1
+done
+touch "$state/containerd.ready"
+while [ ! -e "$state/images.loaded" ]; do sleep 0.1; done
+exec "$state/bin/kubelet" --config "$state/kubelet.yaml" --kubeconfig "$state/kubelet.kubeconfig" \\
+  --hostname-override {node} --v 2
+"""
+
+
+@dataclass
+class Node:
+    cp: ControlPlane
+    state: Path
+    images: dict[str, Image]
+    procs: list[Proc] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return NODE_NAME
+
+    @property
+    def host_var_lib(self) -> Path:
+        """What the node's /var/lib is on the host (hostPath volumes live there)."""
+        return self.state / "varlib"
+
+    def ctr(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        sock = self.state / "run" / "containerd" / "containerd.sock"
+        return subprocess.run([str(self.state / "bin" / "ctr"), "--address", str(sock), "-n", "k8s.io", *args],
+                              capture_output=True, text=True, timeout=timeout, check=True)
+
+    def logs(self) -> str:
+        return "\n".join(p.tail(60) for p in self.procs) + "\n" + _tail(self.state / "containerd.log", 40)
+
+    def stop(self) -> None:
+        """Pods first (their mounts and cgroups), then the kubelet, containerd,
+        the shims they left, the scheduler; last the empty kubepods cgroups."""
+        for p in self.procs:
+            if p.name == "kube-scheduler":
+                p.stop()
+        try:
+            tasks = self.ctr("tasks", "list", "-q", timeout=30).stdout.split()
+            for task in tasks:
+                subprocess.run([str(self.state / "bin" / "ctr"), "--address",
+                                str(self.state / "run" / "containerd" / "containerd.sock"), "-n", "k8s.io",
+                                "tasks", "kill", "-s", "SIGKILL", task], capture_output=True, timeout=30)
+        except (subprocess.SubprocessError, OSError):
+            pass
+        for p in self.procs:
+            p.stop(grace=15)
+        _kill_shims(self.state)
+        _remove_cgroups()
+
+
+def start_node(cp: ControlPlane, state: Path, images: dict[str, Image]) -> Node:
+    k8s_bins, node_bins = bins_dir(), node_bins_dir()
+    state.mkdir(parents=True, exist_ok=True)
+    for d in ("varlib", "varlog", "run", "sysctl", "bin", "cni-conf", "cni-bin"):
+        (state / d).mkdir(exist_ok=True)
+    for name in ("containerd", "containerd-shim-runc-v2", "ctr"):
+        shutil.copy2(node_bins / name, state / "bin" / name)
+    shutil.copy2(k8s_bins / "kubelet", state / "bin" / "kubelet")
+    for plugin in ("loopback", "host-local", "isolated"):
+        shutil.copy2(node_bins / "cni" / plugin, state / "cni-bin" / plugin)
+    (state / "cni-conf" / "10-isolated.conflist").write_text(json.dumps({
+        "cniVersion": "1.0.0", "name": "isolated",
+        "plugins": [{"type": "isolated", "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]],
+                                                   "dataDir": str(state / "cni-ipam")}}],
+    }))
+    (state / "containerd.toml").write_text(_containerd_config(state, images["pause"].reference))
+    kubelet_port, healthz_port = free_port(), free_port()
+    (state / "kubelet.yaml").write_text(yaml.safe_dump(_kubelet_config(kubelet_port, healthz_port)))
+    write_kubeconfig(state / "kubelet.kubeconfig", cp.url, cp.ca, cp.kubelet_token, f"system:node:{NODE_NAME}")
+    cp.kubectl("create", "clusterrolebinding", "nodes-system-node", "--clusterrole=system:node",
+               "--group=system:nodes", check=False)
+    script = state / "node.sh"
+    sysctls = " ".join(f"{k}={v}" for k, v in KUBELET_SYSCTLS.items())
+    script.write_text(NODE_SCRIPT.format(sysctls=sysctls, node=NODE_NAME))
+    env = {"PATH": f"{state / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+    node = Node(cp, state, images)
+    try:
+        proc = spawn("node (containerd + kubelet)", ["unshare", "--mount", "--propagation", "private",
+                                                     "sh", str(script), str(state)], state / "kubelet.log", env=env)
+        node.procs.append(proc)
+        wait_for("containerd's socket", (state / "containerd.ready").exists, procs=(proc,), timeout=60)
+        for image in images.values():
+            node.ctr("images", "import", str(image.archive))
+        (state / "images.loaded").touch()
+        scheduler = spawn("kube-scheduler", [
+            str(k8s_bins / "kube-scheduler"), "--kubeconfig", str(cp.kubeconfig),
+            "--authentication-kubeconfig", str(cp.kubeconfig), "--authorization-kubeconfig", str(cp.kubeconfig),
+            "--bind-address", "127.0.0.1", "--secure-port", str(free_port()), "--leader-elect=false", "--v", "1",
+        ], state / "kube-scheduler.log")
+        node.procs.append(scheduler)
+        wait_for(f"node {NODE_NAME} Ready and schedulable", lambda: _ready(cp), procs=tuple(node.procs), timeout=120)
+        return node
+    except BaseException:
+        node.stop()
+        raise
+
+
+def _ready(cp: ControlPlane) -> bool:
+    node = cp.core.read_node(NODE_NAME)
+    ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+    tainted = any(t.effect == "NoSchedule" for t in node.spec.taints or [])
+    return ready and not tainted
+
+
+def _containerd_config(state: Path, sandbox_image: str) -> str:
+    return f"""\
+version = 3
+root = "/var/lib/containerd"
+state = "/run/containerd"
+disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+[grpc]
+  address = "/run/containerd/containerd.sock"
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "{sandbox_image}"
+[plugins.'io.containerd.cri.v1.runtime']
+  # This machine's root lacks CAP_SYS_RESOURCE: runc cannot lower a sandbox's
+  # oom_score_adj below containerd's own, and every sandbox would fail.
+  restrict_oom_score_adj = true
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
+    default_runtime_name = "runc"
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        BinaryName = "{shutil.which('runc')}"
+        SystemdCgroup = false
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ["{state / 'cni-bin'}"]
+    conf_dir = "{state / 'cni-conf'}"
+[plugins.'io.containerd.grpc.v1.cri']
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+"""
+
+
+def _kubelet_config(port: int, healthz_port: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+        "address": "127.0.0.1", "port": port, "readOnlyPort": 0,
+        "healthzBindAddress": "127.0.0.1", "healthzPort": healthz_port,
+        "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
+        "authorization": {"mode": "AlwaysAllow"},  # listens on loopback only
+        "cgroupDriver": "cgroupfs",
+        "failCgroupV1": False,  # this machine runs cgroup v1
+        "failSwapOn": False,
+        "containerRuntimeEndpoint": "unix:///run/containerd/containerd.sock",
+        "volumePluginDir": "/var/lib/kubelet/volume-plugins",
+        "resolvConf": "/etc/resolv.conf",
+        # The host's disk is shared with everything else: never evict or
+        # garbage-collect the test's images for the host's disk use.
+        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
+        "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
+        "syncFrequency": "5s", "fileCheckFrequency": "5s",
+        "serializeImagePulls": False,
+    }
+
+
+def _kill_shims(state: Path) -> None:
+    """Shims re-parent to PID 1 when containerd goes; find ours by their
+    address argument, which names the state directory's socket."""
+    needle = str(state / "run" / "containerd").encode()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"containerd-shim-runc-v2" in cmdline and (needle in cmdline or b"/run/containerd" in cmdline):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _remove_cgroups() -> None:
+    """The kubepods trees the kubelet made, depth first, once their tasks are gone."""
+    for controller in CGROUP_ROOT.iterdir():
+        top = controller / "kubepods"
+        if not top.is_dir():
+            continue
+        deadline = time.monotonic() + 30
+        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True) + [top]:
+            while True:
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.2)
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        return f"--- {path} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def pod_report(cp: ControlPlane, namespace: str, pod: str, container: str) -> dict[str, Any]:
+    """The MODEL-REPORT line the model-server container printed."""
+    text = cp.core.read_namespaced_pod_log(pod, namespace, container=container)
+    for line in text.splitlines():
+        if line.startswith("MODEL-REPORT "):
+            return json.loads(line.removeprefix("MODEL-REPORT "))
+    raise AssertionError(f"no MODEL-REPORT in the log of {namespace}/{pod}/{container}:\n{text[-2000:]}")
+
+
+def wait_pods_running(cp: ControlPlane, namespace: str, selector: str, count: int, node: Node,
+                      timeout: float = 240) -> list[k8s.V1Pod]:
+    def running() -> list[k8s.V1Pod] | None:
+        pods = cp.core.list_namespaced_pod(namespace, label_selector=selector).items
+        live = [p for p in pods if p.metadata.deletion_timestamp is None]
+        ok = [p for p in live if p.status.phase == "Running"
+              and all(s.ready for s in p.status.container_statuses or [])]
+        return ok if len(ok) >= count else None
+
+    try:
+        return wait_for(f"{count} pods of {namespace}/{selector} Running", running, timeout=timeout, every=0.5)
+    except RuntimeError as err:
+        raise AssertionError(f"{err}\n{describe_pods(cp, namespace, selector)}\n{node.logs()}") from None
+
+
+def describe_pods(cp: ControlPlane, namespace: str, selector: str = "") -> str:
+    out = []
+    for p in cp.core.list_namespaced_pod(namespace, label_selector=selector).items:
+        out.append(f"pod {p.metadata.name}: {p.status.phase} on {p.spec.node_name}")
+        for s in (p.status.init_container_statuses or []) + (p.status.container_statuses or []):
+            out.append(f"  {s.name}: ready={s.ready} restarts={s.restart_count} state={s.state.to_dict()}")
+    events = cp.core.list_namespaced_event(namespace).items
+    out += [f"event {e.involved_object.name}: {e.reason}: {e.message}" for e in events[-30:]]
+    return "\n".join(out)
