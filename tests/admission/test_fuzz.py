@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.admission.reviews import golden_pods, post
+from tests.helpers import golden_pods, post
 from tests.admission.test_hostile_input import assert_well_formed
 from tests.helpers import SCHEMA_VERSIONS, apply_response, pod_review
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.admission.reviews import golden_pods, post
+from tests.helpers import golden_pods, post
 from tests.helpers import apply_response, assert_schema_valid, pod_review
 
 

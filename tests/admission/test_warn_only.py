@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
-from tests.admission.reviews import golden_pods, post
+from tests.helpers import golden_pods, post
 from tests.helpers import POLICIES, pod_review
 
 
