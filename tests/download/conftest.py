@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -60,3 +61,35 @@ def s3(moto_url: str):
 
     return boto3.client("s3", endpoint_url=moto_url, aws_access_key_id="testing", aws_secret_access_key="testing",
                         region_name="us-east-1")
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """Mounts a tmpfs of exactly N bytes (rounded up to pages) per call: a
+    volume of a given size, as a memory emptyDir's sizeLimit makes one (root only)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted: list[Path] = []
+
+    def mount(size: int) -> Path:
+        mnt = tmp_path / f"tmpfs-{len(mounted)}"
+        mnt.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+        mounted.append(mnt)
+        return mnt
+
+    yield mount
+    for mnt in mounted:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def termination_log(tmp_path: Path, dl_env: dict[str, str]) -> Path:
+    """A termination log the downloader writes to, as the kubelet provides one."""
+    log = tmp_path / "termination-log"
+    log.write_text("")
+    dl_env["MODEL_CACHE_TERMINATION_LOG"] = str(log)
+    return log

@@ -33,6 +33,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
     from webhook.download.errors import EXIT_TERMINATED, DownloadError, Terminated, UsageError
     from webhook.download.protocol import Settings, run
+    from webhook.download.termination import record
 
     def on_term(signum, frame):  # noqa: ANN001 - signal handler signature
         raise Terminated()
@@ -48,14 +49,20 @@ def _cmd_download(args: argparse.Namespace) -> int:
     try:
         return run(settings)
     except UsageError as err:
+        record(f"model-cache: {err}")
         return _usage_exit(err)
+    except DownloadError as err:
+        record(f"model-cache: {err}")
+        raise
     except Terminated:
         print("model-cache: terminated (SIGTERM); lock released, the partial download is kept for a resume",
               file=sys.stderr, flush=True)
         return EXIT_TERMINATED
     except PermissionError as err:
-        raise DownloadError(f"cannot write {err.filename}: permission denied; the volume must be writable by the "
-                            f"downloader's user (set fsGroup or the directory's owner)") from None
+        denied = DownloadError(f"cannot write {err.filename}: permission denied; the volume must be writable by the "
+                               f"downloader's user (set fsGroup or the directory's owner)")
+        record(f"model-cache: {denied}")
+        raise denied from None
 
 
 def _cmd_gc(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ EXIT_DISK_FULL = 5
 EXIT_CHECKSUM = 6
 EXIT_NETWORK = 7
 EXIT_LOCK = 8
+EXIT_WONT_FIT = 9  # the volume is too small for the model even when empty: a restart cannot help
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports
 
 
@@ -44,6 +45,13 @@ class DiskFullError(DownloadError):
     """No space left for the model; the partial data is kept for a resume."""
 
     exit_code = EXIT_DISK_FULL
+
+
+class WontFitError(DiskFullError):
+    """The model can never fit on this volume, whatever is freed: only a
+    larger volume (the policy's size) helps."""
+
+    exit_code = EXIT_WONT_FIT
 
 
 class ChecksumError(DownloadError):

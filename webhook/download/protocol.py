@@ -12,15 +12,19 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Callable, TextIO
 
-from webhook.download.errors import DiskFullError
-from webhook.download.fsutil import free_bytes, is_disk_full, tree_size, write_file_atomic
+from webhook.download.fsutil import is_disk_full, tree_size, write_file_atomic
 from webhook.download.lock import Lock, StaleWatch, break_lock, current_owner, holder_is_dead, read_lock
 from webhook.download.progress import Progress, Ticker, format_line, read_progress
 from webhook.download.publish import Layout, build_marker, list_tree, publish, read_marker, touch_marker
 from webhook.download.progress import format_duration
+from webhook.download.remote import FileRecord
 from webhook.quantity import describe as format_bytes
+
+if TYPE_CHECKING:
+    from webhook.download.remote import Plan
+    from webhook.download.transfer import Transfer
 
 
 @dataclass
@@ -158,25 +162,39 @@ def _clean_leftovers(layout: Layout) -> None:
             pass
 
 
-def _disk_full(layout: Layout, progress: Progress) -> DiskFullError:
-    snap = progress.snapshot()
-    free = free_bytes(layout.parent)
-    need = f"{format_bytes(snap.total - snap.done, round_up=True)} more" if snap.total else "more space"
-    return DiskFullError(
-        f"no space left on the volume of {layout.parent}: the model needs {need}, {format_bytes(free)} free; "
-        f"the partial download is kept in {layout.partial} and resumes on the next start: "
-        f"free space (model-cache gc) or give the volume more room (the policy's size)")
+def _fetch(transfer: "Transfer", plan: "Plan", s: Settings, poll: Callable[[], None]) -> list[FileRecord]:
+    """The model's files in the partial directory, verified: fetched, or a
+    tar archive unpacked as it streams in, or a zip fetched and unpacked."""
+    from webhook.download.archive import is_streamed, unpack_zip
+    from webhook.download.scheduler import Scheduler
+    from webhook.download.tarstream import fetch_and_unpack
+
+    partial = transfer.partial
+    if plan.archive is not None and is_streamed(plan.archive):
+        say(s.out, f"unpacking the {plan.archive} archive as it streams in")
+        fetch_and_unpack(transfer, plan.files[0], partial, poll)
+        return list_tree(partial)
+    records = Scheduler(transfer).run(plan.files, poll)
+    if plan.archive is None:
+        return records
+    archive = partial / plan.files[0].path
+    say(s.out, f"unpacking {format_bytes(archive.stat().st_size)} archive")
+    unpack_zip(archive, partial)
+    archive.unlink()  # room for nothing else in the publish's write-back
+    return list_tree(partial)
 
 
 def download(s: Settings, layout: Layout, lock: Lock) -> int:
+    from webhook.download.archive import is_streamed
     from webhook.download.remote import FetchOptions
-    from webhook.download.scheduler import Scheduler
     from webhook.download.sources import make_source
+    from webhook.download.space import VolumeSpace, not_enough_before_start, ran_out
     from webhook.download.transfer import Transfer
     from webhook.download.uri import parse_source
 
     spec = parse_source(s.source)
     progress = Progress()
+    plan = None
     label = f"{layout.parent.name}/{s.dest.name}"
     ticker = Ticker(label, progress, lock.heartbeat, s.heartbeat, s.progress_interval, layout.progress, s.out)
     ticker.start()
@@ -200,28 +218,19 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
             return 0
         _prepare_partial(layout, plan.key)
         progress.set_plan(plan.total, len(plan.files))
-        if plan.total is not None:
-            need = plan.total - tree_size(layout.partial)
-            free = free_bytes(layout.parent)
-            if need > free:
-                raise DiskFullError(
-                    f"not enough space on the volume of {layout.parent}: the model needs {format_bytes(need, round_up=True)} more, "
-                    f"{format_bytes(free)} free; free space (model-cache gc) or give the volume more room "
-                    f"(the policy's size)")
+        streamed = plan.archive is not None and is_streamed(plan.archive)
+        # A streamed tar's contents are not its size (headers, compression): ENOSPC tells.
+        if plan.total is not None and not streamed:
+            refused = not_enough_before_start(layout.parent, plan.total - tree_size(layout.partial), plan.total,
+                                              VolumeSpace.of(layout.parent))
+            if refused is not None:
+                raise refused
         say(s.out, f"{len(plan.files)} file(s), {format_bytes(plan.total) if plan.total is not None else 'size unknown'}"
                    + (f", revision {plan.revision}" if plan.revision else ""))
         transfer = Transfer(source, layout.partial, progress,
                             FetchOptions(jobs=s.jobs, retries=s.retries, backoff=s.backoff))
-        records = Scheduler(transfer).run(plan.files, poll)
-        archive_sha = None
-        if plan.archive:
-            from webhook.download.archive import unpack
-
-            archive = layout.partial / plan.files[0].path
-            say(s.out, f"unpacking {format_bytes(archive.stat().st_size)} archive")
-            unpack(archive, layout.partial)
-            records = list_tree(layout.partial)
-            archive_sha = plan.files[0].sha256
+        records = _fetch(transfer, plan, s, poll)
+        archive_sha = plan.files[0].sha256 if plan.archive is not None else None
         poll()
         lock.heartbeat()  # still ours, right before the publish
         marker = build_marker(source=s.source, revision=s.revision, resolved=plan.revision, records=records,
@@ -229,7 +238,10 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
         publish(layout, marker)
     except OSError as err:
         if is_disk_full(err):
-            raise _disk_full(layout, progress) from None
+            raise ran_out(layout.parent, layout.partial, VolumeSpace.of(layout.parent),
+                          model_size=plan.total if plan is not None and plan.archive is None else None,
+                          archive=plan.archive if plan is not None else None,
+                          archive_size=plan.total if plan is not None else None) from None
         raise
     finally:
         ticker.stop()

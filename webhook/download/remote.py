@@ -41,7 +41,7 @@ class Plan:
     files: list[RemoteFile]
     revision: str               # resolved revision (a commit for hf)
     key: str                    # identity of the content; a partial dir from another key is discarded
-    archive: bool = False       # the single file is an archive to unpack
+    archive: str | None = None  # the single file is an archive of this kind (`.tar.gz`, `.zip`) to unpack
 
     @property
     def total(self) -> int | None:

@@ -1,4 +1,4 @@
-"""https:// and http:// sources: one file, or an archive unpacked after download."""
+"""https:// and http:// sources: one file, or an archive to unpack (archive.py)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class HttpSource:
         else:
             rel = posixpath.basename(path) or "model"
         f = RemoteFile(rel, size, self.sha256, ref=self.url)
-        return Plan([f], revision="", key=f"http|{self.label}|{self.sha256 or ''}", archive=bool(suffix))
+        return Plan([f], revision="", key=f"http|{self.label}|{self.sha256 or ''}", archive=suffix)
 
     def open(self, f: RemoteFile, offset: int, validator: str | None, end: int | None = None) -> Body:
         return hc.open_range(self.session, self.url, offset, validator, self.headers, self.stall, self._on_status,

@@ -1,0 +1,168 @@
+"""Archives from a real local origin: tar unpacked as it streams in (never on
+the volume), verified before anything is published, resumed inside a run;
+zip kept beside its contents, with the volume size that needs; the same
+checks under the oldest Python the project claims (Debian 12's 3.11.2)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.download.origin import Origin
+from tests.download.support import model_files, run_download
+from tests.helpers import REPO
+from webhook.download.archive import volume_size_needed
+
+MiB = 1 << 20
+# Debian's python3 in a venv with the package's dependencies (scripts/test makes it).
+OLDEST_PYTHON = Path(os.environ.get("MODEL_CACHE_OLDEST_PYTHON", "/root/.cache/model-cache/py3112-venv/bin/python"))
+# Our lock, progress and plan-key files: a page each on tmpfs.
+BOOKKEEPING = 64 << 10
+
+
+def _files(n: int = 6, size: int = 512 << 10) -> dict[str, bytes]:
+    return {f"weights/part-{i}.bin": os.urandom(size) for i in range(n)} | {"config.json": b"{}"}
+
+
+def _tar(files: dict[str, bytes], mode: str = "w:gz") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _model_size(files: dict[str, bytes]) -> int:
+    """What an admin writes as the policy's `size`: the files, plus our own few pages."""
+    return sum(len(d) for d in files.values()) + BOOKKEEPING
+
+
+@pytest.mark.parametrize("suffix,mode", [(".tar.gz", "w:gz"), (".tar", "w"), (".tar.xz", "w:xz")])
+def test_tar_streams_into_a_volume_of_exactly_the_models_size(origin: Origin, dl_env, tmpfs, suffix: str,
+                                                             mode: str) -> None:
+    files = _files()
+    archive = _tar(files, mode)
+    origin.files[f"/asr{suffix}"] = archive
+    source = f"{origin.url}/asr{suffix}"
+    volume = tmpfs(volume_size_needed(_model_size(files), source))  # what the mutation sizes the emptyDir to
+    dest = volume / "asr" / "main"
+    r = run_download(dl_env, source, dest, "--sha256", hashlib.sha256(archive).hexdigest())
+    assert r.returncode == 0, r.stderr
+    assert model_files(dest) == files
+    assert "as it streams in" in r.stdout
+    assert origin.served[f"/asr{suffix}"] == len(archive)  # one pass over the archive
+    marker = json.loads((dest / ".model-cache.json").read_text())
+    assert marker["archive_sha256"] == hashlib.sha256(archive).hexdigest()
+
+
+def test_a_tar_whose_digest_is_wrong_is_never_published(origin: Origin, dl_env, tmp_path: Path) -> None:
+    files = _files(2)
+    archive = _tar(files, "w")  # uncompressed: a flipped byte still unpacks, only the digest can tell
+    origin.files["/m.tar"] = archive
+    origin.corrupt_gets["/m.tar"] = 2  # both attempts get a flipped first byte
+    dest = tmp_path / "m" / "main"
+    r = run_download(dl_env, origin.url + "/m.tar", dest, "--sha256", hashlib.sha256(archive).hexdigest())
+    assert r.returncode == 6, r.stderr
+    assert "fetched twice" in r.stderr
+    assert not dest.exists()
+    assert origin.gets["/m.tar"] == 2
+
+
+def test_a_corrupt_tar_stream_is_fetched_once_more(origin: Origin, dl_env, tmp_path: Path) -> None:
+    files = _files(2)
+    archive = _tar(files)
+    origin.files["/m.tar.gz"] = archive
+    origin.corrupt_gets["/m.tar.gz"] = 1  # gzip's magic broken: unreadable, the digest says why
+    dest = tmp_path / "m" / "main"
+    r = run_download(dl_env, origin.url + "/m.tar.gz", dest, "--sha256", hashlib.sha256(archive).hexdigest())
+    assert r.returncode == 0, r.stderr
+    assert "checksum mismatch" in r.stdout
+    assert model_files(dest) == files
+
+
+def test_a_stalled_tar_stream_resumes_where_it_stopped(origin: Origin, dl_env, tmp_path: Path) -> None:
+    files = _files(4)
+    archive = _tar(files)
+    origin.files["/m.tgz"] = archive
+    origin.stall_once.add("/m.tgz")  # the first GET sends half, then hangs
+    dest = tmp_path / "m" / "main"
+    r = run_download(dl_env, origin.url + "/m.tgz", dest, "--stall-timeout", "1",
+                     "--sha256", hashlib.sha256(archive).hexdigest())
+    assert r.returncode == 0, r.stderr
+    assert model_files(dest) == files
+    assert origin.gets["/m.tgz"] == 2
+    ranges = [rng for (m, p, rng, _h) in origin.log if m == "GET" and p == "/m.tgz"]
+    assert ranges[0] is None and ranges[1].startswith("bytes=") and ranges[1] != "bytes=0-"
+    assert origin.served["/m.tgz"] == len(archive)  # no byte twice
+
+
+def test_a_zip_needs_room_for_itself_and_its_contents(origin: Origin, dl_env, tmpfs,
+                                                      termination_log: Path) -> None:
+    files = _files()
+    archive = _zip(files)
+    origin.files["/asr.zip"] = archive
+    source = f"{origin.url}/asr.zip"
+    small = tmpfs(_model_size(files))
+    r = run_download(dl_env, source, small / "asr" / "main")
+    assert r.returncode == 9, r.stderr
+    assert "unpacking the 3.1Mi .zip archive (kept beside its contents while it is unpacked)" in r.stderr, r.stderr
+    assert "the volume has 3Mi in all" in r.stderr and "can never fit" in r.stderr
+    assert "raise the model's `size` in the policy" in r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1
+    assert termination_log.read_text() == r.stderr.strip()
+    assert not (small / "asr" / "main").exists()
+
+    enough = tmpfs(volume_size_needed(_model_size(files), source))
+    r = run_download(dl_env, source, enough / "asr" / "main")
+    assert r.returncode == 0, r.stderr
+    assert model_files(enough / "asr" / "main") == files
+
+
+@pytest.mark.skipif(not OLDEST_PYTHON.exists(), reason=f"no {OLDEST_PYTHON} (scripts/test makes it)")
+def test_archive_checks_pass_on_the_oldest_python() -> None:
+    version = subprocess.run([str(OLDEST_PYTHON), "-c", "import sys; print(sys.version_info[:3])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    r = subprocess.run([str(OLDEST_PYTHON), "-m", "pytest", "-q", "--noconftest", "-o", "addopts=",
+                        "-p", "no:cacheprovider", "tests/download/test_archive_members.py"],
+                       cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, f"under Python {version}:\n{r.stdout}\n{r.stderr}"
+
+
+@pytest.mark.skipif(not OLDEST_PYTHON.exists(), reason=f"no {OLDEST_PYTHON} (scripts/test makes it)")
+def test_the_downloader_unpacks_on_the_oldest_python(origin: Origin, dl_env, tmp_path: Path) -> None:
+    files = _files(2)
+    origin.files["/m.tar.gz"] = _tar(files)
+    origin.files["/evil.tar.gz"] = _tar({"../escape.txt": b"nope"})
+    cli = [str(OLDEST_PYTHON), "-c", "import sys; from webhook.cli import main; sys.exit(main())", "download"]
+    env = dict(dl_env, PYTHONPATH=str(REPO))
+
+    def run(name: str, dest: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([*cli, "--source", f"{origin.url}/{name}", "--dest", str(dest)], env=env, cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
+
+    r = run("m.tar.gz", tmp_path / "m" / "main")
+    assert r.returncode == 0, r.stderr
+    assert model_files(tmp_path / "m" / "main") == files
+    r = run("evil.tar.gz", tmp_path / "e" / "main")
+    assert r.returncode == 7 and "unsafe member, refused: ../escape.txt: '..' in the path" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "e" / "escape.txt").exists()
