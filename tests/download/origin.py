@@ -44,6 +44,7 @@ class Origin:
         self.token: str | None = None            # required Bearer token for /files
         self.ignore_range = False                # answer Range requests with 200
         self.no_length = False                   # chunked-like: no Content-Length (close-delimited)
+        self.no_validator = False                # plain files without ETag (nor Last-Modified)
         self.stall_once: set[str] = set()        # first GET sends half, then hangs
         self.corrupt_gets: Counter[str] = Counter()  # path -> how many GETs still serve flipped bytes
         self.throttle = 0.0                      # seconds of sleep per 64 KiB
@@ -203,7 +204,7 @@ def _handler(origin: Origin):
                 return self._error(404)
             if not self._authorized(origin.token is not None):
                 return self._error(401)
-            return self._send_file(path, data, {"ETag": f'"{hashlib.md5(data).hexdigest()}"'})
+            return self._send_file(path, data, {} if origin.no_validator else {"ETag": f'"{hashlib.md5(data).hexdigest()}"'})
 
         def _send_file(self, path: str, data: bytes, headers: dict[str, str]) -> None:
             start, status = 0, 200

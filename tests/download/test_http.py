@@ -161,3 +161,53 @@ def test_bad_source_is_a_usage_error(dl_env, tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "unsupported scheme" in r.stderr
     assert not (tmp_path / "m" / "main.lock").exists()
+
+
+def _kill_when_served(origin: Origin, proc, path: str, at_least: int) -> None:
+    """kill -9 once the origin has sent AT_LEAST bytes of PATH (and they reached the file)."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + 60
+    while origin.served[path] < at_least:
+        assert time.monotonic() < deadline, f"only {origin.served[path]} bytes served"
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+def test_no_splice_on_resume_without_a_validator(origin: Origin, dl_env, tmp_path: Path) -> None:
+    from tests.download.support import start_download
+
+    old, new = os.urandom(8 << 20), os.urandom(8 << 20)
+    origin.files["/w.bin"] = old
+    origin.no_validator = True  # no ETag, no Last-Modified, and no --sha256: nothing tells the versions apart
+    origin.throttle = 0.01
+    dest = tmp_path / "m" / "main"
+    _kill_when_served(origin, start_download(dl_env, origin.url + "/w.bin", dest), "/w.bin", 2 << 20)
+    inc = dest.parent / "main.partial" / ".model-cache-tmp" / "incomplete" / "w.bin"
+    assert inc.stat().st_size > 0
+    origin.throttle = 0.0
+    origin.files["/w.bin"] = new  # same size, other bytes
+    r = run_download(dl_env, origin.url + "/w.bin", dest)
+    assert r.returncode == 0, r.stderr
+    assert (dest / "w.bin").read_bytes() == new  # not old's head and new's tail
+    assert [rng for (m, p, rng, _h) in origin.log if m == "GET" and p == "/w.bin"][-1] is None
+    assert "fetching it again from the start" in r.stdout
+
+
+def test_resume_with_a_validator_continues(origin: Origin, dl_env, tmp_path: Path) -> None:
+    from tests.download.support import start_download
+
+    data = os.urandom(8 << 20)
+    origin.files["/w.bin"] = data
+    origin.throttle = 0.01
+    dest = tmp_path / "m" / "main"
+    _kill_when_served(origin, start_download(dl_env, origin.url + "/w.bin", dest), "/w.bin", 2 << 20)
+    origin.throttle = 0.0
+    r = run_download(dl_env, origin.url + "/w.bin", dest)
+    assert r.returncode == 0, r.stderr
+    assert (dest / "w.bin").read_bytes() == data
+    last = [(rng, h) for (m, p, rng, h) in origin.log if m == "GET" and p == "/w.bin"][-1]
+    assert last[0] is not None and last[0] != "bytes=0-" and last[1].get("If-Range")  # resumed, guarded

@@ -11,6 +11,7 @@ verified. A single-stream `.incomplete` file is resumed from its length, so a
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -58,14 +59,33 @@ class Fetcher:
         t.progress.file_done()
         return FileRecord(f.path, size, f.sha256.lower() if f.sha256 else None, f.etag)
 
+    def _resume_point(self, f: RemoteFile, inc: Path) -> tuple[int, str | None]:
+        """Where an earlier run's partial file continues, and the validator
+        (ETag, Last-Modified) its bytes came with. A resume needs something
+        that tells a changed object from ours: that validator (sent as
+        If-Range), a digest to check the whole against, or a source whose
+        content cannot change. Without one the file starts from zero, so
+        that two versions are never spliced. The record is keyed by the
+        file's size: another size is another object."""
+        have = inc.stat().st_size if inc.exists() else 0
+        if not have or (f.size is not None and have > f.size):
+            return 0, None
+        try:
+            saved = json.loads(validator_path(inc).read_text())
+            validator = saved["validator"] if saved.get("size") == f.size else None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            validator = None
+        if validator or f.expected_digest() is not None or getattr(self.t.source, "immutable", False):
+            return have, validator
+        emit(f"model-cache: {f.path}: the origin gave no ETag or Last-Modified and no checksum is known: "
+             f"fetching it again from the start rather than risk splicing two versions")
+        return 0, None
+
     def _stream_to(self, f: RemoteFile, inc: Path) -> tuple[int, str | None]:
         """Fills `inc` to the end of the file; returns (size, sha256 or None)."""
         t = self.t
         valfile = validator_path(inc)
-        have = inc.stat().st_size if inc.exists() else 0
-        if f.size is not None and have > f.size:
-            have = 0
-        validator = valfile.read_text() if (have and valfile.exists()) else None
+        have, validator = self._resume_point(f, inc)
         hasher = new_hasher(f)
         if hasher is not None and have:
             hash_prefix(hasher, inc, have)
@@ -91,7 +111,7 @@ class Fetcher:
                             hasher = new_hasher(f)
                         if body.validator and body.validator != validator:
                             validator = body.validator
-                            valfile.write_text(validator)
+                            valfile.write_text(json.dumps({"size": f.size, "validator": validator}))
                         cancel = t.opts.cancel
                         synced = have
                         for chunk in body.chunks:
