@@ -219,7 +219,9 @@ def loopback_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def start_control_plane(root: Path) -> ControlPlane:
+def start_control_plane(root: Path, controller_manager_flags: tuple[str, ...] = ()) -> ControlPlane:
+    """CONTROLLER_MANAGER_FLAGS are added to kube-controller-manager's command
+    (bench/bench_apiserver.py raises its client rate limits)."""
     bins = bins_dir()
     root.mkdir(parents=True, exist_ok=True)
     sa_key, sa_pub = _service_account_keys(root)
@@ -292,6 +294,7 @@ def start_control_plane(root: Path) -> ControlPlane:
                              "statefulset-controller,daemonset-controller,job-controller,cronjob-controller",
             "--root-ca-file", str(ca),
             "--v", "1",
+            *controller_manager_flags,
         ], root / "kube-controller-manager.log")
         procs.append(kcm)
         return ControlPlane(root, url, ca, kubeconfig, procs, kubelet_token=kubelet_token)
@@ -302,9 +305,9 @@ def start_control_plane(root: Path) -> ControlPlane:
 
 
 @contextmanager
-def running_control_plane(root: Path) -> Iterator[ControlPlane]:
+def running_control_plane(root: Path, controller_manager_flags: tuple[str, ...] = ()) -> Iterator[ControlPlane]:
     """A control plane for the length of the block, stopped in reverse order of start."""
-    cp = start_control_plane(root)
+    cp = start_control_plane(root, controller_manager_flags)
     try:
         yield cp
     finally:
