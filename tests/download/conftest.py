@@ -93,3 +93,40 @@ def termination_log(tmp_path: Path, dl_env: dict[str, str]) -> Path:
     log.write_text("")
     dl_env["MODEL_CACHE_TERMINATION_LOG"] = str(log)
     return log
+
+
+@pytest.fixture
+def faulty_fs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """Mounts tests/download/faultyfs.py (FUSE) per call: a volume whose
+    write, fsync or fallocate fails on demand. Needs /dev/fuse and fusermount3."""
+    import shutil
+    import sys
+    import time
+
+    if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
+        pytest.skip("FUSE is not available (apt-get install fuse3)")
+    started: list[tuple[subprocess.Popen, Path]] = []
+
+    def mount(fail: str, after: int, err: str, only: str) -> Path:
+        backing, mnt = tmp_path / f"backing-{len(started)}", tmp_path / f"fuse-{len(started)}"
+        backing.mkdir()
+        mnt.mkdir()
+        proc = subprocess.Popen([sys.executable, "-m", "tests.download.faultyfs", str(backing), str(mnt),
+                                 "--fail", fail, "--after", str(after), "--errno", err, "--only", only],
+                                cwd=Path(__file__).resolve().parents[2], stderr=subprocess.PIPE, text=True)
+        started.append((proc, mnt))
+        deadline = time.monotonic() + 30
+        while not os.path.ismount(mnt):
+            if proc.poll() is not None:
+                pytest.skip(f"cannot mount a FUSE file system here: {proc.stderr.read().strip()[-300:]}")
+            assert time.monotonic() < deadline, "the FUSE file system did not mount"
+            time.sleep(0.05)
+        return mnt
+
+    yield mount
+    for proc, mnt in started:
+        subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False, capture_output=True)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -54,6 +54,13 @@ class WontFitError(DiskFullError):
     exit_code = EXIT_WONT_FIT
 
 
+class WriteError(DownloadError):
+    """The volume failed a write, an fsync or a preallocation (an I/O error,
+    a read-only remount): the file is not published."""
+
+    exit_code = EXIT_NETWORK
+
+
 class ChecksumError(DownloadError):
     """A file's sha256 or size did not match, also after one more fetch."""
 

@@ -96,6 +96,7 @@ class PartedFile:
         self.active = self.remaining           # part tasks queued or running
         self.dirty = False
         self.closed = False
+        self.write_error: OSError | None = None  # from fdatasync on the background thread
         self.hasher = f.new_hasher()
         self.hashed = 0
         kept = sum(self.filled)
@@ -152,16 +153,29 @@ class PartedFile:
     def _flush(self) -> None:
         """Data first, then the journal that points at it."""
         with self.cond:
-            if not self.dirty or self.closed or self.aborted is not None:
+            if not self.dirty or self.closed or self.aborted is not None or self.write_error is not None:
                 return
             snapshot = Journal(self.size, self.parts, self.validator, list(self.filled))
             self.dirty = False
         try:
             os.fdatasync(self.fd)
             snapshot.save(self.jpath)
-        except OSError:
-            with self.cond:
-                self.dirty = True  # the next flush tries again; a full disk shows in the parts' writes
+        except OSError as err:
+            # Linux reports a write-back error once per descriptor: a retry
+            # would succeed and the journal would claim bytes that never
+            # reached the disk. The file fails; the journal stays at its last
+            # entry synced without error, where the next run resumes.
+            self._fail(err)
+
+    def _fail(self, err: OSError) -> None:
+        with self.cond:
+            if self.write_error is None:
+                self.write_error = err
+            self.cond.notify_all()
+
+    def _raise_write_error(self) -> None:
+        if self.write_error is not None:
+            raise self.write_error
 
     # -- one part, on a worker thread ---------------------------------------
 
@@ -212,6 +226,7 @@ class PartedFile:
         while True:
             if self.aborted is not None:
                 return
+            self._raise_write_error()
             t.check_cancel()
             pos = start + self.filled[i]
             if pos >= end:
@@ -238,6 +253,7 @@ class PartedFile:
                         failures = 0  # bytes arrived: the retry budget starts again
                         if self.aborted is not None:
                             break
+                        self._raise_write_error()
                         if cancel.is_set():
                             t.check_cancel()
                 finally:
@@ -270,6 +286,8 @@ class PartedFile:
             self.cond.notify_all()
 
     def _close(self) -> None:
+        """Stops the background thread and closes the descriptor; close()
+        reports a deferred write error (NFS) and raises it."""
         self._stop.set()
         with self.cond:
             self.cond.notify_all()
@@ -296,6 +314,14 @@ class PartedFile:
         return self._finish()
 
     def _finish(self) -> FileRecord | None:
+        try:
+            self._raise_write_error()
+            # On the descriptor that wrote: a new one would not see an error
+            # already reported to this one.
+            os.fsync(self.fd)
+        except OSError:
+            self._close()
+            raise
         self._close()
         if self.hasher is not None and self.hashed < self.size:
             # The background thread stopped early (an error): finish here.
@@ -322,13 +348,8 @@ class PartedFile:
             self.t.checksum_mismatch(f, digest, expected)
             self.requeue(f, False)
             return None
-        fd = os.open(self.inc, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            if os.fstat(fd).st_size != self.size:
-                raise TransientError(f"{self.inc} is {os.fstat(fd).st_size} bytes on disk, {self.size} expected")
-        finally:
-            os.close(fd)
+        if self.inc.stat().st_size != self.size:
+            raise TransientError(f"{self.inc} is {self.inc.stat().st_size} bytes on disk, {self.size} expected")
         final = self.t.final_path(f)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.inc, final)

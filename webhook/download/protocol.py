@@ -8,12 +8,15 @@ marker, print the holder's progress, and take over if the holder dies.
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TextIO
 
+from webhook.download.errors import WriteError
 from webhook.download.fsutil import is_disk_full, tree_size, write_file_atomic
 from webhook.download.lock import Lock, StaleWatch, break_lock, current_owner, holder_is_dead, read_lock
 from webhook.download.progress import Progress, Ticker, format_line, read_progress
@@ -242,6 +245,12 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
                           model_size=plan.total if plan is not None and plan.archive is None else None,
                           archive=plan.archive if plan is not None else None,
                           archive_size=plan.total if plan is not None else None) from None
+        if err.errno not in (errno.EACCES, errno.EPERM) and err.errno is not None:
+            raise WriteError(
+                f"writing {err.filename or layout.partial} failed: {os.strerror(err.errno)} "
+                f"({errno.errorcode.get(err.errno, err.errno)}); nothing was published; check the volume (the node's "
+                f"kernel log, the storage backend); the next start resumes from the data last synced without error"
+            ) from None
         raise
     finally:
         ticker.stop()
