@@ -56,6 +56,15 @@ def closed_by_server(sock: socket.socket, within: float) -> bytes:
     return data
 
 
+def stopping_seen(server: RunningServer, within: float = 10) -> None:
+    """Returns once gunicorn's master logged the SIGTERM: it signals every
+    worker in the same call, right after that line."""
+    deadline = time.monotonic() + within
+    while "Handling signal: term" not in server.log_text():
+        assert time.monotonic() < deadline, f"no sign of the SIGTERM in the log:\n{server.log_text()[-2000:]}"
+        time.sleep(0.05)
+
+
 def test_reviews_are_answered_within_1s_while_200_slow_connections_are_held(server: RunningServer) -> None:
     started = time.monotonic()
     # One of each kind, opened first, to see the server give them back later.
@@ -117,12 +126,14 @@ def test_reviews_are_answered_within_1s_while_200_slow_connections_are_held(serv
         k.review(body)
     stopping = time.monotonic()
     server.process.terminate()
-    time.sleep(0.5)
+    stopping_seen(server)
     late = waiting[0].sock
     assert late is not None
     late.sendall(b"POST /mutate HTTP/1.1\r\nHost: model-cache\r\nContent-Type: application/json\r\n"
                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
-    assert closed_by_server(late, 8).startswith(b"HTTP/1.1 200 ")
+    answer = closed_by_server(late, 8)
+    # Answered by a worker that knew it was stopping: the connection is not kept.
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"\r\nConnection: close\r\n" in answer, answer[:300]
     server.process.wait(timeout=10)
     assert time.monotonic() - stopping < 8
     for k in waiting[1:]:
