@@ -37,6 +37,15 @@ def _span(rng: str | None) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def _wait_for(condition, proc, timeout: float = 60) -> None:  # noqa: ANN001 - a predicate, a Popen
+    """Polls CONDITION until it holds; fails early if the download exited."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"the download exited: {proc.communicate()}"
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.02)
+
+
 def test_large_file_is_fetched_as_parallel_ranged_parts(origin: Origin, dl_env, tmp_path: Path) -> None:
     data = _data()
     origin.files["/big.bin"] = data
@@ -102,11 +111,8 @@ def test_kill_9_resumes_at_part_granularity(origin: Origin, dl_env, tmp_path: Pa
     origin.throttle = 0.03  # ~2 MB/s per connection: the kill lands mid-parts
     dest = tmp_path / "m" / "main"
     p = start_download(dl_env, origin.url + "/big.bin", dest, "--sha256", hashlib.sha256(data).hexdigest())
-    deadline = time.monotonic() + 30
-    while origin.total_served() < SIZE * 0.3 and time.monotonic() < deadline:
-        time.sleep(0.05)
     journal = dest.parent / "main.partial" / ".model-cache-tmp" / "incomplete" / "big.bin.parts"
-    assert journal.exists()
+    _wait_for(lambda: origin.total_served() >= SIZE * 0.3 and journal.exists(), p)
     os.kill(p.pid, signal.SIGKILL)
     p.wait(timeout=10)
     first = origin.total_served()
@@ -146,9 +152,7 @@ def test_changed_between_kill_and_resume_starts_over(origin: Origin, dl_env, tmp
     origin.throttle = 0.03
     dest = tmp_path / "m" / "main"
     p = start_download(dl_env, origin.url + "/big.bin", dest)
-    deadline = time.monotonic() + 30
-    while origin.total_served() < SIZE * 0.3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_for(lambda: origin.total_served() >= SIZE * 0.3, p)
     os.kill(p.pid, signal.SIGKILL)
     p.wait(timeout=10)
     origin.throttle = 0.0
@@ -202,7 +206,10 @@ def test_stalled_part_is_re_requested_alone(origin: Origin, dl_env, tmp_path: Pa
     origin.files["/big.bin"] = data
     origin.stall_at["/big.bin"] = 40 * MiB  # in the middle of part 3 (32-48 MiB)
     dest = tmp_path / "m" / "main"
-    r = run_download(dl_env, origin.url + "/big.bin", dest, "--stall-timeout", "1",
+    # The origin holds the stalled part until the client gives up (up to 30 s);
+    # 5 s of silence is far beyond what a healthy part on a loaded 2-core
+    # machine goes without a byte, where 1 s made other parts time out too.
+    r = run_download(dl_env, origin.url + "/big.bin", dest, "--stall-timeout", "5",
                      "--sha256", hashlib.sha256(data).hexdigest())
     assert r.returncode == 0, r.stderr
     assert (dest / "big.bin").read_bytes() == data
