@@ -1,7 +1,9 @@
 """The words the webhook shares with its users and with itself: annotation keys,
 the names of what it injects, credential keys, where workloads keep
-their pod template. Declared once, here (DESIGN.md, "The user contract"); the
-strategies are in webhook/strategies/."""
+their pod template. Declared once, here; the user-facing contract they belong
+to is documented in README.md ("Annotations"), docs/policy.md (policy files)
+and docs/cli.md (what `inject` and `explain` read); the strategies are in
+webhook/strategies/."""
 
 from __future__ import annotations
 
@@ -35,11 +37,19 @@ VOLUME = "model-cache"
 SHM_VOLUME = "model-cache-shm"
 DOWNLOADER = "model-cache-download"
 OCI_COPY = "model-cache-oci-copy"
-INJECTED_CONTAINERS = frozenset({DOWNLOADER, OCI_COPY})
+PREPARE = "model-cache-prepare"  # hostpath: gives the model's node directory to the downloader's user
+INJECTED_CONTAINERS = frozenset({DOWNLOADER, OCI_COPY, PREPARE})
+# An empty directory over the token path of the injected init containers: the
+# ServiceAccount admission plugin leaves a container that mounts something
+# there alone, so they carry no API token they never use, and the plugin has
+# nothing to add after us (no second /mutate call).
+NO_TOKEN_VOLUME = "model-cache-no-token"
+TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 VOLUME_ROOT = "/model-cache"  # where the downloader and the OCI copy see the whole volume
 SHM_PATH = "/dev/shm"
 CACHE_PATH_ENV = "MODEL_CACHE_PATH"
 DEFAULT_IMAGE = "ghcr.io/model-cache/model-cache:0.1.0"
+DEFAULT_UID = 10001  # the image's own user and group (Dockerfile)
 
 # --- credentials ----------------------------------------------------------------------
 
@@ -68,3 +78,23 @@ TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
     "Job": ("spec", "template"),
     "CronJob": ("spec", "jobTemplate", "spec", "template"),
 }
+
+# A KServe InferenceService keeps no pod template: its predictor is a pod spec
+# inline (containers, volumes...) with the pods' annotations and labels beside
+# it, and the InferenceService's own annotations reach the pods too. `model`
+# (or a framework such as `sklearn`) is the serving container KServe builds
+# from a ServingRuntime and names kserve-container.
+PREDICTOR_PATHS: dict[str, tuple[str, ...]] = {
+    "InferenceService": ("spec", "predictor"),
+}
+KSERVE_CONTAINER = "kserve-container"
+# Predictor keys that are the serving container (a corev1.Container plus these
+# KServe-only fields); at most one is set.
+PREDICTOR_IMPLEMENTATIONS = ("model", "sklearn", "xgboost", "tensorflow", "pytorch", "triton", "onnx",
+                             "huggingface", "pmml", "lightgbm", "paddle")
+PREDICTOR_IMPLEMENTATION_ONLY = ("modelFormat", "runtime", "storageUri", "runtimeVersion", "protocolVersion",
+                                 "storage")
+# Predictor keys that are KServe's, not the pod spec's (ComponentExtensionSpec and the rest).
+PREDICTOR_ONLY = ("minReplicas", "maxReplicas", "scaleTarget", "scaleMetric", "scaleMetricType", "autoScaling",
+                  "containerConcurrency", "timeout", "canaryTrafficPercent", "logger", "batcher", "labels",
+                  "annotations", "deploymentStrategy", "storageUris", "workerSpec", *PREDICTOR_IMPLEMENTATIONS)

@@ -196,8 +196,52 @@ def test_existing_dev_shm_is_kept(store: PolicyStore) -> None:
     p = pod(volumes=[{"name": "dshm", "emptyDir": {"medium": "Memory"}}])
     p["spec"]["containers"][1]["volumeMounts"] = [{"name": "dshm", "mountPath": "/dev/shm"}]
     m = mutate(p, store)
-    assert [v["name"] for v in m["spec"]["volumes"]] == ["dshm", "model-cache"]
+    assert "model-cache-shm" not in [v["name"] for v in m["spec"]["volumes"]]
     assert all(mt["mountPath"] != "/dev/shm" for mt in m["spec"]["containers"][0]["volumeMounts"])
+
+
+def test_pvc_gives_the_claim_to_the_downloaders_group_unless_the_pod_has_an_fs_group(store: PolicyStore) -> None:
+    m = mutate(pod(), store)
+    assert m["spec"]["securityContext"] == {"fsGroup": 10001, "fsGroupChangePolicy": "OnRootMismatch"}
+    own = mutate(pod(securityContext={"fsGroup": 2000, "runAsUser": 1000}), store)
+    assert own["spec"]["securityContext"] == {"fsGroup": 2000, "runAsUser": 1000}
+    # Nothing to write, nothing to give: no downloader, no fsGroup.
+    assert "securityContext" not in mutate(pod({"model.cache/preload": "false"}), store)["spec"]
+
+
+def test_hostpath_prepares_the_model_directory_as_root_with_chown_only_before_the_downloader(store: PolicyStore) -> None:
+    m = mutate(pod({"model.cache/strategy": "hostpath"}), store)
+    prepare, download = m["spec"]["initContainers"][:2]
+    assert (prepare["name"], download["name"]) == ("model-cache-prepare", "model-cache-download")
+    assert prepare["command"] == ["install", "-d", "-o", "10001", "-g", "10001", "-m", "0755", "/model-cache/llama"]
+    assert prepare["image"] == download["image"]
+    context = prepare["securityContext"]
+    assert context["runAsUser"] == 0 and context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN", "FOWNER"]}
+    # The node directory gets no fsGroup (the kubelet would not apply it).
+    assert "securityContext" not in m["spec"]
+    assert "model-cache-prepare" not in [c["name"] for c in mutate(pod(), store)["spec"]["initContainers"]]
+
+
+def test_injected_init_containers_carry_no_service_account_token(store: PolicyStore) -> None:
+    for annotations in ({}, {"model.cache/strategy": "hostpath"}, {"model.cache/name": "small"}):
+        m = mutate(pod(annotations), store)
+        assert by_name(m["spec"]["volumes"], "model-cache-no-token") == {
+            "name": "model-cache-no-token", "emptyDir": {"sizeLimit": "1Mi"}}
+        for c in m["spec"]["initContainers"]:
+            if c["name"].startswith("model-cache-"):
+                assert {"name": "model-cache-no-token", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                        "readOnly": True} in c["volumeMounts"], c["name"]
+        for c in m["spec"]["containers"]:
+            assert all(mt["name"] != "model-cache-no-token" for mt in c.get("volumeMounts") or [])
+    no_init = mutate(pod({"model.cache/preload": "false"}), store)
+    assert all(v["name"] != "model-cache-no-token" for v in no_init["spec"]["volumes"])
+
+
+def test_no_token_volume_name_clash_is_denied(store: PolicyStore) -> None:
+    p = pod(volumes=[{"name": "model-cache-no-token", "emptyDir": {}}])
+    with pytest.raises(Denied, match='already has a volume named "model-cache-no-token"'):
+        mutate_pod(p, "ml", store)
 
 
 def test_shm_size_annotation(store: PolicyStore) -> None:

@@ -13,12 +13,13 @@ from typing import Any, Protocol
 from webhook import quantity
 from webhook.errors import Denied
 from webhook.mutate import request as annotations
-from webhook.mutate.containers import downloader, oci_copy
+from webhook.mutate.containers import downloader, downloader_group, no_token_volume, oci_copy, prepare
 from webhook.mutate.plan import Plan, Pod, already_injected, make_plan
 from webhook.mutate.request import InjectionRequest
 from webhook.policy import ResolvedModel
 from webhook.strategies import get as strategy_named
-from webhook.vocabulary import CACHE_PATH_ENV, INJECTED, INJECTED_CONTAINERS, MIRROR, SHM_PATH, SHM_VOLUME, VOLUME
+from webhook.vocabulary import (CACHE_PATH_ENV, INJECTED, INJECTED_CONTAINERS, MIRROR, NO_TOKEN_VOLUME, SHM_PATH,
+                                SHM_VOLUME, VOLUME)
 
 
 class ModelResolver(Protocol):
@@ -46,14 +47,20 @@ def apply_plan(pod: Pod, plan: Plan) -> Pod:
     volumes = spec.setdefault("volumes", [])
     volumes.append(_model_volume(plan))
 
-    init_container = None
+    injected: list[dict[str, Any]] = []
     if plan.preload:
-        init_container = downloader(plan)
+        if strategy.prepares_directory:
+            injected.append(prepare(plan))
+        injected.append(downloader(plan))
+        if strategy.fs_group:
+            _give_volume_to_downloader(spec, downloader_group(plan))
     elif strategy.copies:
-        init_container = oci_copy(plan)
-    if init_container is not None:
+        injected.append(oci_copy(plan))
+    if injected:
+        volumes.append(no_token_volume())
         init_containers = spec.setdefault("initContainers", [])
-        init_containers.insert(_init_position(init_containers), init_container)
+        position = _init_position(init_containers)
+        init_containers[position:position] = injected
 
     if strategy.oci_source and model.spec.authSecretName:
         pull_secrets = spec.setdefault("imagePullSecrets", [])
@@ -109,6 +116,18 @@ def _init_position(init_containers: list[dict[str, Any]]) -> int:
     return position
 
 
+def _give_volume_to_downloader(spec: dict[str, Any], group: int) -> None:
+    """The kubelet makes a claim's volume group-writable by the pod's fsGroup,
+    which every container of the pod has: without one, the downloader (a
+    non-root user) cannot write a volume that starts root-owned. The pod
+    author's own fsGroup is kept; OnRootMismatch spares a model of many files
+    a recursive chown at every pod start."""
+    context = spec.setdefault("securityContext", {})
+    if "fsGroup" not in context:
+        context["fsGroup"] = group
+        context.setdefault("fsGroupChangePolicy", "OnRootMismatch")
+
+
 def _add_env(container: dict[str, Any], env: list[dict[str, Any]]) -> None:
     current = container.setdefault("env", [])
     # The pod author's own value wins: we add, never override.
@@ -133,8 +152,9 @@ def mutate(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> tuple[P
         if volumes[VOLUME] == _model_volume(plan):
             return None, plan
         raise _volume_clash(VOLUME)
-    if SHM_VOLUME in volumes:
-        raise _volume_clash(SHM_VOLUME)
+    for name in (SHM_VOLUME, NO_TOKEN_VOLUME):
+        if name in volumes:
+            raise _volume_clash(name)
     _check_container_names(pod)
     _check_mount_paths(pod, plan)
     return apply_plan(pod, plan), plan

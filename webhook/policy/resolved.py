@@ -10,7 +10,7 @@ from typing import Any
 from webhook import quantity
 from webhook.policy.schema import EffectiveDefaults, ModelSpec, PolicyDefaults
 from webhook.strategies import names as strategy_names
-from webhook.vocabulary import DEFAULT_IMAGE
+from webhook.vocabulary import DEFAULT_IMAGE, DEFAULT_UID
 
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "strategy": "pvc",
@@ -24,7 +24,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
         "imagePullPolicy": "IfNotPresent",
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "env": {},
-        "runAsUser": 10001,  # the image's own user (Dockerfile)
+        "runAsUser": DEFAULT_UID,
     },
     "env": {},
     "pvcHeadroomPercent": 20.0,

@@ -28,6 +28,10 @@ class Strategy:
     downloads: bool = False  # the downloader init container fills the volume (unless preload is off)
     copies: bool = False  # an init container copies the model image's files into the volume
     oci_source: bool = False  # the model is an oci:// image, pulled with the model's authSecretName
+    # How the downloader's user gets to write the volume, where the volume
+    # does not start writable by all (emptyDir does):
+    fs_group: bool = False  # the kubelet gives the volume to the pod's fsGroup (set when the pod has none)
+    prepares_directory: bool = False  # an init container (root, CHOWN only) gives it the model's directory
 
     def volume(self, model: ResolvedModel) -> dict[str, Any]:
         """The volume source of the model volume (without its name)."""

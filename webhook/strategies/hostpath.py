@@ -21,9 +21,13 @@ if TYPE_CHECKING:
 class HostPath(Strategy):
     name = "hostpath"
     volume_doc = "`hostPath` (`DirectoryOrCreate`) from the policy"
-    init_doc = "writes `<model>/<revision>/`"
+    init_doc = ("writes `<model>/<revision>/`, after `model-cache-prepare` (root, only CHOWN and FOWNER) "
+                "makes `<model>/` the downloader's")
     serving_doc = "mount it read-only at the mount path (`subPath`)"
     downloads = True
+    # The kubelet creates the directory root-owned (0755) and applies no
+    # fsGroup to hostPath volumes: without this the downloader cannot write.
+    prepares_directory = True
 
     def volume(self, model: ResolvedModel) -> dict[str, Any]:
         return {"hostPath": {"path": model.defaults.hostPath.path, "type": "DirectoryOrCreate"}}

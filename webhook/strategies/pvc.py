@@ -21,9 +21,13 @@ if TYPE_CHECKING:
 class Pvc(Strategy):
     name = "pvc"
     volume_doc = "the policy's RWX PVC"
-    init_doc = "writes `<model>/<revision>/`"
+    init_doc = ("writes `<model>/<revision>/`; a pod without `fsGroup` gets the downloader's group as "
+                "`fsGroup` (`OnRootMismatch`), so that the volume is writable")
     serving_doc = "mount it read-only at the mount path (`subPath`)"
     downloads = True
+    # The claim's volume starts root-owned; the kubelet hands it to fsGroup
+    # (local, most block and CSI volumes; NFS exports must be writable by it).
+    fs_group = True
 
     def volume(self, model: ResolvedModel) -> dict[str, Any]:
         return {"persistentVolumeClaim": {"claimName": model.defaults.pvc.claimName}}
