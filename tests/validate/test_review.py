@@ -64,6 +64,16 @@ def test_missing_pvc_and_secret(store: PolicyStore, provider: FactsProvider, api
                                                     "Secret hf-token for model llama-3-8b not found in namespace ml"]
 
 
+def test_a_server_reading_another_key_of_the_secret_gets_no_false_warning(
+        store: PolicyStore, provider: FactsProvider, healthy_cluster: FakeApiServer) -> None:
+    """Issue 17: the model server reads key `token` of Secret hf-token, the
+    downloader reads HF_TOKEN, which is there: nothing keeps the download from starting."""
+    pod = pods.final_pod()
+    pod["spec"]["containers"][0]["env"].append(
+        {"name": "HF_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}})
+    assert review(store, provider, pod).warnings == []
+
+
 def test_hostpath_in_a_baseline_namespace(store: PolicyStore, provider: FactsProvider, apiserver: FakeApiServer) -> None:
     apiserver.add_namespace("ml", {"pod-security.kubernetes.io/enforce": "restricted"})
     warnings = review(store, provider, pods.final_pod("asr-en", "hostpath", node_selector=False)).warnings

@@ -134,6 +134,33 @@ def test_secret_keys_come_from_the_pods_own_references(store: PolicyStore) -> No
     assert rules(run(store, pod, ClusterFacts(pvc=GOOD_PVC, secret=HF_SECRET))) == ["secret-key-missing"]
 
 
+def _reads_token_itself(pod: dict) -> dict:
+    """The pod's own model server reads key `token` of the policy's Secret (issue 17)."""
+    pod["spec"]["containers"][0]["env"].append(
+        {"name": "HF_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}})
+    return pod
+
+
+def test_secret_keys_are_those_the_injected_containers_read(store: PolicyStore) -> None:
+    """Not the pod's own references: a model server reading another key of the
+    same Secret neither raises a false alarm about the download nor hides a real one."""
+    pod = _reads_token_itself(pods.final_pod())
+    assert run(store, pod, ClusterFacts(pvc=GOOD_PVC, secret=HF_SECRET)).findings == ()
+    only_token = SecretInfo("hf-token", frozenset({"token"}))
+    assert texts(run(store, pod, ClusterFacts(pvc=GOOD_PVC, secret=only_token))) == [
+        "Secret hf-token has no key HF_TOKEN: the download of model llama-3-8b cannot start; add it"]
+    # Without a downloader, the Secret is the pod's own business: not checked, not looked up.
+    model = store.resolve("ml", "llama-3-8b")
+    assert describe(_reads_token_itself(pods.final_pod(preload=False)), model, "ml").secret_name is None
+
+
+def test_a_template_whose_server_reads_another_key(store: PolicyStore) -> None:
+    template = pods.tgi_template("llama-3-8b")
+    template["spec"]["containers"][0]["env"] = [
+        {"name": "HF_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}}]
+    assert run(store, template, ClusterFacts(pvc=GOOD_PVC, secret=HF_SECRET), template=True).findings == ()
+
+
 def test_no_downloader_means_no_secret_check(store: PolicyStore) -> None:
     model = store.resolve("ml", "llama-3-8b")
     assert describe(pods.final_pod(preload=False), model, "ml").secret_name is None

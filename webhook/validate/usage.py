@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from webhook.policy import ResolvedModel
-from webhook.vocabulary import DOWNLOADER, INJECTED, OCI_COPY, VOLUME, required_credential_keys
+from webhook.vocabulary import DOWNLOADER, INJECTED, INJECTED_CONTAINERS, OCI_COPY, VOLUME, required_credential_keys
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class CacheUse:
     oci_copy: bool
     pvc_name: str | None  # the claim of the model volume, when it is a PVC
     secret_name: str | None  # the authSecretName, when this pod uses it
-    secret_keys: frozenset[str]  # keys of it the pod cannot start without
+    secret_keys: frozenset[str]  # keys of it the injected containers cannot start without
     spec: Mapping[str, Any]
 
 
@@ -54,10 +54,14 @@ def _mounts(container: Mapping[str, Any], volume: str) -> bool:
 
 
 def _secret_refs(spec: Mapping[str, Any], secret: str) -> tuple[bool, frozenset[str]]:
-    """Whether any container of the pod uses SECRET, and the keys it must hold
-    (non-optional secretKeyRefs, secret volume items)."""
+    """Whether the containers model-cache injected use SECRET, and the keys it
+    must hold for them (non-optional secretKeyRefs, items of secret volumes they
+    mount). The pod's own containers may read other keys of the same Secret:
+    those are not the download's, and a missing one does not stop it."""
+    injected = [c for c in _containers(spec, "initContainers") if c.get("name") in INJECTED_CONTAINERS]
+    mounted = {m.get("name") for c in injected for m in c.get("volumeMounts") or []}
     used, keys = False, set()
-    for c in _containers(spec) + _containers(spec, "initContainers"):
+    for c in injected:
         for env in c.get("env") or []:
             ref = ((env.get("valueFrom") or {}).get("secretKeyRef")) or {}
             if ref.get("name") == secret:
@@ -70,7 +74,7 @@ def _secret_refs(spec: Mapping[str, Any], secret: str) -> tuple[bool, frozenset[
                 used = True
     for vol in spec.get("volumes") or []:
         ref = vol.get("secret") or {}
-        if ref.get("secretName") == secret and not ref.get("optional"):
+        if vol.get("name") in mounted and ref.get("secretName") == secret and not ref.get("optional"):
             used = True
             keys.update(i["key"] for i in ref.get("items") or [] if i.get("key"))
     return used, frozenset(keys)
