@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import subprocess
+from typing import Any, Callable
 
 from kubernetes import client as k8s
 
@@ -66,3 +67,38 @@ def _split_warning_header(value: str) -> list[str]:
             j += 1
         out.append("".join(text))
         i = j + 1
+
+
+def workload(kind: str, name: str, template: dict[str, Any]) -> dict[str, Any]:
+    """A StatefulSet, Job, CronJob or DaemonSet NAME of TEMPLATE (one replica
+    where there is a count), as a team would write it."""
+    labels = dict(template["metadata"]["labels"])
+    if kind == "StatefulSet":
+        spec: dict[str, Any] = {"replicas": 1, "serviceName": name, "selector": {"matchLabels": labels},
+                                "template": template}
+    elif kind == "DaemonSet":
+        spec = {"selector": {"matchLabels": labels}, "template": template}
+    elif kind == "Job":
+        spec = {"backoffLimit": 0, "template": _run_once(template)}
+    elif kind == "CronJob":
+        spec = {"schedule": "0 0 1 1 *", "jobTemplate": {"spec": {"backoffLimit": 0, "template": _run_once(template)}}}
+    else:
+        raise ValueError(f"not a workload kind: {kind}")
+    group = "batch/v1" if kind in ("Job", "CronJob") else "apps/v1"
+    return {"apiVersion": group, "kind": kind, "metadata": {"name": name, "labels": {"app": name}}, "spec": spec}
+
+
+def _run_once(template: dict[str, Any]) -> dict[str, Any]:
+    out = {**template, "spec": {**template["spec"], "restartPolicy": "Never"}}
+    return out
+
+
+def stored(kubectl: Callable[..., subprocess.CompletedProcess[str]], path: str) -> dict[str, Any] | None:
+    """The object at PATH (/api/v1/namespaces/ns/pods/x, ...) as stored, or None
+    when there is none; KUBECTL is ControlPlane.kubectl."""
+    out = kubectl("get", "--raw", path, check=False)
+    if out.returncode != 0:
+        if "NotFound" in out.stderr or "not found" in out.stderr:
+            return None
+        raise AssertionError(f"kubectl get --raw {path}: {out.stderr}")
+    return json.loads(out.stdout)
