@@ -18,22 +18,48 @@ from webhook.errors import Denied
 from webhook.mutate import ModelResolver, mutate_pod
 from webhook.validate.facts import FactsSource
 from webhook.validate.review import review_template
-from webhook.objects import pod_templates
+from webhook.objects import Path, PodTemplate, dig, pod_templates
 from webhook.strategies import get as strategy_named
-from webhook.vocabulary import INJECTED, INPUTS, MIRROR, NAME, PREFIX
+from webhook.vocabulary import INJECTED as INJECTED_KEY, INPUTS, MIRROR, NAME, PREFIX
 
 MAX_DISTANCE = 3  # edits that still read as a typo of one of our keys
+
+
+# What explain says of a pod template. FAILED ones make `explain` exit 1: the
+# template looks meant for model-cache, but its pods would not get the model.
+INJECTED = "injected"
+MISSED = "missed"  # a misspelled trigger, or the trigger where the webhook never looks
+DENIED = "denied"
+INVALID = "invalid"  # not a pod the API server would accept
+NOT_ASKED = "not-asked"  # nothing in it asks for a model: the webhook lets it pass untouched
+SKIPPED = "skipped"  # injected already, a mirror pod
+OUTCOMES = (INJECTED, MISSED, DENIED, INVALID, NOT_ASKED, SKIPPED)
+FAILED = frozenset({MISSED, DENIED, INVALID})
 
 
 @dataclass
 class Verdict:
     """One pod template's fate."""
 
-    subject: str  # "Deployment llm/llama-vllm (spec.template)"
-    outcome: str  # injected, not-injected, denied, invalid, skipped
+    kind: str
+    namespace: str
+    name: str
+    where: str  # "spec.template"; "" for a Pod
+    outcome: str  # one of OUTCOMES
     summary: str
     hints: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    injected: str | None = None  # the model.cache/injected value it would get
+
+    @property
+    def subject(self) -> str:
+        """"Deployment llm/llama-vllm (spec.template)"."""
+        name = f"{self.kind} {self.namespace}/{self.name}"
+        return f"{name} ({self.where})" if self.where else name
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome in FAILED
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -52,13 +78,17 @@ def near_misses(keys: list[str]) -> list[tuple[str, str, int]]:
     typo of a model.cache/ annotation: `model.cache/nmae`, `model-cache/name`."""
     out = []
     for key in keys:
-        if key in INPUTS or key == INJECTED:
+        if key in INPUTS or key == INJECTED_KEY:
             continue
         best = min(INPUTS, key=lambda ours: edit_distance(key, ours))
         distance = edit_distance(key, best)
         if distance <= MAX_DISTANCE or (key.startswith(PREFIX) and distance <= 6):
             out.append((key, best, distance))
     return out
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _mapping_keys(value: Any) -> list[str]:
@@ -68,67 +98,85 @@ def _mapping_keys(value: Any) -> list[str]:
 def explain_object(obj: dict[str, Any], namespace: str | None, policies: ModelResolver,
                    facts: FactsSource | None = None) -> list[Verdict]:
     """A verdict for every Pod and pod template in OBJ."""
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    return [explain_template(t, namespace, policies, facts) for t in pod_templates(obj)]
+
+
+def explain_template(template: PodTemplate, namespace: str | None, policies: ModelResolver,
+                     facts: FactsSource | None = None) -> Verdict:
+    meta = _mapping(template.owner.get("metadata"))
     ns = meta.get("namespace") or namespace or "default"
-    name = f"{obj.get('kind', 'object')} {ns}/{meta.get('name', '(unnamed)')}"
-    verdicts = []
-    for where, pod in pod_templates(obj):
-        subject = f"{name} ({where})" if where else name
-        verdicts.append(_explain_pod(subject, where, obj, pod, ns, policies, facts))
-    return verdicts
-
-
-def _explain_pod(subject: str, where: str, obj: dict[str, Any], pod: dict[str, Any] | None, namespace: str,
-                 policies: ModelResolver, facts: FactsSource | None) -> Verdict:
+    verdict = Verdict(str(template.owner.get("kind", "object")), ns, str(meta.get("name", "(unnamed)")),
+                      template.where, NOT_ASKED, "")
+    pod, where = template.pod, template.where
     if pod is None:
-        return Verdict(subject, "invalid", f"no pod template at {where}")
+        return _say(verdict, INVALID, f"no pod template at {where}")
     problem = pod_problem(pod, where)
     if problem is not None:
-        return Verdict(subject, "invalid", problem)
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+        return _say(verdict, INVALID, problem)
+    annotations = _mapping(_mapping(pod.get("metadata")).get("annotations"))
     if MIRROR in annotations:
-        return Verdict(subject, "skipped", "a mirror pod: never changed")
-    if INJECTED in annotations:
-        return Verdict(subject, "skipped", f"injected already ({INJECTED}: {annotations[INJECTED]})")
+        return _say(verdict, SKIPPED, "a mirror pod: never changed")
+    if INJECTED_KEY in annotations:
+        verdict.injected = str(annotations[INJECTED_KEY])
+        return _say(verdict, SKIPPED, f"injected already ({INJECTED_KEY}: {annotations[INJECTED_KEY]})")
     if NAME not in annotations:
-        return Verdict(subject, "not-injected", f"not injected: no {NAME} annotation on the pod template",
-                       hints=_trigger_hints(where, obj, pod))
+        hints = missed_trigger(template)
+        if hints:
+            return _say(verdict, MISSED, f"not injected: no {NAME} annotation where the webhook reads it", hints)
+        at = " or ".join(f"{template.text(p)}.annotations" for p in _annotation_homes(template))
+        return _say(verdict, NOT_ASKED, f"not injected: no {NAME} annotation on the pod template",
+                    [f"add {NAME}: <model> to {at} to ask for a model"])
     try:
-        mutated, plan = mutate_pod(pod, namespace, policies)
+        mutated, plan = mutate_pod(pod, ns, policies)
     except Denied as err:
         who = "it would be denied" if not where else "its pods would be denied"
-        return Verdict(subject, "denied", f"{who}: {err}")
+        return _say(verdict, DENIED, f"{who}: {err}")
     if mutated is None or plan is None:
-        return Verdict(subject, "skipped", "left as it is (it carries our volume already)")
-    verdict = Verdict(subject, "injected", (
+        return _say(verdict, SKIPPED, "left as it is (it carries our volume already)")
+    verdict.injected = _mapping(_mapping(mutated.get("metadata")).get("annotations")).get(INJECTED_KEY)
+    _say(verdict, INJECTED, (
         f"injected: model {plan.model.name} (revision {plan.model.revision}, {plan.model.spec.size}) from "
         f"{plan.model.policy_file}, strategy {plan.strategy}, mounted read-only at {plan.mount_path} in "
         f"{', '.join(plan.targets)}" + ("" if plan.preload or not strategy_named(plan.strategy).downloads
                                          else ", no downloader (preload off)")
     ))
-    verdict.warnings = review_template(pod, namespace, policies, facts).warnings
+    verdict.warnings = review_template(pod, ns, policies, facts).warnings
     return verdict
 
 
-def _trigger_hints(where: str, obj: dict[str, Any], pod: dict[str, Any]) -> list[str]:
+def _say(verdict: Verdict, outcome: str, summary: str, hints: list[str] | None = None) -> Verdict:
+    verdict.outcome, verdict.summary, verdict.hints = outcome, summary, hints or []
+    return verdict
+
+
+def _annotation_homes(template: PodTemplate) -> tuple[Path, ...]:
+    """Where an author writes the pod's annotations, most specific first."""
+    return tuple(reversed(template.read))
+
+
+def missed_trigger(template: PodTemplate) -> list[str]:
+    """Why TEMPLATE looks meant for model-cache although the webhook would never
+    see it ask: a misspelled trigger, the trigger as a label, or on metadata that
+    never reaches the pods. Empty when nothing looks like ours."""
     hints = []
-    pod_meta = pod.get("metadata") or {}
-    at = f"{where}.metadata" if where else "metadata"
-    for key, ours, distance in near_misses(_mapping_keys(pod_meta.get("annotations"))):
-        hints.append(f"{at}.annotations has {key!r}: did you mean {ours!r}? (edit distance {distance})")
-    for key, ours, distance in near_misses(_mapping_keys(pod_meta.get("labels"))):
-        hints.append(f"{at}.labels has {key!r}: {ours!r} must be an annotation, not a label")
-    if NAME in _mapping_keys(pod_meta.get("labels")):
-        hints.append(f"{at}.labels has {NAME!r}: it must be an annotation, not a label")
-    if where:
-        own = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-        own_keys = _mapping_keys(own.get("annotations"))
-        if NAME in own_keys:
-            hints.append(f"{NAME} is on the {obj.get('kind')}'s own metadata; the webhook reads the pod's: "
-                         f"move it to {where}.metadata.annotations")
-        for key, ours, distance in near_misses(own_keys):
-            hints.append(f"metadata.annotations has {key!r} (like {ours!r}, edit distance {distance}), on the "
-                         f"{obj.get('kind')}'s own metadata; the webhook reads {where}.metadata.annotations")
-    if not hints:
-        hints.append(f"add {NAME}: <model> to {at}.annotations to ask for a model")
+    for path in template.read:
+        meta = _mapping(dig(template.owner, path))
+        at = template.text(path)
+        for key, ours, distance in near_misses(_mapping_keys(meta.get("annotations"))):
+            hints.append(f"{at}.annotations has {key!r}: did you mean {ours!r}? (edit distance {distance})")
+        labels = _mapping_keys(meta.get("labels"))
+        for key, ours, _ in near_misses(labels):
+            hints.append(f"{at}.labels has {key!r}: {ours!r} must be an annotation, not a label")
+        if NAME in labels:
+            hints.append(f"{at}.labels has {NAME!r}: it must be an annotation, not a label")
+    home = template.text(_annotation_homes(template)[0])
+    for path in template.ignored:
+        keys = _mapping_keys(_mapping(dig(template.owner, path)).get("annotations"))
+        at = template.text(path)
+        if NAME in keys:
+            hints.append(f"{NAME} is on {at}.annotations, which never reaches the pods: "
+                         f"move it to {home}.annotations")
+        for key, ours, distance in near_misses(keys):
+            hints.append(f"{at}.annotations has {key!r} (like {ours!r}, edit distance {distance}), which never "
+                         f"reaches the pods: the webhook reads {home}.annotations")
     return hints

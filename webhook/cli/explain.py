@@ -1,13 +1,18 @@
 """`model-cache explain -f FILE`: for each pod template, why it would or would
-not be injected, and the warnings it would get. Exit 1 when a pod would be
-denied or a template cannot be read, so CI can gate on it."""
+not be injected, and the warnings it would get. Exit 1 when one that looks
+meant for model-cache would not be (missed, denied) or cannot be read, so CI
+can gate on it."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from webhook.cli.inject import load_store, read_objects
+from webhook.cli.output import emit
 from webhook.explain import Verdict, explain_object
+from webhook.objects import pod_kinds
 
 
 def _facts_from_cluster():  # type: ignore[no-untyped-def]
@@ -24,13 +29,22 @@ def format_verdict(v: Verdict) -> str:
     return "\n".join(lines)
 
 
+def verdict_document(v: Verdict) -> dict[str, Any]:
+    """One verdict as `-o json` gives it (docs/cli.md)."""
+    return {**asdict(v), "failed": v.failed}
+
+
 def run_explain(file: str, namespace: str | None, policies: Path, cluster_facts: bool = False,
-                downloader_image: str | None = None) -> int:
+                downloader_image: str | None = None, output: str = "text") -> int:
     store = load_store(policies, downloader_image)
     facts = _facts_from_cluster() if cluster_facts else None
     verdicts = [v for obj in read_objects(file) for v in explain_object(obj, namespace, store, facts)]
-    if not verdicts:
-        print(f"{file}: no Pod or pod template (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob)")
-    for verdict in verdicts:
-        print(format_verdict(verdict))
-    return 1 if any(v.outcome in ("denied", "invalid") for v in verdicts) else 0
+    failed = any(v.failed for v in verdicts)
+
+    def text() -> str:
+        if not verdicts:
+            return f"{file}: no Pod or pod template ({', '.join(pod_kinds())})"
+        return "\n".join(format_verdict(v) for v in verdicts)
+
+    emit({"ok": not failed, "verdicts": [verdict_document(v) for v in verdicts]}, output, text)
+    return 1 if failed else 0

@@ -35,21 +35,13 @@ def _cmd_inject(args: argparse.Namespace) -> int:
     from webhook.cli.inject import run_inject
 
     return run_inject(args.file, namespace=args.namespace, policies=_policies_dir(args),
-                      downloader_image=args.downloader_image)
+                      downloader_image=args.downloader_image, output=args.output)
 
 
 def _cmd_policy_check(args: argparse.Namespace) -> int:
-    from webhook.policy import check_paths
+    from webhook.cli.policy_check import run_policy_check
 
-    report = check_paths([Path(p) for p in args.paths])
-    for line in report.warnings:
-        print(f"warning: {line}", file=sys.stderr)
-    if report.errors:
-        for line in report.errors:
-            print(line, file=sys.stderr)
-        return 1
-    print(f"{', '.join(args.paths)}: {report.files} policy file(s) valid")
-    return 0
+    return run_policy_check([Path(p) for p in args.paths], args.output)
 
 
 def _policies_dir(args: argparse.Namespace) -> Path:
@@ -64,11 +56,20 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from webhook.cli.explain import run_explain
 
     return run_explain(args.file, namespace=args.namespace, policies=_policies_dir(args),
-                       cluster_facts=args.from_cluster, downloader_image=args.downloader_image)
+                       cluster_facts=args.from_cluster, downloader_image=args.downloader_image,
+                       output=args.output)
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows every option's default."""
+    """Shows every option's default, once: not where the help names it already
+    (a default that depends on the environment says so itself), and not for
+    options with no value of their own (a flag that is off, a default of None)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS) or action.required:
+            return text
+        return super()._get_help_string(action)
 
 
 def _env_flag(name: str) -> bool:
@@ -108,8 +109,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
 
 def _add_downloader_image(p: argparse.ArgumentParser) -> None:
     p.add_argument("--downloader-image", metavar="IMAGE", default=os.environ.get("MODEL_CACHE_DOWNLOADER_IMAGE") or None,
-                   help="the downloader image where a policy names none (also env MODEL_CACHE_DOWNLOADER_IMAGE; "
-                        f"default: {DEFAULT_IMAGE}): installs from a private registry set it to the webhook's own")
+                   help="the downloader image where a policy names none; installs from a private registry set it "
+                        f"to the webhook's own (default: env MODEL_CACHE_DOWNLOADER_IMAGE, else {DEFAULT_IMAGE})")
 
 
 def _add_policy_source(p: argparse.ArgumentParser) -> None:
@@ -139,14 +140,23 @@ def build_parser() -> argparse.ArgumentParser:
                                formatter_class=_Formatter)
     gen.add_argument("--out", required=True, help="directory for ca.crt, tls.crt, tls.key")
     gen.add_argument("--service", default="model-cache", help="the Service the API server calls")
-    gen.add_argument("--namespace", default="model-cache", help="the Service's namespace")
+    gen.add_argument("-n", "--namespace", default="model-cache", help="the Service's namespace")
     gen.set_defaults(func=_cmd_certs_generate)
 
-    for name, func, what in (("inject", _cmd_inject, "print objects as the webhook would change them"),
-                             ("explain", _cmd_explain, "say why each pod template would or would not be injected")):
-        cmd = sub.add_parser(name, help=what, formatter_class=_Formatter)
+    from webhook.cli.output import add_output_argument
+
+    for name, func, what, output, formats in (
+        ("inject", _cmd_inject, "print objects as the webhook would change them; exit 1 if one cannot be injected "
+                                "as meant (denied, a misspelled model.cache/name, the annotation in the wrong place)",
+         "yaml", "yaml: the objects, changed; json: the same as a List; text: one line per pod template"),
+        ("explain", _cmd_explain, "say why each pod template would or would not be injected; exit 1 if one that "
+                                  "looks meant for model-cache would not be",
+         "text", "text: for people; json, yaml: the verdicts for scripts"),
+    ):
+        cmd = sub.add_parser(name, help=what, description=what, formatter_class=_Formatter)
         cmd.add_argument("-f", "--file", required=True, help="YAML file, or - for stdin")
-        cmd.add_argument("--namespace", default="default", help="namespace for objects that name none")
+        cmd.add_argument("-n", "--namespace", default="default", help="namespace for objects that name none")
+        add_output_argument(cmd, formats, default=output)
         _add_policy_source(cmd)
         cmd.set_defaults(func=func)
 
@@ -155,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = policy_sub.add_parser("check", help="validate policy files and directories of them; exit 1 on errors",
                                   formatter_class=_Formatter)
     check.add_argument("paths", nargs="+", metavar="PATH", help="a <namespace>.yaml file or a directory of them")
+    add_output_argument(check, "text: errors and warnings on stderr, a summary on stdout; "
+                               "json, yaml: one report on stdout for scripts")
     check.set_defaults(func=_cmd_policy_check)
 
     from webhook.download.command import register as register_download_commands
