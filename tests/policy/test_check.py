@@ -3,10 +3,13 @@ the namespace's allowed ones, files the kustomization leaves out (issue 12)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import textwrap
 from pathlib import Path
+
+import yaml
 
 from tests.helpers import MODEL_CACHE, POLICIES
 from webhook.policy import check_paths, check_texts
@@ -81,3 +84,78 @@ def test_missing_paths_and_bad_files_are_named(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"{tmp_path}/nothing: no such file or directory" in result.stderr
     assert f"{tmp_path}/ml.yaml: models.m.source: " in result.stderr
+
+
+def test_an_unknown_field_gets_the_closest_one_and_no_repo_path() -> None:
+    report = check_texts({"ml.yaml": HEAD + textwrap.dedent("""\
+        defaults: {pvc: {claimNmae: models}, Downloader: {}}
+        modles: {}
+        models:
+          m: {source: "hf://a/b", size: 1Gi, revison: main, zzz: 1}
+        """)})
+    assert report.errors == [
+        "ml.yaml: defaults.pvc.claimNmae: unknown field; did you mean 'claimName'? fields here: claimName",
+        "ml.yaml: defaults.Downloader: unknown field; did you mean 'downloader'? fields here: strategy, "
+        "allowedStrategies, mountPath, shmSize, pvc, hostPath, downloader, env, pvcHeadroomPercent",
+        "ml.yaml: models.m.revison: unknown field; did you mean 'revision'? fields here: source, revision, size, "
+        "sha256, authSecretName, include, strategy, ociPath",
+        "ml.yaml: models.m.zzz: unknown field; fields here: source, revision, size, sha256, authSecretName, include, "
+        "strategy, ociPath",
+        "ml.yaml: modles: unknown field; did you mean 'models'? fields here: apiVersion, kind, defaults, models"]
+    assert not any("policies/" in e or ".md" in e for e in report.errors)
+
+
+UNPINNED = HEAD + textwrap.dedent("""\
+    models:
+      branch: {source: "hf://org/a", size: 1Gi, revision: main}
+      tag: {source: "hf://org/b", size: 1Gi, revision: v1.0}
+      unset: {source: "hf://org/c", size: 1Gi}
+      short: {source: "hf://org/d", size: 1Gi, revision: 0e9e39f}
+      pinned: {source: "hf://org/e", size: 1Gi, revision: 0e9e39f249a16976918f6564b8830bc894c89659}
+      s3: {source: "s3://bucket/f/", size: 1Gi}
+    """)
+
+
+def test_an_hf_revision_that_is_not_a_commit_is_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "ml.yaml").write_text(UNPINNED)
+    report = check_paths([tmp_path / "ml.yaml"])
+    assert report.errors == []
+    advice = "which moves: nodes may cache different files under one name; pin the 40-hex commit"
+    assert report.warnings == [
+        f"{tmp_path}/ml.yaml: models.branch.revision: 'main' is a branch or tag, {advice}",
+        f"{tmp_path}/ml.yaml: models.tag.revision: 'v1.0' is a branch or tag, {advice}",
+        f"{tmp_path}/ml.yaml: models.unset.revision: not set, so it is the main branch, {advice}",
+        f"{tmp_path}/ml.yaml: models.short.revision: '0e9e39f' is a branch or tag, {advice}"]
+    result = run(tmp_path / "ml.yaml")
+    assert result.returncode == 0  # a warning, not an error
+    assert result.stderr.splitlines()[0] == f"warning: {tmp_path}/ml.yaml: models.branch.revision: 'main' is a " \
+                                            f"branch or tag, {advice}"
+    # The ConfigMap review repeats check_texts without the advice: it stays as it was.
+    assert check_texts({"ml.yaml": UNPINNED}).warnings == []
+
+
+def test_output_json_and_yaml(tmp_path: Path) -> None:
+    (tmp_path / "ml.yaml").write_text(UNPINNED.replace("size: 1Gi, revision: main", "sise: 1Gi, revision: main"))
+    result = subprocess.run([MODEL_CACHE, "policy", "check", "-o", "json", str(tmp_path / "ml.yaml"),
+                             str(tmp_path / "missing")], capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr == ""
+    report = json.loads(result.stdout)
+    assert report == {
+        "ok": False, "files": 1,
+        "errors": [
+            {"path": f"{tmp_path}/ml.yaml", "code": "invalid", "message": "models.branch.size: required field is missing"},
+            {"path": f"{tmp_path}/ml.yaml", "code": "invalid",
+             "message": "models.branch.sise: unknown field; did you mean 'size'? fields here: source, revision, size, "
+                        "sha256, authSecretName, include, strategy, ociPath"},
+            {"path": f"{tmp_path}/missing", "code": "not-found", "message": "no such file or directory"}],
+        "warnings": []}
+    as_yaml = subprocess.run([MODEL_CACHE, "policy", "check", "--output", "yaml", str(tmp_path / "ml.yaml"),
+                              str(tmp_path / "missing")], capture_output=True, text=True)
+    assert as_yaml.returncode == 1 and yaml.safe_load(as_yaml.stdout) == report
+    (tmp_path / "ml.yaml").write_text(UNPINNED)
+    good = subprocess.run([MODEL_CACHE, "policy", "check", "-o", "json", str(tmp_path)], capture_output=True, text=True)
+    assert good.returncode == 0, good.stdout
+    found = json.loads(good.stdout)
+    assert found["ok"] is True and found["files"] == 1 and found["errors"] == []
+    assert [(w["code"], w["message"].split(":")[0]) for w in found["warnings"]] == [
+        ("unpinned-revision", f"models.{m}.revision") for m in ("branch", "tag", "unset", "short")]
