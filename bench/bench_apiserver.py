@@ -46,6 +46,7 @@ from kubernetes import client as k8s  # noqa: E402
 from kubernetes.client.exceptions import ApiException  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from bench.bench_webhook import admission_review, run_wrk  # noqa: E402
 from bench.ports import free_port  # noqa: E402
 from tests.apiserver.controlplane import (ControlPlane, Proc, http_get, running_control_plane, spawn, wait_for,
                                           why_not)  # noqa: E402
@@ -300,6 +301,24 @@ def burst(cp: ControlPlane, namespace: str, trigger: str, replicas: int, timeout
             "failed_create_events": float(failed)}
 
 
+def direct(hook: Webhook, peer: Peer, seconds: int) -> dict[str, dict[str, float]]:
+    """Each webhook alone, one kept-alive connection, one request at a time
+    (wrk -c1): what a call costs at the server, without the API server."""
+    if shutil.which("wrk") is None:
+        return {}
+    ours = admission_review({**vllm_pod(True), "metadata": {**vllm_pod(True)["metadata"], "namespace": MC_NS}})
+    theirs = admission_review({**vllm_pod(True, PEER_TRIGGER),
+                               "metadata": {**vllm_pod(True, PEER_TRIGGER)["metadata"], "namespace": PEER_NS}})
+    out = {}
+    for name, port, path, review in (("model-cache /mutate", hook.port, "/mutate", ours),
+                                     ("model-cache /validate", hook.port, "/validate", ours),
+                                     ("peer /mutate", peer.port, "/mutate", theirs)):
+        payload = json.dumps(review).encode()
+        run_wrk(f"https://127.0.0.1:{port}{path}", payload, 1, 1)
+        out[name] = run_wrk(f"https://127.0.0.1:{port}{path}", payload, 1, seconds)
+    return out
+
+
 def established(port: int) -> set[str]:
     """The client ends of the connections established to PORT on loopback."""
     out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
@@ -345,6 +364,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 results["same_injection"] = injected_parts(ours) == injected_parts(theirs)
                 if not results["same_injection"]:
                     results["injections"] = {"model-cache": injected_parts(ours), "peer": injected_parts(theirs)}
+                if args.direct_seconds:
+                    results["direct"] = direct(hook, peer, args.direct_seconds)
                 if args.burst:
                     for side, namespace, trigger, hooks in (("model-cache", MC_NS, TRIGGER, OUR_HOOKS),
                                                             ("peer", PEER_NS, PEER_TRIGGER, (PEER_HOOK,))):
@@ -353,6 +374,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         after = scrape(cp)
                         out["webhooks"] = {h: webhook_histogram(before, after, h) for h in hooks}
                         out["rejected"] = rejected(before, after)
+                        out["connections_after"] = len(established(hook.port if side == "model-cache" else peer.port))
                         out["load_after"] = load_average()
                         results[f"burst {side}"] = out
             finally:
@@ -389,12 +411,17 @@ def report(results: dict[str, Any]) -> None:
         if h["calls"]:
             print(f"| {hook} | {h['calls']:.0f} | {h['calls'] / pods:.2f} | {h.get('le_5ms', 0):.1%} | "
                   f"{h.get('le_25ms', 0):.1%} | {h['p50_ms']:.1f} | {h['p99_ms']:.1f} |")
+    if results.get("direct"):
+        print("\n| each webhook alone, wrk -c1 | p50 ms | p99 ms | requests/s |\n|---|---|---|---|")
+        for name, r in results["direct"].items():
+            print(f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:.0f} |")
     for side in ("model-cache", "peer"):
         b = results.get(f"burst {side}")
         if not b:
             continue
         print(f"\nburst, {side}: {b['pods']:.0f} pods in {b['seconds']:.1f} s ({b['pods_per_s']:.0f}/s), "
-              f"FailedCreate events {b['failed_create_events']:.0f}, refused {b['rejected']:.0f}, load after {b['load_after']}")
+              f"FailedCreate events {b['failed_create_events']:.0f}, refused {b['rejected']:.0f}, "
+              f"connections open after {b['connections_after']}, load after {b['load_after']}")
         for hook, h in b["webhooks"].items():
             if h["calls"]:
                 print(f"  {hook}: {h['calls']:.0f} calls, <= 5 ms {h.get('le_5ms', 0):.1%}, <= 25 ms "
@@ -407,6 +434,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--burst", type=int, default=500, help="replicas of the burst (0: no burst)")
     ap.add_argument("--burst-timeout", type=float, default=300.0)
+    ap.add_argument("--direct-seconds", type=int, default=5, help="wrk -c1 on each webhook alone (0: skip)")
     ap.add_argument("--peer-http2", action="store_true", help="let the peer offer HTTP/2 (controller-runtime's default)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()

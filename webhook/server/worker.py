@@ -37,6 +37,7 @@ connection of that worker.
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 import warnings
@@ -90,6 +91,12 @@ class ModelCacheWorker(GeventWorker):
     def load_wsgi(self) -> None:
         super().load_wsgi()
         self.wsgi = BodyDeadline(self.wsgi, BODY_TIMEOUT)
+        # The app, Flask, gevent and the kubernetes client are some 70,000
+        # objects that live as long as the worker. Left to the collector, each
+        # full collection walks them all (about 10 ms on this machine, during
+        # which no connection of the worker is served); frozen, it walks only
+        # what requests leave behind.
+        gc.freeze()
 
     def run(self) -> None:
         servers = []
