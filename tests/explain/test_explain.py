@@ -246,6 +246,7 @@ def test_the_json_shape(tmp_path: Path) -> None:
     assert report["verdicts"][0]["summary"].startswith("injected: model llama-3-8b")
     as_yaml = explain("-f", str(file), "-o", "yaml")
     assert as_yaml.returncode == 1 and yaml.safe_load(as_yaml.stdout) == report
+    assert as_yaml.stdout.startswith("ok: false\nverdicts:\n- kind: Deployment\n")  # YAML, not JSON
 
 
 def test_namespace_option_for_objects_that_name_none(tmp_path: Path) -> None:

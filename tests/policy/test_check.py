@@ -152,6 +152,7 @@ def test_output_json_and_yaml(tmp_path: Path) -> None:
     as_yaml = subprocess.run([MODEL_CACHE, "policy", "check", "--output", "yaml", str(tmp_path / "ml.yaml"),
                               str(tmp_path / "missing")], capture_output=True, text=True)
     assert as_yaml.returncode == 1 and yaml.safe_load(as_yaml.stdout) == report
+    assert as_yaml.stdout.startswith("ok: false\nfiles: 1\nerrors:\n- path: ")  # YAML, not JSON
     (tmp_path / "ml.yaml").write_text(UNPINNED)
     good = subprocess.run([MODEL_CACHE, "policy", "check", "-o", "json", str(tmp_path)], capture_output=True, text=True)
     assert good.returncode == 0, good.stdout
