@@ -310,6 +310,10 @@ def pod_report(cp: ControlPlane, namespace: str, pod: str, container: str) -> di
     raise AssertionError(f"no MODEL-REPORT in the log of {namespace}/{pod}/{container}:\n{text[-2000:]}")
 
 
+def downloader_log(cp: ControlPlane, namespace: str, pod: str) -> str:
+    return cp.core.read_namespaced_pod_log(pod, namespace, container="model-cache-download")
+
+
 def wait_pods_running(cp: ControlPlane, namespace: str, selector: str, count: int, node: Node,
                       timeout: float = 240) -> list[k8s.V1Pod]:
     def running() -> list[k8s.V1Pod] | None:
