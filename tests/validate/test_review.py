@@ -85,10 +85,15 @@ def test_hostpath_in_a_baseline_namespace(store: PolicyStore, provider: FactsPro
 def test_lookups_only_for_what_the_pod_uses(store: PolicyStore, provider: FactsProvider,
                                             healthy_cluster: FakeApiServer) -> None:
     review(store, provider, pods.final_pod("granite-digest", "image"))
-    review(store, provider, pods.final_pod("phi-2", "memory"))  # no secret in its policy entry
     assert healthy_cluster.requests == []
     review(store, provider, pods.final_pod(preload=False))
     assert [r.path for r in healthy_cluster.requests] == ["/api/v1/namespaces/ml/persistentvolumeclaims/llm-models"]
+    # No secret in phi-2's policy entry; its memory figures (the downloader's,
+    # the raised limit) meet the namespace's bounds: listed once, then cached.
+    review(store, provider, pods.final_pod("phi-2", "memory"))
+    review(store, provider, pods.final_pod("phi-2", "memory"))
+    assert [r.path for r in healthy_cluster.requests][1:] == ["/api/v1/namespaces/ml/limitranges",
+                                                               "/api/v1/namespaces/ml/resourcequotas"]
 
 
 def test_unreachable_api_server_is_one_warning_within_budget(store: PolicyStore, healthy_cluster: FakeApiServer,
@@ -100,7 +105,8 @@ def test_unreachable_api_server_is_one_warning_within_budget(store: PolicyStore,
         outcome = review(store, facts, pods.final_pod())
         assert time.monotonic() - started < 2.0  # not the 5 s the API server takes: inside timeoutSeconds
         assert outcome.allowed and outcome.warnings == [
-            "could not check PVC llm-models, Secret hf-token: API server did not answer within 0.3s; allowed unchecked"]
+            "could not check PVC llm-models, Secret hf-token, memory limits of namespace ml: API server did not answer "
+            "within 0.3s; allowed unchecked"]
     finally:
         facts.close()
 

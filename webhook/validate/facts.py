@@ -10,14 +10,14 @@ from typing import Any, Iterable, Literal, Mapping, Protocol
 from webhook import quantity
 
 
-Kind = Literal["pvc", "secret", "namespace"]
+Kind = Literal["pvc", "secret", "namespace", "limits"]
 
 
 @dataclass(frozen=True)
 class LookupKey:
     kind: Kind
     namespace: str  # for kind "namespace": the namespace itself
-    name: str
+    name: str  # for kind "limits": the namespace (its LimitRanges and ResourceQuotas, listed)
 
 
 class FactsSource(Protocol):
@@ -50,6 +50,24 @@ class NamespaceInfo:
     labels: Mapping[str, str]
 
 
+@dataclass(frozen=True)
+class MemoryCap:
+    """One memory bound of a namespace that admission enforces on a new pod:
+    a LimitRange's max per Container or per Pod, or a ResourceQuota's hard
+    `limits.memory` or `requests.memory` (`memory`) with what is used of it."""
+
+    kind: Literal["LimitRange", "ResourceQuota"]
+    name: str
+    scope: str  # Container, Pod (LimitRange); limits.memory, requests.memory (ResourceQuota)
+    max: Decimal
+    used: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True)
+class NamespaceLimits:
+    caps: tuple[MemoryCap, ...]
+
+
 class _Missing:
     """The API server answered 404."""
 
@@ -73,6 +91,7 @@ class Unavailable:
 
     reason: str
     forbidden: str | None = None  # the resource RBAC denied (persistentvolumeclaims, ...)
+    verb: str = "get"  # what RBAC must grant on it
 
 
 
@@ -82,6 +101,7 @@ class ClusterFacts:
     pvc: PvcInfo | _Missing | Unavailable | None = None
     secret: SecretInfo | _Missing | Unavailable | None = None
     namespace: NamespaceInfo | _Missing | Unavailable | None = None
+    limits: NamespaceLimits | Unavailable | None = None
 
 
 # --- JSON from the API server -> facts --------------------------------------------
@@ -117,3 +137,30 @@ def secret_from_json(obj: Mapping[str, Any]) -> SecretInfo:
 def namespace_from_json(obj: Mapping[str, Any]) -> NamespaceInfo:
     meta = obj.get("metadata") or {}
     return NamespaceInfo(name=meta.get("name", ""), labels=dict(meta.get("labels") or {}))
+
+
+_QUOTA_MEMORY = {"limits.memory": "limits.memory", "requests.memory": "requests.memory", "memory": "requests.memory"}
+
+
+def limits_from_json(limit_ranges: Mapping[str, Any], quotas: Mapping[str, Any]) -> NamespaceLimits:
+    """The memory bounds in two list answers (LimitRangeList, ResourceQuotaList).
+    A quota with scopes or a scopeSelector is left out: whether it counts a
+    pod depends on the pod's priority class or deadline, not checked here."""
+    caps: list[MemoryCap] = []
+    for item in limit_ranges.get("items") or []:
+        name = (item.get("metadata") or {}).get("name", "")
+        for limit in (item.get("spec") or {}).get("limits") or []:
+            top = _quantity((limit.get("max") or {}).get("memory"))
+            if limit.get("type") in ("Container", "Pod") and top is not None:
+                caps.append(MemoryCap("LimitRange", name, limit["type"], top))
+    for item in quotas.get("items") or []:
+        spec, status = item.get("spec") or {}, item.get("status") or {}
+        if spec.get("scopes") or spec.get("scopeSelector"):
+            continue
+        name = (item.get("metadata") or {}).get("name", "")
+        for key, scope in _QUOTA_MEMORY.items():
+            hard = _quantity((spec.get("hard") or {}).get(key))
+            if hard is not None:
+                used = _quantity((status.get("used") or {}).get(key)) or Decimal(0)
+                caps.append(MemoryCap("ResourceQuota", name, scope, hard, used))
+    return NamespaceLimits(tuple(caps))

@@ -1,5 +1,5 @@
 """What the validating rules need from the API server (PVCs, Secrets' key names,
-a namespace's labels), through the real `kubernetes` client, cached, in bounded time.
+a namespace's labels, its LimitRanges' and ResourceQuotas' memory bounds), through the real `kubernetes` client, cached, in bounded time.
 
 Why GETs with a short TTL and not a watch: a watch on Secrets would stream every
 Secret's values of the cluster into this process, and needs list/watch rights
@@ -46,6 +46,7 @@ from webhook.validate.facts import (
     MISSING,
     LookupKey,
     Unavailable,
+    limits_from_json,
     namespace_from_json,
     pvc_from_json,
     secret_from_json,
@@ -67,7 +68,10 @@ FETCH_SECONDS = Histogram(
 )
 
 # RBAC verbs and resources each lookup needs (docs/validation.md).
-_RESOURCE: dict[str, str] = {"pvc": "persistentvolumeclaims", "secret": "secrets", "namespace": "namespaces"}
+_RESOURCE: dict[str, tuple[str, str]] = {
+    "pvc": ("get", "persistentvolumeclaims"), "secret": ("get", "secrets"), "namespace": ("get", "namespaces"),
+    "limits": ("list", "limitranges, resourcequotas"),
+}
 
 
 # --- the provider ------------------------------------------------------------------
@@ -226,6 +230,11 @@ class FactsProvider:
                     return secret_from_json(body)
                 finally:
                     del body  # the values: not kept a moment longer than needed
+            if key.kind == "limits":  # lists, but of a handful of small objects per namespace
+                ranges = api.list_namespaced_limit_range(key.namespace, _preload_content=False, _request_timeout=timeout)
+                quotas = api.list_namespaced_resource_quota(key.namespace, _preload_content=False,
+                                                            _request_timeout=timeout)
+                return limits_from_json(json.loads(ranges.data), json.loads(quotas.data))
             resp = api.read_namespace(key.name, _preload_content=False, _request_timeout=timeout)
             return namespace_from_json(json.loads(resp.data))
         except ApiException as err:
@@ -247,7 +256,8 @@ class FactsProvider:
 
 def _unavailable(key: LookupKey, failure: kube.ApiFailure) -> Unavailable:
     if failure.kind in ("unauthorized", "forbidden"):
-        return Unavailable(f"{failure.status} {failure.kind}", forbidden=_RESOURCE[key.kind])
+        verb, resource = _RESOURCE[key.kind]
+        return Unavailable(f"{failure.status} {failure.kind}", forbidden=resource, verb=verb)
     if failure.kind == "tls":
         return Unavailable(f"API server {failure.reason}")
     if failure.kind == "unreachable":

@@ -20,6 +20,7 @@ from webhook.objects import dig, namespace_of
 from webhook.strategies import REGISTRY
 from webhook.validate import rules
 from webhook.validate.facts import ClusterFacts, FactsSource, LookupKey
+from webhook.validate.memory_caps import sizes_memory
 from webhook.validate.outcome import ValidationOutcome, outcome
 from webhook.validate.policy_configmap import review_policy_configmap
 from webhook.validate.finding import Finding
@@ -118,6 +119,8 @@ def lookups_for(use: CacheUse) -> dict[str, LookupKey]:
     keys = dict(strategy.lookups(use)) if strategy is not None else {}
     if use.secret_name:
         keys["secret"] = LookupKey("secret", use.namespace, use.secret_name)
+    if sizes_memory(use):
+        keys["limits"] = LookupKey("limits", use.namespace, use.namespace)
     return {name: keys[name] for name in _FACT_ORDER if name in keys}
 
 

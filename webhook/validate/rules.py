@@ -17,6 +17,7 @@ from webhook.policy import ResolvedModel
 from webhook.strategies import REGISTRY
 from webhook.validate.facts import MISSING, ClusterFacts, SecretInfo, Unavailable
 from webhook.validate.finding import Finding
+from webhook.validate.memory_caps import memory_cap_findings
 from webhook.validate.usage import CacheUse
 from webhook.vocabulary import INJECTED, VOLUME
 
@@ -70,7 +71,7 @@ def secret_findings(use: CacheUse, secret: Any) -> list[Finding]:
     ))]
 
 
-_KIND_NAMES = {"pvc": "PVC", "secret": "Secret", "namespace": "namespace"}
+_KIND_NAMES = {"pvc": "PVC", "secret": "Secret", "namespace": "namespace", "limits": "memory limits of namespace"}
 
 
 def unavailable_finding(items: list[tuple[str, str, Unavailable]]) -> list[Finding]:
@@ -78,15 +79,16 @@ def unavailable_finding(items: list[tuple[str, str, Unavailable]]) -> list[Findi
     "could not check PVC m, Secret s: 403 forbidden (RBAC: get persistentvolumeclaims, secrets); allowed unchecked"."""
     if not items:
         return []
-    groups: dict[str, tuple[list[str], list[str]]] = {}
+    groups: dict[str, tuple[list[str], dict[str, list[str]]]] = {}
     for kind, name, why in items:
-        what, resources = groups.setdefault(why.reason, ([], []))
+        what, grants = groups.setdefault(why.reason, ([], {}))
         what.append(f"{_KIND_NAMES.get(kind, kind)} {name}")
-        if why.forbidden and why.forbidden not in resources:
-            resources.append(why.forbidden)
+        if why.forbidden and why.forbidden not in grants.setdefault(why.verb, []):
+            grants[why.verb].append(why.forbidden)
     parts = []
-    for reason, (what, resources) in groups.items():
-        hint = f" (RBAC: get {', '.join(resources)})" if resources else ""
+    for reason, (what, grants) in groups.items():
+        rbac = "; ".join(f"{verb} {', '.join(resources)}" for verb, resources in grants.items() if resources)
+        hint = f" (RBAC: {rbac})" if rbac else ""
         parts.append(f"{', '.join(what)}: {reason}{hint}")
     return [Finding("cluster-unavailable", f"could not check {'; '.join(parts)}; allowed unchecked")]
 
@@ -100,12 +102,14 @@ def run_checks(use: CacheUse, model: ResolvedModel, facts: ClusterFacts, templat
     strategy = REGISTRY.get(use.strategy)
     findings: list[Finding] = strategy.findings(use, model, facts) if strategy is not None else []
     findings += secret_findings(use, facts.secret)
+    findings += memory_cap_findings(use, model, facts.limits)
     failed = [
         (kind, name, fact)
         for kind, name, fact in (
             ("pvc", use.pvc_name, facts.pvc),
             ("secret", use.secret_name, facts.secret),
             ("namespace", use.namespace, facts.namespace),
+            ("limits", use.namespace, facts.limits),
         )
         if isinstance(fact, Unavailable)
     ]
