@@ -160,6 +160,18 @@ def test_memory_strategy_grows_first_serving_container_and_downloader(store: Pol
     assert vol["emptyDir"] == {"medium": "Memory", "sizeLimit": "1536Mi"}
 
 
+def test_memory_strategy_sizes_for_a_zip_beside_its_contents_but_a_tar_streams(tmp_path: Path) -> None:
+    (tmp_path / "ml.yaml").write_text(POLICY.replace("https://models.internal/small.tar.gz", "https://models.internal/small.zip"))
+    m = mutate(pod({"model.cache/name": "small"}), PolicyStore(tmp_path))
+    # While it unpacks, the zip (about the model's size) and its contents share the tmpfs.
+    assert by_name(m["spec"]["volumes"], "model-cache")["emptyDir"]["sizeLimit"] == "3Gi"
+    dl = m["spec"]["initContainers"][0]
+    assert parse_quantity(dl["resources"]["limits"]["memory"]) == parse_quantity("512Mi") + parse_quantity("3Gi")
+    # Once unpacked only the contents stay: the server's memory grows by the model's size.
+    server = m["spec"]["containers"][0]
+    assert parse_quantity(server["resources"]["limits"]["memory"]) == parse_quantity("10Gi") + parse_quantity("1536Mi")
+
+
 def test_memory_strategy_leaves_unset_limits_unset(store: PolicyStore) -> None:
     p = pod({"model.cache/name": "small"})
     del p["spec"]["containers"][0]["resources"]

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from webhook import quantity
+from webhook.download.archive import volume_size_needed
 from webhook.policy.schema import EffectiveDefaults, ModelSpec, PolicyDefaults
 from webhook.strategies import names as strategy_names
 from webhook.vocabulary import DEFAULT_IMAGE, DEFAULT_UID
@@ -75,6 +76,12 @@ class ResolvedModel:
     @property
     def size_bytes(self) -> Decimal:
         return quantity.parse(self.spec.size)
+
+    @property
+    def volume_bytes(self) -> Decimal:
+        """What the download needs on its volume: the model, or more while an
+        archive that cannot stream (zip) sits beside its contents."""
+        return Decimal(volume_size_needed(int(self.size_bytes), self.spec.source))
 
     @property
     def strategy(self) -> str:

@@ -24,18 +24,19 @@ if TYPE_CHECKING:
 
 class Memory(Strategy):
     name = "memory"
-    volume_doc = "`emptyDir` `medium: Memory`, `sizeLimit` = model size"
-    init_doc = "writes `<model>/<revision>/`; its memory limit covers the model"
+    volume_doc = "`emptyDir` `medium: Memory`, `sizeLimit` = model size (twice that for a `.zip` source)"
+    init_doc = "writes `<model>/<revision>/`; its memory limit covers the volume"
     serving_doc = ("mount it read-only (`subPath`); the first serving container's memory request and limit "
                    "(where set) grow by the model size")
     downloads = True
 
     def volume(self, model: ResolvedModel) -> dict[str, Any]:
-        return {"emptyDir": {"medium": "Memory", "sizeLimit": model.spec.size}}
+        return {"emptyDir": {"medium": "Memory", "sizeLimit": quantity.exact(model.volume_bytes)}}
 
     def grow_downloader(self, container: dict[str, Any], model: ResolvedModel) -> None:
-        # The downloader writes the model into tmpfs: its memory limit must hold it.
-        grow_memory(container, model.size_bytes, ("limits",))
+        # The downloader writes the model into tmpfs: its memory limit must hold
+        # it, and a zip beside its contents while it unpacks them.
+        grow_memory(container, model.volume_bytes, ("limits",))
 
     def grow_serving(self, container: dict[str, Any], model: ResolvedModel) -> None:
         # The tmpfs pages are charged to the pod: without this the server is OOM-killed

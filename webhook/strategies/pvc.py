@@ -44,7 +44,7 @@ STRATEGY = Pvc()
 
 def _needed(model: ResolvedModel) -> tuple[Decimal, str]:
     headroom = model.defaults.pvcHeadroomPercent
-    needed = model.size_bytes * (1 + Decimal(str(headroom)) / 100)
+    needed = model.volume_bytes * (1 + Decimal(str(headroom)) / 100)
     return needed, format_size(needed, round_up=True)
 
 
@@ -67,7 +67,7 @@ def pvc_findings(use: CacheUse, model: ResolvedModel, pvc: Any) -> list[Finding]
     size, verb = (pvc.capacity, "has") if pvc.capacity is not None else (pvc.requested, "requests")
     if size is not None and size < needed:
         out.append(Finding("pvc-small", (
-            f"PVC {name} {verb} {format_size(size)}; model {model.name} needs {format_size(model.size_bytes, True)} + "
+            f"PVC {name} {verb} {format_size(size)}; model {model.name} needs {format_size(model.volume_bytes, True)} + "
             f"{model.defaults.pvcHeadroomPercent:g}% headroom = {needed_text}: grow the PVC"
         )))
     modes = set(pvc.access_modes)
