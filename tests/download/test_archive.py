@@ -70,7 +70,7 @@ def test_tar_streams_into_a_volume_of_exactly_the_models_size(origin: Origin, dl
     assert "as it streams in" in r.stdout
     assert origin.served[f"/asr{suffix}"] == len(archive)  # one pass over the archive
     marker = json.loads((dest / ".model-cache.json").read_text())
-    assert marker["archive_sha256"] == hashlib.sha256(archive).hexdigest()
+    assert marker["archive"]["checksum"] == hashlib.sha256(archive).hexdigest()
 
 
 def test_a_tar_whose_digest_is_wrong_is_never_published(origin: Origin, dl_env, tmp_path: Path) -> None:

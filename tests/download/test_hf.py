@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.download.support import model_files, run_download
-from tests.download.origin import HubRepo, Origin
+from tests.download.origin import HubRepo, Origin, git_blob_sha1
 
 COMMIT = "0e9e39f249a16976918f6564b8830bc894c89659"
 
@@ -46,7 +46,13 @@ def test_revision_include_and_marker(hub: Origin, env, tmp_path: Path) -> None:
     marker = json.loads((dest / ".model-cache.json").read_text())
     assert marker["revision"] == "v1" and marker["resolved_revision"] == COMMIT
     by_path = {f["path"]: f for f in marker["files"]}
-    assert by_path["model-00001.safetensors"]["sha256"] == hashlib.sha256(files["model-00001.safetensors"]).hexdigest()
+    assert by_path["model-00001.safetensors"] == {
+        "path": "model-00001.safetensors", "size": len(files["model-00001.safetensors"]), "verified": "sha256",
+        "checksum": hashlib.sha256(files["model-00001.safetensors"]).hexdigest(), "checksum_source": "Hub LFS"}
+    blob = git_blob_sha1(files["config.json"])
+    assert by_path["config.json"] == {"path": "config.json", "size": len(files["config.json"]), "verified": "git-blob-sha1",
+                                      "checksum": blob, "checksum_source": "Hub git blob id", "etag": blob}
+    assert "verified: 2 by git-blob-sha1 (Hub git blob id); 2 by sha256 (Hub LFS)" in r.stdout
     # Files are fetched by commit, never by a moving branch name.
     assert all(f"/resolve/{COMMIT}/" in path for (m, path, _r, _h) in hub.log if "/resolve/" in path)
 

@@ -42,7 +42,9 @@ def test_single_file_with_sha256_and_marker(origin: Origin, dl_env, tmp_path: Pa
     assert model_files(dest) == {"weights.bin": data}
     marker = json.loads((dest / ".model-cache.json").read_text())
     assert marker["complete"] is True
-    assert marker["files"] == [{"path": "weights.bin", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}]
+    assert marker["files"] == [{"path": "weights.bin", "size": len(data), "verified": "sha256",
+                                "checksum": hashlib.sha256(data).hexdigest(), "checksum_source": "policy"}]
+    assert "verified: 1 by sha256 (policy)" in r.stdout
     # Nothing is left beside the model.
     assert sorted(p.name for p in dest.parent.iterdir()) == ["main"]
 
@@ -72,7 +74,9 @@ def test_tar_gz_and_zip_are_unpacked(origin: Origin, dl_env, tmp_path: Path) -> 
         assert r.returncode == 0, r.stderr
         assert model_files(dest) == files
         marker = json.loads((dest / ".model-cache.json").read_text())
-        assert marker["archive_sha256"] == hashlib.sha256(archive).hexdigest()
+        assert marker["archive"] == {"verified": "sha256", "checksum": hashlib.sha256(archive).hexdigest(),
+                                     "checksum_source": "policy"}
+        assert "archive verified: sha256 (policy)" in r.stdout
         assert {f["path"] for f in marker["files"]} == set(files)
 
 

@@ -110,6 +110,7 @@ def test_fetcher_restarts_a_large_file_when_the_origin_ignores_the_offset(tmp_pa
     import hashlib
     import os
 
+    from webhook.download.checks import Check
     from webhook.download.fetch import Fetcher
     from webhook.download.hashing import PIPE_HASH_ABOVE
     from webhook.download.remote import Body, FetchOptions, RemoteFile
@@ -126,14 +127,14 @@ def test_fetcher_restarts_a_large_file_when_the_origin_ignores_the_offset(tmp_pa
             chunks = (data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20))
             return Body(chunks, restarted=offset > 0)
 
-    f = RemoteFile("w.bin", len(data), sha256=hashlib.sha256(data).hexdigest())
+    f = RemoteFile("w.bin", len(data), check=Check("sha256", hashlib.sha256(data).hexdigest(), "policy"))
     inc = tmp_path / ".model-cache-tmp" / "incomplete" / "w.bin"
     inc.parent.mkdir(parents=True)
     inc.write_bytes(b"\0" * 5_000_000)  # garbage from an earlier run
     rec = Fetcher(Transfer(Scripted(), tmp_path, Progress(), FetchOptions(jobs=1))).fetch(f)
     assert calls == [5_000_000]
     assert (tmp_path / "w.bin").read_bytes() == data
-    assert rec.sha256 == f.sha256 and not inc.exists()
+    assert rec.check == f.check and not inc.exists()
 
 
 def test_proxies_follow_the_environment_once_per_origin(monkeypatch) -> None:

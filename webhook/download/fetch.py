@@ -10,11 +10,11 @@ verified. A single-stream `.incomplete` file is resumed from its length, so a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
+from webhook.download.checks import Hasher
 from webhook.download.errors import ChecksumError, NetworkError, TransientError
 from webhook.download.fsutil import write_all
 from webhook.download.hashing import FSYNC_ABOVE, PIPE_HASH_ABOVE, WRITEBACK_EVERY, HashPipe, hash_prefix, start_writeback
@@ -38,7 +38,7 @@ class Fetcher:
                 # Completed (and verified) by an earlier run: not fetched again.
                 t.progress.add(size, fetched=False)
                 t.progress.file_done()
-                return FileRecord(f.path, size, f.sha256, f.etag)
+                return FileRecord(f.path, size, f.check, f.etag)
             final.unlink()
         inc = t.incomplete_path(f)
         inc.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +57,7 @@ class Fetcher:
         except FileNotFoundError:
             pass
         t.progress.file_done()
-        return FileRecord(f.path, size, f.sha256.lower() if f.sha256 else None, f.etag)
+        return FileRecord(f.path, size, f.check, f.etag)
 
     def _resume_point(self, f: RemoteFile, inc: Path) -> tuple[int, str | None]:
         """Where an earlier run's partial file continues, and the validator
@@ -82,7 +82,7 @@ class Fetcher:
         return 0, None
 
     def _stream_to(self, f: RemoteFile, inc: Path) -> tuple[int, str | None]:
-        """Fills `inc` to the end of the file; returns (size, sha256 or None)."""
+        """Fills `inc` to the end of the file; returns (size, its digest or None)."""
         t = self.t
         valfile = validator_path(inc)
         have, validator = self._resume_point(f, inc)
@@ -166,7 +166,7 @@ def validator_path(inc: Path) -> Path:
     return Path(str(inc) + ".validator")
 
 
-def new_hasher(f: RemoteFile) -> "hashlib._Hash | HashPipe | None":
+def new_hasher(f: RemoteFile) -> "Hasher | HashPipe | None":
     """The digest `f` is checked against; on its own thread for large files."""
     h = f.new_hasher()
     if h is not None and (f.size or 0) > PIPE_HASH_ABOVE:

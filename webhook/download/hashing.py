@@ -4,16 +4,16 @@ early writeback so the final fsync has little left to do."""
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import threading
 from pathlib import Path
 from typing import Callable
 
+from webhook.download.checks import Hasher
 from webhook.download.remote import CHUNK
 
 
-def hash_prefix(h: "hashlib._Hash", path: Path, upto: int | None = None) -> "hashlib._Hash":
+def hash_prefix(h: Hasher, path: Path, upto: int | None = None) -> Hasher:
     """Feeds the first `upto` bytes of `path` (all of it for None) into `h`:
     the part of a file an earlier run left, before the download resumes."""
     left = upto
@@ -29,11 +29,11 @@ def hash_prefix(h: "hashlib._Hash", path: Path, upto: int | None = None) -> "has
 
 
 class HashPipe:
-    """Hashes on its own thread (hashlib releases the GIL on big updates), so
+    """Hashes on its own thread (hashlib, zlib and awscrt release the GIL on big updates), so
     the receive loop never waits for the digest of a large file. The queue
     bounds the memory held to a few chunks."""
 
-    def __init__(self, h: "hashlib._Hash") -> None:
+    def __init__(self, h: Hasher) -> None:
         self._h = h
         self._q: queue.Queue = queue.Queue(maxsize=8)
         self._t = threading.Thread(target=self._run, name="model-cache-hash", daemon=True)

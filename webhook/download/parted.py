@@ -358,4 +358,4 @@ class PartedFile:
         except FileNotFoundError:
             pass
         self.t.progress.file_done()
-        return FileRecord(f.path, self.size, f.sha256.lower() if f.sha256 else None, f.etag)
+        return FileRecord(f.path, self.size, f.check, f.etag)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TextIO
 
+from webhook.download.checks import how_verified, summary
 from webhook.download.errors import WriteError
 from webhook.download.fsutil import is_disk_full, tree_size, write_file_atomic
 from webhook.download.lock import Lock, StaleWatch, break_lock, current_owner, holder_is_dead, read_lock
@@ -233,11 +234,13 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
         transfer = Transfer(source, layout.partial, progress,
                             FetchOptions(jobs=s.jobs, retries=s.retries, backoff=s.backoff))
         records = _fetch(transfer, plan, s, poll)
-        archive_sha = plan.files[0].sha256 if plan.archive is not None else None
+        archived = plan.archive is not None
+        say(s.out, f"archive verified: {how_verified(plan.files[0].check)}" if archived
+            else summary((r.path, r.check) for r in records))
         poll()
         lock.heartbeat()  # still ours, right before the publish
         marker = build_marker(source=s.source, revision=s.revision, resolved=plan.revision, records=records,
-                              archive_sha256=archive_sha)
+                              archive=plan.files[0].check if archived else None, archived=archived)
         publish(layout, marker)
     except OSError as err:
         if is_disk_full(err):

@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from webhook.download.checks import SIZE_ONLY, Check
 from webhook.download.remote import SCRATCH, FileRecord
 from webhook.download.fsutil import fsync_dir, sync_filesystem, write_file_atomic
 
@@ -71,9 +72,21 @@ def touch_marker(dest: Path) -> None:
         pass  # a read-only volume: gc then sees the completion time
 
 
+def _verified(check: Check | None) -> dict:
+    """What a file (or an archive) was verified against, for the marker."""
+    if check is None:
+        return {"verified": SIZE_ONLY}
+    fields = {"verified": check.algorithm, "checksum": check.value, "checksum_source": check.source}
+    if check.part_size:
+        fields["checksum_part_size"] = check.part_size
+    return fields
+
+
 def build_marker(*, source: str, revision: str, resolved: str, records: list[FileRecord],
-                 archive_sha256: str | None = None) -> dict:
-    files = sorted(({"path": r.path, "size": r.size, **({"sha256": r.sha256} if r.sha256 else {}),
+                 archive: Check | None = None, archived: bool = False) -> dict:
+    """The completion marker. `archived`: the records are an unpacked
+    archive's members, verified through the archive (`archive`)."""
+    files = sorted(({"path": r.path, "size": r.size, **({} if archived else _verified(r.check)),
                      **({"etag": r.etag} if r.etag else {})} for r in records), key=lambda d: d["path"])
     marker = {
         "complete": True,
@@ -85,8 +98,8 @@ def build_marker(*, source: str, revision: str, resolved: str, records: list[Fil
         "total_size": sum(r.size for r in records),
         "files": files,
     }
-    if archive_sha256:
-        marker["archive_sha256"] = archive_sha256
+    if archived:
+        marker["archive"] = _verified(archive)
     return marker
 
 

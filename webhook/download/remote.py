@@ -5,10 +5,11 @@ every module of sources/."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol
+
+from webhook.download.checks import Check, Hasher
 
 CHUNK = 1 << 20  # 1 MiB: big enough for throughput, small enough for bounded memory
 SCRATCH = ".model-cache-tmp"  # inside the partial dir, removed before publishing
@@ -18,22 +19,15 @@ SCRATCH = ".model-cache-tmp"  # inside the partial dir, removed before publishin
 class RemoteFile:
     path: str                   # relative POSIX path inside the model directory
     size: int | None            # None when the origin does not say
-    sha256: str | None = None   # expected digest, checked when known
+    check: Check | None = None  # what the whole file is verified against (checks.py); None: its size only
     ref: Any = None             # source-specific: URL, S3 key, local path
     etag: str | None = None     # recorded in the marker
-    git_sha1: str | None = None  # git blob id (hf non-LFS files), checked when known
 
     def expected_digest(self) -> str | None:
-        return (self.sha256 or self.git_sha1 or "").lower() or None
+        return self.check.value if self.check is not None else None
 
-    def new_hasher(self) -> "hashlib._Hash | None":
-        if self.sha256:
-            return hashlib.sha256()
-        if self.git_sha1 and self.size is not None:
-            h = hashlib.sha1()  # noqa: S324 - git's object id, not a security boundary
-            h.update(b"blob %d\0" % self.size)
-            return h
-        return None
+    def new_hasher(self) -> Hasher | None:
+        return self.check.new_hasher(self.size) if self.check is not None else None
 
 
 @dataclass
@@ -72,7 +66,7 @@ class Source(Protocol):
 class FileRecord:
     path: str
     size: int
-    sha256: str | None = None
+    check: Check | None = None  # what it was verified against; None: its size only
     etag: str | None = None
 
 

@@ -133,7 +133,7 @@ class ResumableStream:
 
 def fetch_and_unpack(t: Transfer, f: RemoteFile, target: Path, poll: Callable[[], None]) -> str | None:
     """Streams the tar archive F into TARGET and verifies it; returns its
-    sha256 (None when nothing asked for one). Raises ChecksumError when the
+    digest (None when there is nothing to check it against). Raises ChecksumError when the
     digest is wrong twice; TARGET then holds no verified content, and the
     caller publishes nothing."""
     restarts = 0

@@ -30,6 +30,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import build_hf_headers
 
+from webhook.download.checks import Check
 from webhook.download.errors import AuthError, DownloadError, NotFoundError, TransientError, secret_hint
 from webhook.download.remote import Body, Plan, RemoteFile
 from webhook.download.retry import with_retries
@@ -122,13 +123,20 @@ class HfSource:
             if not isinstance(e, RepoFile) or not matches(e.path, self.include):
                 continue
             url = hf_hub_url(self.repo_id, e.path, repo_type=self.repo_type, revision=commit, endpoint=self.endpoint)
-            if e.lfs is not None:
-                files.append(RemoteFile(e.path, e.lfs.size, sha256=e.lfs.sha256, ref=url))
-            else:
-                files.append(RemoteFile(e.path, e.size, git_sha1=e.blob_id, ref=url, etag=e.blob_id))
+            files.append(self._remote_file(e, url))
         if not files:
             raise NotFoundError(f"hf://{self.repo_id}@{commit[:12]}: no file matches --include {' '.join(self.include or [])}")
         return Plan(files, revision=commit, key=f"hf|{self.repo_type}|{self.repo_id}|{commit}")
+
+    @staticmethod
+    def _remote_file(e: RepoFile, url: str) -> RemoteFile:
+        """An LFS file (Xet-backed ones too) is checked against the sha256 of
+        its LFS pointer, any other file against its git blob id: the tree
+        listing gives both, so every hf file is verified."""
+        if e.lfs is not None:
+            return RemoteFile(e.path, e.lfs.size, check=Check("sha256", e.lfs.sha256.lower(), "Hub LFS"), ref=url)
+        return RemoteFile(e.path, e.size, check=Check("git-blob-sha1", e.blob_id.lower(), "Hub git blob id"), ref=url,
+                          etag=e.blob_id)
 
     def _on_status(self, resp: requests.Response) -> None:
         if resp.status_code in (401, 403):

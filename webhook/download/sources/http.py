@@ -1,4 +1,6 @@
-"""https:// and http:// sources: one file, or an archive to unpack (archive.py)."""
+"""https:// and http:// sources: one file, or an archive to unpack (archive.py).
+Verified against the policy's sha256, else the digest the origin's HEAD
+states (http_digest.py), else by its size only."""
 
 from __future__ import annotations
 
@@ -7,11 +9,13 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
+from webhook.download.checks import Check
 from webhook.download.errors import AuthError, secret_hint
 from webhook.download.remote import SCRATCH, Body, Plan, RemoteFile
 from webhook.download.retry import with_retries
 from webhook.download.sources import http_common as hc
 from webhook.download.sources.credentials import token, token_var
+from webhook.download.sources.http_digest import digest_check
 from webhook.download.uri import SourceSpec, archive_suffix
 
 
@@ -38,14 +42,16 @@ class HttpSource:
     def plan(self) -> Plan:
         path = unquote(urlsplit(self.url).path)
         suffix = archive_suffix(path)
-        size = with_retries(lambda: hc.probe_size(self.session, self.url, self.headers, self.stall, self._on_status),
-                                    what=self.label)
+        size, headers = with_retries(lambda: hc.probe(self.session, self.url, self.headers, self.stall, self._on_status),
+                                     what=self.label)
+        # The policy's sha256 is the user's own word; the origin's digest header is used without one.
+        check = Check("sha256", self.sha256, "policy") if self.sha256 else digest_check(headers)
         if suffix:
             rel = f"{SCRATCH}/download/archive{suffix}"
         else:
             rel = posixpath.basename(path) or "model"
-        f = RemoteFile(rel, size, self.sha256, ref=self.url)
-        return Plan([f], revision="", key=f"http|{self.label}|{self.sha256 or ''}", archive=suffix)
+        f = RemoteFile(rel, size, check=check, ref=self.url)
+        return Plan([f], revision="", key=f"http|{self.label}|{check.value if check else ''}", archive=suffix)
 
     def open(self, f: RemoteFile, offset: int, validator: str | None, end: int | None = None) -> Body:
         return hc.open_range(self.session, self.url, offset, validator, self.headers, self.stall, self._on_status,

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-import re
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -19,9 +18,9 @@ from webhook.download import netmsg
 from webhook.download.errors import ChangedError, DownloadError, NotFoundError, TransientError
 from webhook.download.remote import CHUNK, Body
 from webhook.download.retry import parse_retry_after
+from webhook.download.sources.ranges import checked_total, content_range_start_total
 
 CONNECT_TIMEOUT = 15.0
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 TRANSIENT_EXC = (
@@ -56,13 +55,6 @@ def make_session(jobs: int) -> requests.Session:
     s.mount("http://", adapter)
     s.mount("https://", adapter)
     return s
-
-
-def content_range_start_total(value: str | None) -> tuple[int, int | None] | None:
-    m = _CONTENT_RANGE.match(value or "")
-    if not m:
-        return None
-    return int(m.group(1)), (None if m.group(3) == "*" else int(m.group(3)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -153,11 +145,11 @@ def open_range(session: requests.Session, url: str, offset: int, validator: str 
     restarted = False
     total = None
     if ranged and resp.status_code == 206:
-        cr = content_range_start_total(resp.headers.get("Content-Range"))
-        if cr is None or cr[0] != max(offset, 0):
+        try:
+            total = checked_total(resp.headers.get("Content-Range"), max(offset, 0), safe_url(url))
+        except TransientError:
             resp.close()
-            raise TransientError(f"{safe_url(url)}: Content-Range {resp.headers.get('Content-Range')!r} does not start at {offset}")
-        total = cr[1]
+            raise
     elif offset != 0 or ranged:
         restarted = True  # 200 to a Range request (or after a 416)
     if not ranged or restarted:
@@ -169,10 +161,12 @@ def open_range(session: requests.Session, url: str, offset: int, validator: str 
     return Body(stream(resp), restarted=restarted, validator=validator, close=resp.close, total=total)
 
 
-def probe_size(session: requests.Session, url: str, headers: dict[str, str], stall: float,
-               on_status: Callable[[requests.Response], None], setting: str | None = None) -> int | None:
-    """The file's size: a HEAD, or where that is refused (presigned URLs sign
-    the method) a 1-byte Range GET."""
+def probe(session: requests.Session, url: str, headers: dict[str, str], stall: float,
+          on_status: Callable[[requests.Response], None], setting: str | None = None
+          ) -> tuple[int | None, Mapping[str, str]]:
+    """The file's size and the response's headers (a digest, for one): a
+    HEAD, or where that is refused (presigned URLs sign the method) a 1-byte
+    Range GET."""
     try:
         resp = session.head(url, headers={"Accept-Encoding": "identity", **headers},
                             timeout=(CONNECT_TIMEOUT, stall), allow_redirects=True, proxies=proxies(url))
@@ -190,6 +184,6 @@ def probe_size(session: requests.Session, url: str, headers: dict[str, str], sta
         raise DownloadError(f"{safe_url(url)}: HTTP {resp.status_code} {resp.reason}")
     if resp.status_code == 206:
         cr = content_range_start_total(resp.headers.get("Content-Range"))
-        return cr[1] if cr else None
+        return (cr[1] if cr else None), resp.headers
     length = resp.headers.get("Content-Length")
-    return int(length) if length and length.isdigit() else None
+    return (int(length) if length and length.isdigit() else None), resp.headers

@@ -5,7 +5,9 @@ Endpoint, region and credentials come from the standard environment
 stores work the same. Files are fetched in parallel (one stream per file,
 --jobs at once) with ranged GETs, which is what makes a killed download
 resumable: each file continues from its length, with If-Match on the ETag
-so that a changed object starts over instead of being spliced.
+so that a changed object starts over instead of being spliced. Each object
+is verified against the checksum its HEAD gives (s3_checks.py), and a
+ranged read must start where it was asked to (ranges.py).
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ import botocore.config
 import botocore.exceptions
 import urllib3
 
+from webhook.download.checks import Check
 from webhook.download.errors import AuthError, ChangedError, DownloadError, NotFoundError, TransientError, secret_hint
+from webhook.download.parallel import map_parallel
 from webhook.download.remote import CHUNK, Body, Plan, RemoteFile
 from webhook.download.retry import with_retries
+from webhook.download.sources import s3_checks
 from webhook.download.sources.credentials import required_vars_text
+from webhook.download.sources.ranges import checked_total
 from webhook.download.uri import SourceSpec, matches
 
 _AUTH_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
@@ -49,6 +55,7 @@ class S3Source:
         self.bucket = spec.bucket
         self.prefix = spec.prefix
         self.include = include
+        self.jobs = jobs
         self.label = f"s3://{spec.bucket}/{spec.prefix}"
         cfg = botocore.config.Config(
             connect_timeout=15,
@@ -110,25 +117,47 @@ class S3Source:
             out.extend(page.get("Contents", []))
         return out
 
+    def _head(self, key: str, **extra) -> dict:
+        return self._call(lambda: self.client.head_object(Bucket=self.bucket, Key=key, **extra),
+                          what=f"s3://{self.bucket}/{key}", key=key)
+
+    def _check(self, key: str, head: dict) -> Check | None:
+        """What the object is verified against (s3_checks.py); a multipart
+        ETag costs two more HEADs (parts 1 and N) for its part size."""
+        check = s3_checks.full_object_check(head) or s3_checks.single_part_check(head)
+        parts = s3_checks.multipart_count(s3_checks.etag_of(head))
+        if check is not None or parts is None or not s3_checks.etag_is_md5(head):
+            return check
+        first = int(self._head(key, PartNumber=1)["ContentLength"])
+        last = first if parts == 1 else int(self._head(key, PartNumber=parts)["ContentLength"])
+        size = s3_checks.part_size(int(head["ContentLength"]), parts, first, last)
+        return s3_checks.multipart_check(head, size) if size is not None else None
+
+    def _remote_file(self, rel: str, key: str) -> RemoteFile:
+        # One HEAD per object: the listing gives no checksum values and no
+        # encryption (which decides whether the ETag is an MD5). Its size
+        # and ETag are the ones the check belongs to.
+        head = self._head(key, ChecksumMode="ENABLED")
+        return RemoteFile(rel, int(head["ContentLength"]), check=self._check(key, head), ref=key,
+                          etag=s3_checks.etag_of(head) or None)
+
     def plan(self) -> Plan:
         folder = f"{self.prefix}/" if self.prefix else ""
         objects = self._call(self._list, what=self.label)
-        files = []
+        wanted = []
         for obj in objects:
             key = obj["Key"]
             rel = key[len(folder):]
             if not rel or key.endswith("/") or not matches(rel, self.include):
                 continue  # folder markers, and what --include leaves out
-            files.append(RemoteFile(rel, int(obj["Size"]), ref=key, etag=obj.get("ETag", "").strip('"') or None))
+            wanted.append((rel, key))
         if not objects and self.prefix:
             # s3://bucket/path/model.bin names one object.
-            head = self._call(lambda: self.client.head_object(Bucket=self.bucket, Key=self.prefix),
-                              what=self.label, key=self.prefix)
-            files.append(RemoteFile(posixpath.basename(self.prefix), int(head["ContentLength"]), ref=self.prefix,
-                                    etag=head.get("ETag", "").strip('"') or None))
-        if not files:
+            wanted.append((posixpath.basename(self.prefix), self.prefix))
+        if not wanted:
             raise NotFoundError(f"{self.label}/: no objects" + (" match --include" if objects else "")
                                 + "; check the model's source in the policy")
+        files = map_parallel(lambda rk: self._remote_file(*rk), wanted, self.jobs)
         etags = ",".join(sorted(f"{f.path}={f.etag}" for f in files))
         import hashlib
 
@@ -139,16 +168,21 @@ class S3Source:
         ranged = bool(offset) or end is not None
         if ranged:
             kwargs["Range"] = f"bytes={offset}-{end - 1 if end is not None else ''}"
-            if f.etag:
-                kwargs["IfMatch"] = f'"{f.etag}"'
+        if f.etag:
+            # Every read is of the object the plan's check belongs to.
+            kwargs["IfMatch"] = f'"{f.etag}"'
+        where = f"s3://{self.bucket}/{f.ref}"
         try:
             resp = self.client.get_object(**kwargs)
         except botocore.exceptions.ClientError as err:
             code = str(err.response.get("Error", {}).get("Code", ""))
-            if ranged and code in ("PreconditionFailed", "412", "InvalidRange", "416"):
+            if code in ("PreconditionFailed", "412"):
+                raise ChangedError(f"{where}: {code}: the object changed on the origin since it was listed; "
+                                   f"the next start lists it again") from None
+            if ranged and code in ("InvalidRange", "416"):
                 if end is not None:
-                    raise ChangedError(f"s3://{self.bucket}/{f.ref}: {code}: the object changed on the origin") from None
-                body = self.open(f, 0, None)  # changed or shorter: start over
+                    raise ChangedError(f"{where}: {code}: the object changed on the origin") from None
+                body = self.open(f, 0, None)  # shorter: start over
                 body.restarted = True
                 return body
             raise self._translate(err, f.ref) from None
@@ -158,9 +192,12 @@ class S3Source:
         content_range = resp.get("ContentRange")
         restarted = ranged and not content_range
         total = None
-        if content_range and "/" in content_range:
-            tail = content_range.rsplit("/", 1)[1]
-            total = int(tail) if tail.isdigit() else None
+        if content_range:
+            try:
+                total = checked_total(content_range, offset, where)
+            except TransientError:
+                stream.close()
+                raise
         elif not ranged:
             total = resp.get("ContentLength")
 
