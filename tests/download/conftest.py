@@ -8,6 +8,7 @@ from typing import Callable, Iterator
 import pytest
 
 from tests.download.origin import Origin
+from tests.download.s3front import S3Front
 from tests.helpers import free_port
 
 
@@ -61,6 +62,26 @@ def s3(moto_url: str):
 
     return boto3.client("s3", endpoint_url=moto_url, aws_access_key_id="testing", aws_secret_access_key="testing",
                         region_name="us-east-1")
+
+
+@pytest.fixture
+def s3_plain(moto_url: str):
+    """A client that adds no checksum of its own to uploads (botocore adds a
+    CRC32 by default): objects whose only digest is their ETag."""
+    import boto3
+    import botocore.config
+
+    return boto3.client("s3", endpoint_url=moto_url, aws_access_key_id="testing", aws_secret_access_key="testing",
+                        region_name="us-east-1",
+                        config=botocore.config.Config(request_checksum_calculation="when_required"))
+
+
+@pytest.fixture
+def s3front(moto_url: str) -> Iterator[S3Front]:
+    """A misbehaving S3 endpoint in front of moto (tests/download/s3front.py)."""
+    front = S3Front(moto_url).start()
+    yield front
+    front.stop()
 
 
 @pytest.fixture
