@@ -4,7 +4,9 @@ It serves files with Range support and counts every body byte it sends, so
 tests can assert "served once". It also answers the Hub endpoints that
 huggingface_hub calls (repo info by revision, the recursive tree listing,
 resolve URLs), and injects faults: a Range ignored (200), a stall, corrupt
-bytes, a throttle, a required token.
+bytes, a body cut half-way, a range served from the wrong offset (with an
+honest Content-Range), a throttle, a required token; and sends the headers a
+test gives it (a digest, right or wrong).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
+
+
+SHIFT = 1024  # how much further on a shifted range starts
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -55,6 +60,9 @@ class Origin:
         self.fail_all: int | None = None         # answer every request with this status (counted in `log`)
         self.times: dict[str, list[float]] = {}  # path -> monotonic time of each GET
         self.cdn_host: str | None = None         # LFS resolve URLs redirect to http://<cdn_host>:<port>/cdn/...
+        self.extra_headers: dict[str, dict[str, str]] = {}  # path -> headers sent with it (Repr-Digest, Digest)
+        self.cut_gets: Counter[str] = Counter()  # path -> GETs still cut after half the body (connection closed)
+        self.shift_ranges: Counter[str] = Counter()  # path -> ranged GETs still served from SHIFT bytes further on
         self.lock = threading.Lock()
         self.release_stall = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -204,7 +212,8 @@ def _handler(origin: Origin):
                 return self._error(404)
             if not self._authorized(origin.token is not None):
                 return self._error(401)
-            return self._send_file(path, data, {} if origin.no_validator else {"ETag": f'"{hashlib.md5(data).hexdigest()}"'})
+            headers = {} if origin.no_validator else {"ETag": f'"{hashlib.md5(data).hexdigest()}"'}
+            return self._send_file(path, data, {**headers, **origin.extra_headers.get(path, {})})
 
         def _send_file(self, path: str, data: bytes, headers: dict[str, str]) -> None:
             start, status = 0, 200
@@ -221,6 +230,10 @@ def _handler(origin: Origin):
                 if m:
                     start = int(m.group(1))
                     end = int(m.group(2)) if m.group(2) else len(data) - 1
+                    if self.command == "GET" and origin.shift_ranges[path] > 0:
+                        with origin.lock:
+                            origin.shift_ranges[path] -= 1
+                        start = min(start + SHIFT, end)
                     if start >= len(data):
                         self.send_response(416)
                         self.send_header("Content-Range", f"bytes */{len(data)}")
@@ -251,6 +264,9 @@ def _handler(origin: Origin):
                 return
             with origin.lock:
                 origin.gets[path] += 1
+                cut = origin.cut_gets[path] > 0
+                if cut:
+                    origin.cut_gets[path] -= 1
                 stall = path in origin.stall_once
                 origin.stall_once.discard(path)
                 gate = origin.gates.get(path)
@@ -266,6 +282,9 @@ def _handler(origin: Origin):
                 half = len(view) // 2
             try:
                 while sent < len(view):
+                    if cut and sent >= len(view) // 2:
+                        self.close_connection = True
+                        return
                     if stall and sent >= half:
                         origin.release_stall.wait(30)  # hang: the client's watchdog must give up
                         self.close_connection = True
@@ -274,6 +293,8 @@ def _handler(origin: Origin):
                         gate.wait(60)
                         gate = None
                     n = min(65536, len(view) - sent)
+                    if cut:
+                        n = min(n, len(view) // 2 - sent)
                     if stall:
                         n = min(n, half - sent) or n
                     self.wfile.write(view[sent:sent + n])

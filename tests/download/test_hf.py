@@ -107,3 +107,28 @@ def test_include_matching_nothing_is_not_found(hub: Origin, env, tmp_path: Path)
     r = run_download(env, "hf://meta/llama", tmp_path / "a" / "main", "--include", "*.gguf")
     assert r.returncode == 4
     assert "no file matches --include *.gguf" in r.stderr
+
+
+def test_a_small_file_corrupted_twice_fails_on_its_git_blob_id(hub: Origin, env, tmp_path: Path) -> None:
+    path = f"/meta/llama/resolve/{COMMIT}/config.json"
+    hub.corrupt_gets[path] = 2
+    r = run_download(env, "hf://meta/llama", tmp_path / "llama" / "main")
+    assert r.returncode == 6, r.stdout + r.stderr
+    blob = git_blob_sha1(hub.repos["meta/llama"].files["config.json"])
+    assert f"config.json: checksum is " in r.stderr and f"expected {blob} (fetched twice)" in r.stderr
+    assert not (tmp_path / "llama" / "main").exists()
+
+
+def test_a_corrupted_part_of_a_large_lfs_file_is_caught(origin: Origin, dl_env, tmp_path: Path) -> None:
+    # Parts are hashed in order as the file fills (parted.py): a flipped byte
+    # at the start of one part makes the whole file's sha256 wrong.
+    data = os.urandom(70 << 20)
+    origin.repos["org/big"] = HubRepo(commit="c" * 40, files={"model.safetensors": data}, lfs={"model.safetensors"})
+    path = f"/org/big/resolve/{'c' * 40}/model.safetensors"
+    origin.corrupt_gets[path] = 1
+    dest = tmp_path / "m" / "main"
+    r = run_download(dict(dl_env, HF_ENDPOINT=origin.url), "hf://org/big", dest)
+    assert r.returncode == 0, r.stderr
+    assert "model.safetensors: checksum mismatch" in r.stdout
+    assert sum(1 for (m, p, rng, _h) in origin.log if m == "GET" and p == path and rng) > 1  # fetched in parts
+    assert model_files(dest) == {"model.safetensors": data}
