@@ -206,3 +206,23 @@ def test_the_rules_for_a_head_response() -> None:
     assert s3_checks.part_size(PART, 1, PART, PART) == PART
     assert s3_checks.part_size(3 * PART, 3, PART + MiB, PART - 2) is None  # unequal parts
     assert s3_checks.part_size(2 * PART + 1, 2, PART, PART + 1) is None  # a last part larger than the first
+
+
+def test_every_read_is_of_the_object_the_check_came_from(s3, bucket: str, s3_env, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # A whole-object GET carries If-Match too: an object replaced after the
+    # plan's HEAD is refused, not checked against the old object's checksum.
+    from webhook.download.errors import ChangedError
+    from webhook.download.sources.s3 import S3Source
+    from webhook.download.uri import parse_source
+
+    s3.put_object(Bucket=bucket, Key="m/w.bin", Body=b"old" * 1000)
+    for k, v in s3_env.items():
+        if k.startswith("AWS_"):
+            monkeypatch.setenv(k, v)
+    src = S3Source(parse_source(f"s3://{bucket}/m"), include=None, stall=10, jobs=2)
+    f = src.plan().files[0]
+    assert f.check is not None and f.check.algorithm == "crc32"
+    s3.put_object(Bucket=bucket, Key="m/w.bin", Body=b"new" * 1000)
+    with pytest.raises(ChangedError, match="changed on the origin since it was listed"):
+        src.open(f, 0, None)
