@@ -60,7 +60,7 @@ def test_large_file_is_fetched_as_parallel_ranged_parts(origin: Origin, dl_env, 
     assert origin.served["/big.bin"] == len(data)
     # No journal or scratch left, and the marker has the digest.
     marker = json.loads((dest / ".model-cache.json").read_text())
-    assert marker["files"][0]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert marker["files"][0]["checksum"] == hashlib.sha256(data).hexdigest()
     assert not (dest.parent / "main.partial").exists()
 
     # Below the threshold: one stream.
