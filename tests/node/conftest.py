@@ -60,6 +60,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         try:
             (root / "webhook").mkdir()
             hook = install(cp, root / "webhook")
+            # As in tests/apiserver the webhook runs beside the cluster: the
+            # installed Deployment (whose image is a registry's) runs nowhere.
+            cp.kubectl("scale", "deployment/model-cache", "-n", "model-cache", "--replicas=0")
             try:
                 with Cluster(cp, node, hook, root) as c:
                     yield c

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
 from tests.apiserver.controlplane import NODE_NAME, ControlPlane, Proc, bins_dir, spawn, wait_for, write_kubeconfig
 from tests.helpers import REPO, free_port
@@ -163,6 +164,9 @@ def start_node(cp: ControlPlane, state: Path, images: dict[str, Image]) -> Node:
         "plugins": [{"type": "isolated", "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]],
                                                    "dataDir": str(state / "cni-ipam")}}],
     }))
+    registries = state / "registries" / "_default"
+    registries.mkdir(parents=True, exist_ok=True)
+    (registries / "hosts.toml").write_text('server = "http://127.0.0.1:9"\n')
     (state / "containerd.toml").write_text(_containerd_config(state, images["pause"].reference))
     kubelet_port, healthz_port = free_port(), free_port()
     (state / "kubelet.yaml").write_text(yaml.safe_dump(_kubelet_config(kubelet_port, healthz_port)))
@@ -212,6 +216,10 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
   address = "/run/containerd/containerd.sock"
 [plugins.'io.containerd.cri.v1.images']
   snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    # Every registry is 127.0.0.1:9 (nothing listens): an image the tests
+    # did not load fails at once, and no lookup or pull leaves the machine.
+    config_path = "{state / 'registries'}"
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
     sandbox = "{sandbox_image}"
 [plugins.'io.containerd.cri.v1.runtime']
@@ -335,6 +343,12 @@ def describe_pods(cp: ControlPlane, namespace: str, selector: str = "") -> str:
         out.append(f"pod {p.metadata.name}: {p.status.phase} on {p.spec.node_name}")
         for s in (p.status.init_container_statuses or []) + (p.status.container_statuses or []):
             out.append(f"  {s.name}: ready={s.ready} restarts={s.restart_count} state={s.state.to_dict()}")
+            if s.restart_count:
+                try:
+                    log = cp.core.read_namespaced_pod_log(p.metadata.name, namespace, container=s.name, previous=True)
+                except ApiException as err:
+                    log = f"(no log: {err.reason})"
+                out.append("    last run's log: " + "\n    ".join(log.splitlines()[-15:]))
     events = cp.core.list_namespaced_event(namespace).items
     out += [f"event {e.involved_object.name}: {e.reason}: {e.message}" for e in events[-30:]]
     return "\n".join(out)

@@ -1,0 +1,56 @@
+"""Archive sources on the memory strategy (issue 20): the tmpfs the mutation
+sizes is all the downloader gets, so a tar must stream into it and a zip must
+have been given room for itself beside its contents."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+
+import pytest
+
+from tests.node.cluster import SERVER, Cluster, seeded, sha256
+from tests.node.node import pod_report, wait_pods_running
+from tests.node.test_strategies import MiB, model_files
+
+CONTENTS = {"config.json": seeded("arch-config", 4000), "model.safetensors": seeded("arch-weights", 5 * MiB),
+            "tokenizer/vocab.txt": seeded("arch-vocab", 300_000)}
+# The policy's size is the unpacked model, with under 1Mi to spare: an
+# archive kept beside its contents could never fit in a tmpfs of this size.
+SIZE = "6Mi"
+
+
+def _tar_gz() -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, data in CONTENTS.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def _zip() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, data in CONTENTS.items():
+            z.writestr(name, data)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("suffix, build", [(".tar.gz", _tar_gz), (".zip", _zip)])
+def test_a_memory_pod_with_an_archive_source_starts(cluster: Cluster, suffix: str, build) -> None:
+    archive = build()
+    path = f"/archives/model{suffix}"
+    cluster.origin.files[path] = archive
+    ns = cluster.namespace(f"node-archive-{suffix.strip('.').replace('.', '-')}", {"packed": {
+        "source": f"{cluster.origin.url}{path}", "sha256": sha256(archive), "size": SIZE, "strategy": "memory"}})
+    cluster.deploy(ns, "asr", cluster.model_pod("packed"), replicas=1)
+
+    (pod,) = wait_pods_running(cluster.cp, ns, "app=asr", 1, cluster.node)
+
+    report = pod_report(cluster.cp, ns, pod.metadata.name, SERVER)
+    assert model_files(report) == {name: sha256(data) for name, data in CONTENTS.items()}
+    downloader = next(s for s in pod.status.init_container_statuses if s.name == "model-cache-download")
+    assert downloader.restart_count == 0
