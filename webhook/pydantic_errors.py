@@ -23,7 +23,8 @@ def describe(error: ErrorDetails, prefix: str = "") -> str:
     if kind == "missing":
         return f"{where}: required field is missing"
     if kind == "extra_forbidden":
-        return f"{where}: unknown field (check the spelling; see policies/_default.yaml for the fields)"
+        # A chart user has no checkout: name the published page, not a repo file.
+        return f"{where}: unknown field (check the spelling; every field is in docs/policy.md)"
     if kind == "string_type" and isinstance(given, (bool, int, float, type(None))):
         # What YAML does to `preload: false` or `shm-size: 0`: the API server refuses it too.
         shown = json.dumps(given)
