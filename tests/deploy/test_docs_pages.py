@@ -1,4 +1,4 @@
-"""The operator's pages (troubleshooting, upgrade, KServe, CHANGELOG) are
+"""The operator's pages (troubleshooting, upgrade, KServe, the CLI, CHANGELOG) are
 linked from the README, and what they tell people to type exists: every
 chart value they name is in values.yaml, every `model-cache` command line
 parses, every repository path they name exists."""
@@ -13,7 +13,7 @@ import yaml
 
 from tests.deploy.render import CHART, REPO
 
-PAGES = ("docs/troubleshooting.md", "docs/upgrade.md", "docs/kserve.md", "CHANGELOG.md")
+PAGES = ("docs/troubleshooting.md", "docs/upgrade.md", "docs/kserve.md", "docs/cli.md", "CHANGELOG.md")
 
 
 def value_paths(tree: dict, prefix: str = "") -> set[str]:
