@@ -11,7 +11,7 @@ import pytest
 # MODEL_CACHE, start_server and stop_server are still imported from here by
 # tests/validate, tests/cli and tests/policy: they go once those import them
 # from tests.helpers and tests.server_process.
-from tests.helpers import MODEL_CACHE, POLICIES
+from tests.helpers import MODEL_CACHE, POLICIES, cannot_run
 from tests.server_process import RunningServer, start_server, stop_server
 
 __all__ = ["MODEL_CACHE", "RunningServer", "start_server", "stop_server"]
@@ -26,3 +26,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running = start_server(tmp, policies)
     yield running
     stop_server(running)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked `unavailable(reason)`: a real cluster this machine could
+    not build or start (tests/helpers.cannot_run)."""
+    marker = item.get_closest_marker("unavailable")
+    if marker is not None:
+        cannot_run(marker.args[0])

@@ -33,7 +33,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if grouped:
             item.add_marker(pytest.mark.xdist_group("apiserver"))
         if reason:
-            item.add_marker(pytest.mark.skip(reason=reason))
+            item.add_marker(pytest.mark.unavailable(reason))
 
 
 @pytest.fixture(scope="session")

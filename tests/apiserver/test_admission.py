@@ -119,24 +119,30 @@ def test_pods_that_do_not_ask_never_reach_the_webhook(webhook: Webhook, control_
     assert webhook.reviews() >= before + 2
 
 
-def test_the_api_servers_reinvocation_is_idempotent(webhook: Webhook, control_plane: ControlPlane) -> None:
-    """A real API server sends every annotated pod to /mutate twice: after our
-    patch adds an init container, the in-tree ServiceAccount plugin runs again,
-    mounts the token into that container, and that change reinvokes us
-    (reinvocationPolicy: IfNeeded). The second call must change nothing."""
-    def count(result: str) -> float:
+def test_an_annotated_pod_costs_one_mutate_and_one_validate_call(webhook: Webhook, control_plane: ControlPlane) -> None:
+    """Our injected init containers mount an empty directory at the token
+    path, so the in-tree ServiceAccount plugin, run again after our patch,
+    adds nothing to them: nothing changed after us, so no reinvocation (it
+    used to make a second /mutate call for every pod), and the downloader
+    carries no API token it never uses."""
+    def count(endpoint: str, result: str | None = None) -> float:
         return sum(v for (name, labels), v in webhook.metrics().items()
-                   if name == "model_cache_reviews_total" and ("endpoint", "mutate") in labels
-                   and ("result", result) in labels)
+                   if name == "model_cache_reviews_total" and ("endpoint", endpoint) in labels
+                   and (result is None or ("result", result) in labels))
 
-    mutated, skipped = count("mutated"), count("skipped")
-    stored, _ = create(control_plane, "plain", simple_pod("reinvoked", {"model.cache/name": "tiny"}))
-    wait_for("the reinvocation counted", lambda: count("skipped") == skipped + 1, timeout=10)
-    assert count("mutated") == mutated + 1
+    mutates, validates = count("mutate"), count("validate")
+    mutated = count("mutate", "mutated")
+    stored, _ = create(control_plane, "plain", simple_pod("one-call", {"model.cache/name": "tiny"}))
+    # /validate comes after every mutating call (a reinvocation included).
+    wait_for("the validating call counted", lambda: count("validate") == validates + 1, timeout=10)
+    assert count("mutate") == mutates + 1, "the API server called /mutate again"
+    assert count("mutate", "mutated") == mutated + 1
     init = stored["spec"]["initContainers"]
     assert [c["name"] for c in init] == ["model-cache-download"]
-    # What the reinvocation was for: the pod's ServiceAccount token, in our downloader too.
-    assert "/var/run/secrets/kubernetes.io/serviceaccount" in [m["mountPath"] for m in init[0]["volumeMounts"]]
+    token = "/var/run/secrets/kubernetes.io/serviceaccount"
+    assert {m["mountPath"]: m["name"] for m in init[0]["volumeMounts"]}[token] == "model-cache-no-token"
+    server = stored["spec"]["containers"][0]
+    assert {m["mountPath"]: m["name"] for m in server["volumeMounts"]}[token].startswith("kube-api-access-")
 
 
 def test_warnings_come_back_as_warning_headers(webhook: Webhook, control_plane: ControlPlane) -> None:

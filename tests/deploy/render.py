@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.helpers import MODEL_CACHE
+from tests.helpers import MODEL_CACHE, cannot_run
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "model-cache"
@@ -52,14 +52,14 @@ def kustomize_command() -> list[str] | None:
 def need_kustomize() -> list[str]:
     cmd = kustomize_command()
     if cmd is None:
-        pytest.skip("no kustomize or kubectl: run scripts/helm-bin (needs Go) to build kustomize")
+        cannot_run("no kustomize or kubectl: run scripts/helm-bin (needs Go) to build kustomize")
     return cmd
 
 
 def need_helm() -> str:
     exe = binary("helm")
     if exe is None:
-        pytest.skip("no helm: run scripts/helm-bin (needs Go) to build it from the Go module proxy")
+        cannot_run("no helm: run scripts/helm-bin (needs Go) to build it from the Go module proxy")
     return exe
 
 

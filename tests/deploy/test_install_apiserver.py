@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests.deploy.render import CHART, CRD_GROUPS, REPO, helm_template, kustomize, need_helm
+from tests.helpers import cannot_run
 
 Docs = list[dict[str, Any]]
 
@@ -23,12 +24,12 @@ Docs = list[dict[str, Any]]
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     try:
-        from tests.apiserver.conftest import running_control_plane, why_not
+        from tests.apiserver.controlplane import running_control_plane, why_not
     except ImportError as err:  # the API-server tests moved: say so rather than fail
         pytest.skip(f"tests/apiserver's control plane is not importable: {err}")
     reason = why_not()
     if reason:
-        pytest.skip(reason)
+        cannot_run(reason)
     with running_control_plane(tmp_path_factory.mktemp("deploy-control-plane")) as cp:
         yield cp
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests.deploy.render import REPO, binary
+from tests.helpers import cannot_run
 
 WORKFLOW = REPO / ".github" / "workflows" / "release.yml"
 MODEL_CACHE = str(Path(sys.executable).with_name("model-cache"))
@@ -41,7 +42,7 @@ def uses(job: str, action: str) -> dict[str, Any]:
 def test_actionlint() -> None:
     exe = binary("actionlint")
     if exe is None:
-        pytest.skip("no actionlint: run scripts/helm-bin (needs Go)")
+        cannot_run("no actionlint: run scripts/helm-bin (needs Go)")
     proc = subprocess.run([exe, str(WORKFLOW)], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

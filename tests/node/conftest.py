@@ -5,12 +5,11 @@ scripts/node-images loaded. One per pytest session (per xdist worker, in the
 "node" group), since a cold start costs about a minute.
 
 Outside CI a machine that cannot run a node skips these tests with the reason;
-under CI=true that is a failure: the point of this directory is that it runs.
+under CI=true that is a failure (the `unavailable` marker, tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterator
 
@@ -35,20 +34,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in mine:
         if grouped:
             item.add_marker(pytest.mark.xdist_group("node"))
-        if reason and os.environ.get("CI") != "true":
-            item.add_marker(pytest.mark.skip(reason=reason))
-        elif reason:
-            # Under CI a node that cannot start is a failure, said once per test.
-            item.add_marker(pytest.mark.usefixtures("_node_missing_under_ci"))
-    config.stash[_REASON] = reason
-
-
-_REASON = pytest.StashKey[str | None]()
-
-
-@pytest.fixture
-def _node_missing_under_ci(request: pytest.FixtureRequest) -> None:
-    pytest.fail(f"CI=true and the real node cannot run: {request.config.stash[_REASON]}", pytrace=False)
+        if reason:
+            item.add_marker(pytest.mark.unavailable(reason))
 
 
 @pytest.fixture(scope="session")
