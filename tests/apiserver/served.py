@@ -40,27 +40,51 @@ class Webhook:
     sa_kubeconfig: Path
     install_output: str
     proc: Proc | None = None
+    # What the Deployment's arguments name; another install beside the
+    # session's (tests/apiserver/test_cert_race.py) names its own.
+    tls_secret: str = "model-cache-tls"
+    tls_namespace: str = WEBHOOK_NS
+    # The name of both webhook configurations whose caBundle it keeps.
+    config_name: str = "model-cache"
 
     @property
     def cafile(self) -> Path:
         return self.root / "tls" / "ca.crt"
 
+    @property
+    def certfile(self) -> Path:
+        return self.root / "tls" / "tls.crt"
+
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+        # The API server's webhook client picks up a changed configuration
+        # asynchronously: admission must really go through before tests start.
+        wait_for("the API server admitting through the webhook", self._admission_works, procs=(self.proc,), timeout=60)
+
+    def launch(self) -> None:
+        """Starts the process and returns at once (replicas started together race)."""
         policies = self.root / "policies"
         cmd = [MODEL_CACHE, "serve", "--policies", str(policies),
-               "--cert", str(self.root / "tls" / "tls.crt"), "--key", str(self.root / "tls" / "tls.key"),
+               "--cert", str(self.certfile), "--key", str(self.root / "tls" / "tls.key"),
                "--port", str(self.port), "--host", "127.0.0.1", "--workers", "2",
-               "--tls-secret", "model-cache-tls", "--tls-namespace", WEBHOOK_NS, "--tls-service", "model-cache",
+               "--tls-secret", self.tls_secret, "--tls-namespace", self.tls_namespace, "--tls-service", "model-cache",
+               "--webhook-configs", f"mutating:{self.config_name},validating:{self.config_name}",
                "--cert-check-interval", "1"]
         self.proc = spawn("model-cache serve", cmd, self.root / f"serve-{int(time.time() * 1000)}.log",
                           env={"MODEL_CACHE_KUBECONFIG": str(self.sa_kubeconfig)})
+
+    def wait_ready(self) -> None:
+        """Until it serves /readyz from its Secret's certificate and every caBundle is patched."""
+        assert self.proc is not None, "launch() first"
         wait_for("model-cache /readyz", lambda: self.cafile.exists()
                  and _http_ok(f"https://127.0.0.1:{self.port}/readyz", ssl.create_default_context(cafile=str(self.cafile))),
                  procs=(self.proc,), timeout=60)
         wait_for("caBundle patched into every webhook", self.cabundles_patched, procs=(self.proc,), timeout=60)
-        # The API server's webhook client picks up a changed configuration
-        # asynchronously: admission must really go through before tests start.
-        wait_for("the API server admitting through the webhook", self._admission_works, procs=(self.proc,), timeout=60)
+
+    def served_certificate(self) -> bytes:
+        """The certificate a TLS handshake on its port presents now (PEM), unverified."""
+        return ssl.get_server_certificate(("127.0.0.1", self.port), timeout=5).encode()
 
     def stop(self) -> None:
         if self.proc:
@@ -69,8 +93,8 @@ class Webhook:
 
     def cabundles_patched(self) -> bool:
         adm = k8s.AdmissionregistrationV1Api(self.cp.api_client())
-        hooks = (adm.read_mutating_webhook_configuration("model-cache").webhooks
-                 + adm.read_validating_webhook_configuration("model-cache").webhooks)
+        hooks = (adm.read_mutating_webhook_configuration(self.config_name).webhooks
+                 + adm.read_validating_webhook_configuration(self.config_name).webhooks)
         return all(h.client_config.ca_bundle for h in hooks)
 
     def _admission_works(self) -> bool:
@@ -102,6 +126,12 @@ def service_account_token(cp: ControlPlane, namespace: str, name: str, seconds: 
     return cp.core.create_namespaced_service_account_token(name, namespace, req).status.token
 
 
+def service_account_kubeconfig(cp: ControlPlane, path: Path, namespace: str, name: str) -> Path:
+    """A kubeconfig at PATH with a token of ServiceAccount NAMESPACE/NAME: what its pod would run with."""
+    return write_kubeconfig(path, cp.url, cp.ca, service_account_token(cp, namespace, name),
+                            f"system:serviceaccount:{namespace}:{name}")
+
+
 def render_overlay(port: int) -> str:
     out = subprocess.run([KUBECTL or "kubectl", "kustomize", str(HERE / "overlay")], check=True,
                          capture_output=True, text=True, timeout=60).stdout
@@ -114,8 +144,7 @@ def install(cp: ControlPlane, root: Path) -> Webhook:
     applied = cp.kubectl("apply", "-f", "-", input=render_overlay(port), timeout=120)
     for ns, labels in TEST_NAMESPACES.items():
         cp.namespace(ns, labels)
-    token = service_account_token(cp, WEBHOOK_NS, "model-cache")
-    sa_kubeconfig = write_kubeconfig(root / "sa.kubeconfig", cp.url, cp.ca, token, "system:serviceaccount:model-cache:model-cache")
+    sa_kubeconfig = service_account_kubeconfig(cp, root / "sa.kubeconfig", WEBHOOK_NS, "model-cache")
     # What the kubelet would mount from the ConfigMap: its keys as files.
     policies = root / "policies"
     policies.mkdir()
