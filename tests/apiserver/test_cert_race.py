@@ -38,6 +38,7 @@ SA = "model-cache"
 # The revision our copy of the policy gives model `tiny`: a pod carrying it
 # was injected by these replicas, not by the session's webhook.
 REVISION = "cert-race"
+RACE = "cert-race"  # the racing replicas' namespace, Secret ({RACE}-tls) and configurations
 
 
 def injected_here(pod: dict[str, Any]) -> bool:
@@ -247,27 +248,23 @@ class CreateGate:
 
 @pytest.fixture()
 def create_gate(control_plane: ControlPlane, tmp_path: Path) -> Iterator[CreateGate]:
-    gate = CreateGate(tmp_path / "gate-certs", "cert-race-tls")
-    control_plane.namespace("cert-race")
+    gate = CreateGate(tmp_path / "gate-certs", f"{RACE}-tls")
+    control_plane.namespace(RACE)
     adm = k8s.AdmissionregistrationV1Api(control_plane.api_client())
-    adm.create_validating_webhook_configuration(gate.configuration("cert-race-gate", "cert-race"))
+    adm.create_validating_webhook_configuration(gate.configuration(f"{RACE}-gate", RACE))
     try:
         probe = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gate-probe"}}
         wait_for("the gate in force", lambda: control_plane.core.create_namespaced_secret(
-            "cert-race", probe, dry_run="All", _preload_content=False) and gate.other_calls > 0, timeout=30)
+            RACE, probe, dry_run="All", _preload_content=False) and gate.other_calls > 0, timeout=30)
         yield gate
     finally:
-        adm.delete_validating_webhook_configuration("cert-race-gate")
+        adm.delete_validating_webhook_configuration(f"{RACE}-gate")
         gate.close()
-
-
-def mutate_reviews(replica: Webhook) -> float:
-    return replica.reviews("mutate")
 
 
 def test_two_replicas_racing_to_bootstrap_create_one_secret_and_serve_it(
         control_plane: ControlPlane, own_install: Callable[[str], OwnInstall], create_gate: CreateGate) -> None:
-    install = own_install("cert-race")
+    install = own_install(RACE)
     install.setup(replicas=2)
     first, second = install.replicas
     # As a Deployment's two pods start: at once, against a Secret that does not exist.
@@ -300,9 +297,9 @@ def test_two_replicas_racing_to_bootstrap_create_one_secret_and_serve_it(
     # Admission works through either replica, whichever the Service picks.
     for replica in (first, second):
         install.point("mutating", replica)
-        before = mutate_reviews(replica)
+        before = replica.reviews("mutate")
         wait_for(f"a pod injected through the replica on port {replica.port}",
-                 lambda r=replica, b=before: injected_here(install.create_pod("race")) and mutate_reviews(r) > b,
+                 lambda r=replica, b=before: injected_here(install.create_pod("race")) and r.reviews("mutate") > b,
                  procs=tuple(r.proc for r in install.replicas if r.proc), timeout=30)
 
 
