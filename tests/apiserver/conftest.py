@@ -22,6 +22,8 @@ from tests.apiserver.served import Webhook, install
 HERE = Path(__file__).resolve().parent
 
 
+# Before xdist's own hook, which reads the group marker into the test's id.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     mine = [i for i in items if HERE in Path(i.path).parents]
     if not mine:

@@ -11,6 +11,7 @@ host's settings stay as they were (shared/notes/real-node.md).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -34,6 +35,11 @@ NODE_TOOLS = ("containerd", "containerd-shim-runc-v2", "ctr", "pause", "cni/loop
 KUBELET_SYSCTLS = {"vm/overcommit_memory": "1", "vm/panic_on_oom": "0", "kernel/panic": "10",
                    "kernel/panic_on_oops": "1"}
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+# One node per host at a time: two kubelets would share /sys/fs/cgroup/*/kubepods
+# and kill each other's containers. A second test run (or bench/bench_node.py)
+# waits for the first.
+HOST_LOCK = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "model-cache" / "node.lock"
+HOST_LOCK_WAIT = 1200.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,7 @@ class Node:
     state: Path
     images: dict[str, Image]
     procs: list[Proc] = field(default_factory=list)
+    lock_fd: int | None = None
 
     @property
     def name(self) -> str:
@@ -147,6 +154,25 @@ class Node:
             p.stop(grace=15)
         _kill_shims(self.state)
         _remove_cgroups()
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)  # releases the host's node lock
+            self.lock_fd = None
+
+
+def _host_lock() -> int:
+    HOST_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(HOST_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + HOST_LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise RuntimeError(f"another node has held {HOST_LOCK} for {HOST_LOCK_WAIT:.0f}s "
+                                   "(a test run or bench/bench_node.py): stop it, or wait") from None
+            time.sleep(1)
 
 
 def start_node(cp: ControlPlane, state: Path, images: dict[str, Image]) -> Node:
@@ -177,7 +203,7 @@ def start_node(cp: ControlPlane, state: Path, images: dict[str, Image]) -> Node:
     sysctls = " ".join(f"{k}={v}" for k, v in KUBELET_SYSCTLS.items())
     script.write_text(NODE_SCRIPT.format(sysctls=sysctls, node=NODE_NAME))
     env = {"PATH": f"{state / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
-    node = Node(cp, state, images)
+    node = Node(cp, state, images, lock_fd=_host_lock())
     try:
         proc = spawn("node (containerd + kubelet)", ["unshare", "--mount", "--propagation", "private",
                                                      "sh", str(script), str(state)], state / "kubelet.log", env=env)
