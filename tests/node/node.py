@@ -291,9 +291,9 @@ def _kubelet_config(port: int, healthz_port: int) -> dict[str, Any]:
 
 
 def _kill_shims(state: Path) -> None:
-    """Shims re-parent to PID 1 when containerd goes; find ours by their
-    address argument, which names the state directory's socket."""
-    needle = str(state / "run" / "containerd").encode()
+    """Shims re-parent to PID 1 when containerd goes; ours run from the
+    state directory's copy of the binary."""
+    needle = str(state / "bin" / "containerd-shim-runc-v2").encode()
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -301,7 +301,7 @@ def _kill_shims(state: Path) -> None:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"containerd-shim-runc-v2" in cmdline and (needle in cmdline or b"/run/containerd" in cmdline):
+        if cmdline.startswith(needle):
             try:
                 os.kill(int(pid), signal.SIGKILL)
             except ProcessLookupError:
