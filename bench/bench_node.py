@@ -23,10 +23,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.apiserver.controlplane import running_control_plane  # noqa: E402
-from tests.apiserver.served import install  # noqa: E402
-from tests.node.cluster import Cluster, seeded, sha256  # noqa: E402
-from tests.node.node import build_images, downloader_log, start_node, why_not  # noqa: E402
+from tests.node.cluster import Cluster, running_cluster, seeded, sha256  # noqa: E402
+from tests.node.node import downloader_log, why_not  # noqa: E402
 
 MiB = 1 << 20
 
@@ -77,25 +75,12 @@ def main() -> int:
     reason = why_not()
     if reason:
         raise SystemExit(f"bench_node: {reason}")
-    images = build_images()
-    root = Path(mkdtemp(prefix="bench-node-"))
     results = []
-    with running_control_plane(root / "cp") as cp:
-        node = start_node(cp, root / "node", images)
-        try:
-            (root / "webhook").mkdir()
-            hook = install(cp, root / "webhook")
-            cp.kubectl("scale", "deployment/model-cache", "-n", "model-cache", "--replicas=0")
-            try:
-                with Cluster(cp, node, hook, root) as cluster:
-                    # The origin sleeps this long per 64 KiB it sends, on each connection.
-                    cluster.origin.throttle = 65536 / (args.rate_mb * 1e6)
-                    for strategy in args.strategies.split(","):
-                        results.append(run(cluster, strategy, args.size_mib * MiB, args.replicas))
-            finally:
-                hook.stop()
-        finally:
-            node.stop()
+    with running_cluster(Path(mkdtemp(prefix="bench-node-"))) as cluster:
+        # The origin sleeps this long per 64 KiB it sends, on each connection.
+        cluster.origin.throttle = 65536 / (args.rate_mb * 1e6)
+        for strategy in args.strategies.split(","):
+            results.append(run(cluster, strategy, args.size_mib * MiB, args.replicas))
     if args.json:
         print(json.dumps(results, indent=1))
     else:

@@ -6,14 +6,17 @@ from __future__ import annotations
 import base64
 import copy
 import http.client
+import io
 import json
 import os
 import socket
 import ssl
 import sys
+import tarfile
 import uuid
+import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 import jsonpatch
 import kubernetes_validate
@@ -170,3 +173,43 @@ def cannot_run(reason: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true, and this test cannot run: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def mark_real_cluster_tests(config: pytest.Config, items: list[pytest.Item], directory: Path, group: str,
+                            why_not: Callable[[], str | None]) -> None:
+    """The tests under DIRECTORY share one real cluster per pytest session:
+    under `--dist loadgroup` they all run on one worker (xdist_group GROUP),
+    and where WHY_NOT gives a reason they are `unavailable` (a skip, or a
+    failure under CI=true). Call it from the directory's
+    pytest_collection_modifyitems with tryfirst=True, before xdist's own hook
+    reads the group into the test's id."""
+    mine = [i for i in items if directory in Path(i.path).parents]
+    if not mine:
+        return
+    reason = why_not()
+    grouped = config.pluginmanager.hasplugin("xdist")  # its marker is unknown under -p no:xdist
+    for item in mine:
+        if grouped:
+            item.add_marker(pytest.mark.xdist_group(group))
+        if reason:
+            item.add_marker(pytest.mark.unavailable(reason))
+
+
+def tar_archive(files: dict[str, bytes], mode: str = "w:gz") -> bytes:
+    """FILES (name -> bytes) as a tar archive, gzip-compressed unless MODE says otherwise."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def zip_archive(files: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> bytes:
+    """FILES (name -> bytes) as a zip archive."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=compression) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()

@@ -18,24 +18,14 @@ import pytest
 # tests/deploy imports running_control_plane and why_not from here still; their home is controlplane.py.
 from tests.apiserver.controlplane import ControlPlane, running_control_plane, why_not
 from tests.apiserver.served import Webhook, install
+from tests.helpers import mark_real_cluster_tests
 
 HERE = Path(__file__).resolve().parent
 
 
-# Before xdist's own hook, which reads the group marker into the test's id.
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    mine = [i for i in items if HERE in Path(i.path).parents]
-    if not mine:
-        return
-    reason = why_not()
-    grouped = config.pluginmanager.hasplugin("xdist")  # its marker is unknown under -p no:xdist
-    for item in mine:
-        # One control plane per worker: under `--dist loadgroup` they all share one.
-        if grouped:
-            item.add_marker(pytest.mark.xdist_group("apiserver"))
-        if reason:
-            item.add_marker(pytest.mark.unavailable(reason))
+    mark_real_cluster_tests(config, items, HERE, "apiserver", why_not)
 
 
 @pytest.fixture(scope="session")

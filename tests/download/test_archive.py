@@ -6,19 +6,16 @@ checks under the oldest Python the project claims (Debian 12's 3.11.2)."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import subprocess
-import tarfile
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from tests.download.origin import Origin
 from tests.download.support import model_files, run_download
-from tests.helpers import REPO
+from tests.helpers import REPO, tar_archive, zip_archive
 from webhook.download.archive import volume_size_needed
 
 MiB = 1 << 20
@@ -34,24 +31,6 @@ def _files(n: int = 6, size: int = 512 << 10) -> dict[str, bytes]:
     return {f"weights/part-{i}.bin": os.urandom(size) for i in range(n)} | {"config.json": b"{}"}
 
 
-def _tar(files: dict[str, bytes], mode: str = "w:gz") -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode=mode) as tf:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def _zip(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
 def _model_size(files: dict[str, bytes]) -> int:
     """What an admin writes as the policy's `size`: the files, plus our own few pages."""
     return sum(len(d) for d in files.values()) + BOOKKEEPING
@@ -61,7 +40,7 @@ def _model_size(files: dict[str, bytes]) -> int:
 def test_tar_streams_into_a_volume_of_exactly_the_models_size(origin: Origin, dl_env, tmpfs, suffix: str,
                                                              mode: str) -> None:
     files = _files()
-    archive = _tar(files, mode)
+    archive = tar_archive(files, mode)
     origin.files[f"/asr{suffix}"] = archive
     source = f"{origin.url}/asr{suffix}"
     volume = tmpfs(volume_size_needed(_model_size(files), source))  # what the mutation sizes the emptyDir to
@@ -77,7 +56,7 @@ def test_tar_streams_into_a_volume_of_exactly_the_models_size(origin: Origin, dl
 
 def test_a_tar_whose_digest_is_wrong_is_never_published(origin: Origin, dl_env, tmp_path: Path) -> None:
     files = _files(2)
-    archive = _tar(files, "w")  # uncompressed: a flipped byte still unpacks, only the digest can tell
+    archive = tar_archive(files, "w")  # uncompressed: a flipped byte still unpacks, only the digest can tell
     origin.files["/m.tar"] = archive
     origin.corrupt_gets["/m.tar"] = 2  # both attempts get a flipped first byte
     dest = tmp_path / "m" / "main"
@@ -90,7 +69,7 @@ def test_a_tar_whose_digest_is_wrong_is_never_published(origin: Origin, dl_env, 
 
 def test_a_corrupt_tar_stream_is_fetched_once_more(origin: Origin, dl_env, tmp_path: Path) -> None:
     files = _files(2)
-    archive = _tar(files)
+    archive = tar_archive(files)
     origin.files["/m.tar.gz"] = archive
     origin.corrupt_gets["/m.tar.gz"] = 1  # gzip's magic broken: unreadable, the digest says why
     dest = tmp_path / "m" / "main"
@@ -102,7 +81,7 @@ def test_a_corrupt_tar_stream_is_fetched_once_more(origin: Origin, dl_env, tmp_p
 
 def test_a_stalled_tar_stream_resumes_where_it_stopped(origin: Origin, dl_env, tmp_path: Path) -> None:
     files = _files(4)
-    archive = _tar(files)
+    archive = tar_archive(files)
     origin.files["/m.tgz"] = archive
     origin.stall_once.add("/m.tgz")  # the first GET sends half, then hangs
     dest = tmp_path / "m" / "main"
@@ -119,7 +98,7 @@ def test_a_stalled_tar_stream_resumes_where_it_stopped(origin: Origin, dl_env, t
 def test_a_zip_needs_room_for_itself_and_its_contents(origin: Origin, dl_env, tmpfs,
                                                       termination_log: Path) -> None:
     files = _files()
-    archive = _zip(files)
+    archive = zip_archive(files)
     origin.files["/asr.zip"] = archive
     source = f"{origin.url}/asr.zip"
     small = tmpfs(_model_size(files))
@@ -152,8 +131,8 @@ def test_archive_checks_pass_on_the_oldest_python() -> None:
 @pytest.mark.skipif(not OLDEST_PYTHON.exists() and os.environ.get("CI") != "true", reason=WHY_NO_OLDEST)
 def test_the_downloader_unpacks_on_the_oldest_python(origin: Origin, dl_env, tmp_path: Path) -> None:
     files = _files(2)
-    origin.files["/m.tar.gz"] = _tar(files)
-    origin.files["/evil.tar.gz"] = _tar({"../escape.txt": b"nope"})
+    origin.files["/m.tar.gz"] = tar_archive(files)
+    origin.files["/evil.tar.gz"] = tar_archive({"../escape.txt": b"nope"})
     cli = [str(OLDEST_PYTHON), "-c", "import sys; from webhook.cli import main; sys.exit(main())", "download"]
     env = dict(dl_env, PYTHONPATH=str(REPO))
 

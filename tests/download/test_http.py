@@ -4,33 +4,13 @@ Range edge cases, the stall watchdog, auth and missing URLs."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import tarfile
-import zipfile
 from pathlib import Path
 
 from tests.download.support import model_files, run_download
 from tests.download.origin import Origin
-
-
-def _tar_gz(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def _zip(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
+from tests.helpers import tar_archive, zip_archive
 
 
 def test_single_file_with_sha256_and_marker(origin: Origin, dl_env, tmp_path: Path) -> None:
@@ -65,8 +45,8 @@ def test_fast_path_needs_no_network(origin: Origin, dl_env, tmp_path: Path) -> N
 
 def test_tar_gz_and_zip_are_unpacked(origin: Origin, dl_env, tmp_path: Path) -> None:
     files = {"config.json": b"{}", "weights/part-0.bin": os.urandom(200_000)}
-    origin.files["/a/model.tar.gz"] = _tar_gz(files)
-    origin.files["/a/model.zip"] = _zip(files)
+    origin.files["/a/model.tar.gz"] = tar_archive(files)
+    origin.files["/a/model.zip"] = zip_archive(files)
     for name in ("model.tar.gz", "model.zip"):
         dest = tmp_path / name / "main"
         archive = origin.files[f"/a/{name}"]
@@ -81,7 +61,7 @@ def test_tar_gz_and_zip_are_unpacked(origin: Origin, dl_env, tmp_path: Path) -> 
 
 
 def test_archive_with_unsafe_member_is_refused(origin: Origin, dl_env, tmp_path: Path) -> None:
-    origin.files["/evil.tar"] = _tar_gz({"../escape.txt": b"nope"})
+    origin.files["/evil.tar"] = tar_archive({"../escape.txt": b"nope"})
     dest = tmp_path / "m" / "main"
     r = run_download(dl_env, origin.url + "/evil.tar", dest)
     assert r.returncode != 0

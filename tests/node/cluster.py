@@ -7,22 +7,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Iterator
 
 import boto3
 import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from tests.apiserver.controlplane import ControlPlane, wait_for
+from tests.apiserver.controlplane import ControlPlane, running_control_plane, wait_for
 from tests.apiserver.pods import simple_pod
-from tests.apiserver.served import Webhook
+from tests.apiserver.served import Webhook, install
 from tests.download.origin import Origin
 from tests.helpers import deployment, free_port, pod_template
-from tests.node.node import Image, Node
+from tests.node.node import Image, Node, build_images, start_node
 
 SERVER = "server"  # the model-server container of every test workload
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -185,3 +186,25 @@ class Cluster:
         pod = dict(pod, metadata=dict(pod["metadata"], name=name, labels={"app": name}))
         self.cp.core.create_namespaced_pod(namespace, pod)
 
+
+@contextmanager
+def running_cluster(root: Path) -> Iterator[Cluster]:
+    """The whole of it for the length of the block, stopped in reverse order:
+    the images built (or reused), the control plane, the node, the webhook
+    installed as in tests/apiserver, the origins."""
+    images = build_images()
+    with running_control_plane(root / "cp") as cp:
+        node = start_node(cp, root / "node", images)
+        try:
+            (root / "webhook").mkdir()
+            hook = install(cp, root / "webhook")
+            # As in tests/apiserver the webhook runs beside the cluster: the
+            # installed Deployment (whose image is a registry's) runs nowhere.
+            cp.kubectl("scale", "deployment/model-cache", "-n", "model-cache", "--replicas=0")
+            try:
+                with Cluster(cp, node, hook, root) as cluster:
+                    yield cluster
+            finally:
+                hook.stop()
+        finally:
+            node.stop()

@@ -4,12 +4,11 @@ have been given room for itself beside its contents."""
 
 from __future__ import annotations
 
-import io
-import tarfile
-import zipfile
+from typing import Callable
 
 import pytest
 
+from tests.helpers import tar_archive, zip_archive
 from tests.node.cluster import SERVER, Cluster, seeded, sha256
 from tests.node.node import pod_report, wait_pods_running
 from tests.node.test_strategies import MiB, model_files
@@ -21,27 +20,9 @@ CONTENTS = {"config.json": seeded("arch-config", 4000), "model.safetensors": see
 SIZE = "6Mi"
 
 
-def _tar_gz() -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w:gz") as tar:
-        for name, data in CONTENTS.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
-
-
-def _zip() -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        for name, data in CONTENTS.items():
-            z.writestr(name, data)
-    return out.getvalue()
-
-
-@pytest.mark.parametrize("suffix, build", [(".tar.gz", _tar_gz), (".zip", _zip)])
-def test_a_memory_pod_with_an_archive_source_starts(cluster: Cluster, suffix: str, build) -> None:
-    archive = build()
+@pytest.mark.parametrize("suffix, build", [(".tar.gz", tar_archive), (".zip", zip_archive)])
+def test_a_memory_pod_with_an_archive_source_starts(cluster: Cluster, suffix: str, build: Callable[..., bytes]) -> None:
+    archive = build(CONTENTS)
     path = f"/archives/model{suffix}"
     cluster.origin.files[path] = archive
     ns = cluster.namespace(f"node-archive-{suffix.strip('.').replace('.', '-')}", {"packed": {
