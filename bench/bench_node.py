@@ -27,6 +27,7 @@ from tests.node.cluster import Cluster, running_cluster, seeded, sha256  # noqa:
 from tests.node.node import downloader_log, why_not  # noqa: E402
 
 MiB = 1 << 20
+SCALE_UP = 2  # replicas added once the first ones run
 
 
 def run(cluster: Cluster, strategy: str, size: int, replicas: int) -> dict[str, Any]:
@@ -43,25 +44,37 @@ def run(cluster: Cluster, strategy: str, size: int, replicas: int) -> dict[str, 
     pod["spec"]["containers"][0]["resources"]["limits"]["memory"] = "256Mi"
     start = time.monotonic()
     cluster.deploy(ns, "llm", pod, replicas=replicas)
-    running: dict[str, float] = {}
-    deadline = start + 1800
-    while len(running) < replicas and time.monotonic() < deadline:
-        for p in cluster.cp.core.list_namespaced_pod(ns, label_selector="app=llm").items:
-            if p.metadata.name not in running and p.status.phase == "Running" and all(
-                    s.ready for s in p.status.container_statuses or []):
-                running[p.metadata.name] = time.monotonic() - start
-        time.sleep(0.2)
-    if len(running) < replicas:
-        raise SystemExit(f"{strategy}: only {len(running)} of {replicas} replicas Running after 30 min")
+    running = _wait_running(cluster, ns, replicas, start, {})
     fetched = {name: "nothing to download" not in downloader_log(cluster.cp, ns, name) for name in running}
     times = sorted(running.values())
+    # Later replicas (a scale-up once the model is there): the fast path, or another download.
+    served = cluster.origin.served[path]
+    start = time.monotonic()
+    cluster.apps.patch_namespaced_deployment_scale("llm", ns, {"spec": {"replicas": replicas + SCALE_UP}})
+    later = _wait_running(cluster, ns, replicas + SCALE_UP, start, dict.fromkeys(running, 0.0))
+    later_times = sorted(t for name, t in later.items() if name not in running)
     return {
         "strategy": strategy, "replicas": replicas, "model_mib": size / MiB,
         "first_running_s": round(times[0], 1), "last_running_s": round(times[-1], 1),
         "running_s": [round(t, 1) for t in times],
         "replicas_that_fetched": sum(fetched.values()),
-        "origin_served_x": round(cluster.origin.served[path] / size, 3),
+        "origin_served_x": round(served / size, 3),
+        "scaled_up_running_s": [round(t, 1) for t in later_times],
+        "scale_up_origin_served_x": round((cluster.origin.served[path] - served) / size, 3),
     }
+
+
+def _wait_running(cluster: Cluster, ns: str, count: int, start: float, running: dict[str, float]) -> dict[str, float]:
+    deadline = start + 1800
+    while len(running) < count and time.monotonic() < deadline:
+        for p in cluster.cp.core.list_namespaced_pod(ns, label_selector="app=llm").items:
+            if p.metadata.name not in running and p.status.phase == "Running" and all(
+                    s.ready for s in p.status.container_statuses or []):
+                running[p.metadata.name] = time.monotonic() - start
+        time.sleep(0.2)
+    if len(running) < count:
+        raise SystemExit(f"{ns}: only {len(running)} of {count} replicas Running after 30 min")
+    return running
 
 
 def main() -> int:
@@ -85,10 +98,12 @@ def main() -> int:
         print(json.dumps(results, indent=1))
     else:
         print(f"model {args.size_mib} MiB, origin {args.rate_mb:g} MB/s per connection, {args.replicas} replicas")
-        print(f"{'strategy':<9} {'first Running':>14} {'last Running':>13} {'each (s)':<24} {'fetched':>8} {'origin':>7}")
+        print(f"{'strategy':<9} {'first Running':>14} {'last Running':>13} {'each (s)':<20} {'fetched':>8} {'origin':>7}"
+              f"   {'+' + str(SCALE_UP) + ' later (s)':<16} {'origin':>7}")
         for r in results:
             print(f"{r['strategy']:<9} {r['first_running_s']:>13.1f}s {r['last_running_s']:>12.1f}s "
-                  f"{', '.join(map(str, r['running_s'])):<24} {r['replicas_that_fetched']:>8} {r['origin_served_x']:>6.2f}x")
+                  f"{', '.join(map(str, r['running_s'])):<20} {r['replicas_that_fetched']:>8} {r['origin_served_x']:>6.2f}x"
+                  f"   {', '.join(map(str, r['scaled_up_running_s'])):<16} {r['scale_up_origin_served_x']:>6.2f}x")
     return 0
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,11 +24,11 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from tests.apiserver.controlplane import ControlPlane, free_port, wait_for
+from tests.apiserver.loopback import LoopbackWebhook
 from tests.apiserver.pods import simple_pod
 from tests.apiserver.served import HERE, Webhook, service_account_kubeconfig
 from webhook.certs import x509
@@ -177,7 +176,7 @@ def own_install(webhook: Webhook, control_plane: ControlPlane,
             install.teardown()
 
 
-class CreateGate:
+class CreateGate(LoopbackWebhook):
     """A validating webhook on Secrets that holds the CREATE of one Secret
     until a second one arrives (or HOLD seconds pass): both replicas have then
     read "no Secret" and sent their create, so the race on the create really
@@ -186,36 +185,16 @@ class CreateGate:
     HOLD = 20.0
 
     def __init__(self, certs: Path, secret: str) -> None:
-        x509.generate(certs)  # a CA and a serving certificate valid for 127.0.0.1
-        self.ca = (certs / "ca.crt").read_bytes()
         self.secret = secret
         self.arrived = 0
         self.most_held = 0  # the most creates of SECRET held at once
         self.other_calls = 0
         self._cond = threading.Condition()
-        gate = self
+        super().__init__(certs, self._answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                gate.hold(review["request"])
-                body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                                   "response": {"uid": review["request"]["uid"], "allowed": True}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(str(certs / "tls.crt"), str(certs / "tls.key"))
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.hold(request)
+        return {}
 
     def hold(self, request: dict[str, Any]) -> None:
         with self._cond:
@@ -228,22 +207,17 @@ class CreateGate:
             self._cond.wait_for(lambda: self.arrived >= 2, timeout=self.HOLD)
 
     def configuration(self, name: str, namespace: str) -> dict[str, Any]:
-        url = f"https://127.0.0.1:{self.server.server_address[1]}/gate"
         return {
             "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
             "metadata": {"name": name},
             "webhooks": [{
                 "name": "gate.cert-race.example.com", "admissionReviewVersions": ["v1"],
-                "clientConfig": {"url": url, "caBundle": base64.b64encode(self.ca).decode()},
+                "clientConfig": self.client_config("/gate"),
                 "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["secrets"]}],
                 "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
                 "sideEffects": "None", "failurePolicy": "Fail", "timeoutSeconds": 30,
             }],
         }
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture()

@@ -8,10 +8,7 @@ import base64
 import json
 import os
 import signal
-import ssl
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,56 +17,30 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from tests.apiserver.controlplane import ControlPlane, wait_for
+from tests.apiserver.loopback import LoopbackWebhook
 from tests.apiserver.pods import annotated_deployment, created_with_headers, simple_pod
 from tests.apiserver.served import Webhook
-from webhook.certs import x509
 
 MESH_PROXY = {"name": "mesh-proxy", "image": "registry.example.com/mesh-proxy:1.0", "restartPolicy": "Always",
               "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}
 
 
-class MeshInjector:
+class MeshInjector(LoopbackWebhook):
     """A mutating webhook on loopback that does what Istio's does with native
     sidecars: its proxy goes first among the init containers."""
 
     def __init__(self, certs: Path) -> None:
-        x509.generate(certs)  # a CA and a serving certificate valid for 127.0.0.1
-        self.ca = (certs / "ca.crt").read_bytes()
         self.calls = 0
-        injector = self
+        super().__init__(certs, self._inject)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                injector.calls += 1
-                pod = review["request"]["object"]
-                inits = pod["spec"].get("initContainers") or []
-                response: dict[str, Any] = {"uid": review["request"]["uid"], "allowed": True}
-                if all(c["name"] != MESH_PROXY["name"] for c in inits):
-                    patch = ([{"op": "add", "path": "/spec/initContainers/0", "value": MESH_PROXY}] if inits
-                             else [{"op": "add", "path": "/spec/initContainers", "value": [MESH_PROXY]}])
-                    response |= {"patchType": "JSONPatch", "patch": base64.b64encode(json.dumps(patch).encode()).decode()}
-                body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                                   "response": response}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(str(certs / "tls.crt"), str(certs / "tls.key"))
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.server.server_address[1]}/mutate"
+    def _inject(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.calls += 1
+        inits = request["object"]["spec"].get("initContainers") or []
+        if any(c["name"] == MESH_PROXY["name"] for c in inits):
+            return {}
+        patch = ([{"op": "add", "path": "/spec/initContainers/0", "value": MESH_PROXY}] if inits
+                 else [{"op": "add", "path": "/spec/initContainers", "value": [MESH_PROXY]}])
+        return {"patchType": "JSONPatch", "patch": base64.b64encode(json.dumps(patch).encode()).decode()}
 
     def configuration(self, name: str) -> dict[str, Any]:
         return {
@@ -77,16 +48,12 @@ class MeshInjector:
             "metadata": {"name": name},
             "webhooks": [{
                 "name": "inject.mesh.example.com", "admissionReviewVersions": ["v1"],
-                "clientConfig": {"url": self.url, "caBundle": base64.b64encode(self.ca).decode()},
+                "clientConfig": self.client_config("/mutate"),
                 "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}],
                 "objectSelector": {"matchLabels": {"mesh": "on"}},
                 "sideEffects": "None", "failurePolicy": "Fail", "timeoutSeconds": 5,
             }],
         }
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture()
