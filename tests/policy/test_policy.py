@@ -32,7 +32,7 @@ def test_example_policies_are_valid() -> None:
     [
         (HEAD + "models:\n  m: {source: hf://a/b, size: lots}\n", "x.yaml: models.m.size: \"lots\" is not a Kubernetes quantity"),
         (HEAD + "models:\n  m: {source: ftp://a/b, size: 1Gi}\n", "models.m.source: 'ftp://a/b' has an unsupported scheme; use one of hf://, s3://"),
-        (HEAD + "models:\n  m: {source: hf://a/b/c, size: 1Gi}\n", "models.m.source: 'hf://a/b/c': expected hf://ORG/REPO"),
+        (HEAD + "models:\n  m: {source: hf://a/b/c, size: 1Gi}\n", "models.m.source: 'hf://a/b/c': expected hf://ORG/REPO, hf://REPO or hf://datasets/ORG/REPO"),
         (HEAD + "models:\n  m: {source: 's3://', size: 1Gi}\n", "models.m.source: 's3://' names no repository, bucket"),
         (HEAD + "models:\n  m: {source: hf://a/b}\n", "models.m.size: required field is missing"),
         (HEAD + "defaults: {strategy: nfs}\n", "defaults.strategy: Input should be 'pvc', 'hostpath', 'memory', 'oci' or 'image', got 'nfs'"),

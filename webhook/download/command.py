@@ -98,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "download", help="fetch a model into a shared cache directory, once for all replicas",
         description="Fetches a model into DIR on a shared volume. Exit 0 means DIR holds the whole model and its "
                     "completion marker. Replicas started together download it once.")
-    d.add_argument("--source", required=True, help="hf://ORG/REPO, s3://BUCKET/PREFIX, https://URL or file:///PATH")
+    d.add_argument("--source", required=True, help="hf://ORG/REPO (or hf://REPO, hf://datasets/ORG/REPO), s3://BUCKET/PREFIX, https://URL or file:///PATH")
     d.add_argument("--dest", required=True, help="the model's directory, <root>/<model>/<revision>")
     d.add_argument("--revision", default="main", help="hf branch, tag or commit (default: main)")
     d.add_argument("--sha256", type=_sha256, help="expected sha256 of an http(s) file or archive")

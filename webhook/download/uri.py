@@ -48,7 +48,7 @@ def parse_source(uri: str) -> SourceSpec:
             segs = segs[1:]
         if len(segs) == 1 or len(segs) == 2:
             return SourceSpec("hf", uri, repo_id="/".join(segs), repo_type=repo_type)
-        raise UsageError(f"--source {uri}: expected hf://ORG/REPO")
+        raise UsageError(f"--source {uri}: expected hf://ORG/REPO, hf://REPO or hf://datasets/ORG/REPO")
     if scheme == "s3":
         if not parts.netloc:
             raise UsageError(f"--source {uri}: expected s3://BUCKET/PREFIX")

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 REVIEWS = Counter(
     "model_cache_reviews_total",
-    "Admission reviews answered, by endpoint, result (mutated, skipped, denied, allowed, warned, malformed) and strategy.",
+    "Admission reviews answered, by endpoint, result (mutated, skipped, denied, allowed, warned, warn-only, malformed, error) and strategy.",
     ["endpoint", "result", "strategy"],
 )
 LATENCY = Histogram(
