@@ -309,23 +309,48 @@ def _kill_shims(state: Path) -> None:
 
 
 def _remove_cgroups() -> None:
-    """The kubepods trees the kubelet made, depth first, once their tasks are gone."""
-    for controller in CGROUP_ROOT.iterdir():
-        top = controller / "kubepods"
-        if not top.is_dir():
-            continue
-        deadline = time.monotonic() + 30
-        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True) + [top]:
-            while True:
-                try:
-                    d.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        break
-                    time.sleep(0.2)
+    """Whatever still runs in the kubepods cgroups the kubelet made (a pod
+    sandbox's pause, once its shim is gone, is reparented to PID 1 and lives
+    on) is killed; then the trees go, depth first. One deadline for all."""
+    tops = [c / "kubepods" for c in CGROUP_ROOT.iterdir() if (c / "kubepods").is_dir()]
+    deadline = time.monotonic() + 30
+    while True:
+        pids = {int(pid) for top in tops for tasks in top.rglob("tasks")
+                for pid in _read_lines(tasks)}
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        busy = [d for top in tops for d in _depth_first(top) if not _removed(d)]
+        if not busy:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"cgroups still busy after 30 s: {busy[:3]}")
+        time.sleep(0.2)
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().split()
+    except OSError:
+        return []
+
+
+def _depth_first(top: Path) -> list[Path]:
+    if not top.is_dir():
+        return []
+    return sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True) + [top]
+
+
+def _removed(d: Path) -> bool:
+    try:
+        d.rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return True
 
 
 def _tail(path: Path, lines: int) -> str:
