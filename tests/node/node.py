@@ -128,35 +128,35 @@ class Node:
         """What the node's /var/lib is on the host (hostPath volumes live there)."""
         return self.state / "varlib"
 
-    def ctr(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def ctr(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
         sock = self.state / "run" / "containerd" / "containerd.sock"
         return subprocess.run([str(self.state / "bin" / "ctr"), "--address", str(sock), "-n", "k8s.io", *args],
-                              capture_output=True, text=True, timeout=timeout, check=True)
+                              capture_output=True, text=True, timeout=timeout, check=check)
 
     def logs(self) -> str:
         return "\n".join(p.tail(60) for p in self.procs) + "\n" + _tail(self.state / "containerd.log", 40)
 
     def stop(self) -> None:
-        """Pods first (their mounts and cgroups), then the kubelet, containerd,
-        the shims they left, the scheduler; last the empty kubepods cgroups."""
+        """The scheduler first (nothing new is placed), then the pods' tasks,
+        the kubelet, containerd and the shims they left; last whatever still
+        runs in the kubepods cgroups, and the cgroups themselves."""
         for p in self.procs:
             if p.name == "kube-scheduler":
                 p.stop()
         try:
-            tasks = self.ctr("tasks", "list", "-q", timeout=30).stdout.split()
-            for task in tasks:
-                subprocess.run([str(self.state / "bin" / "ctr"), "--address",
-                                str(self.state / "run" / "containerd" / "containerd.sock"), "-n", "k8s.io",
-                                "tasks", "kill", "-s", "SIGKILL", task], capture_output=True, timeout=30)
+            for task in self.ctr("tasks", "list", "-q", timeout=30).stdout.split():
+                self.ctr("tasks", "kill", "-s", "SIGKILL", task, timeout=30, check=False)
         except (subprocess.SubprocessError, OSError):
-            pass
-        for p in self.procs:
-            p.stop(grace=15)
-        _kill_shims(self.state)
-        _remove_cgroups()
-        if self.lock_fd is not None:
-            os.close(self.lock_fd)  # releases the host's node lock
-            self.lock_fd = None
+            pass  # containerd already gone: the cgroup sweep below catches what runs
+        try:
+            for p in self.procs:
+                p.stop(grace=15)
+            _kill_shims(self.state)
+            _remove_cgroups()
+        finally:
+            if self.lock_fd is not None:
+                os.close(self.lock_fd)  # releases the host's node lock
+                self.lock_fd = None
 
 
 def _host_lock() -> int:
