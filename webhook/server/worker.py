@@ -182,7 +182,18 @@ class ModelCacheWorker(GeventWorker):
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> bool:
         current = gevent.getcurrent()
         self._served[current] = self._served.get(current, 0) + 1
-        return super().handle_request(listener_name, req, sock, addr)
+        try:
+            return super().handle_request(listener_name, req, sock, addr)
+        finally:
+            # Let every other connection with a request waiting go first. A
+            # kept-alive client that sends its next request as soon as it has
+            # an answer (the API server in a burst, wrk) has it buffered before
+            # this greenlet reads again, so the read never blocks and never
+            # yields: that connection was served over and over while the
+            # worker's others waited, up to 0.8 s (docs/benchmarks.md).
+            # gevent.idle, not sleep(0): a sleep(0) greenlet resumes before the
+            # loop polls for I/O.
+            gevent.idle()
 
 
 class _TakeTurnsServer(StreamServer):
