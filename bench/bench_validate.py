@@ -111,7 +111,7 @@ def main() -> None:
     results: dict[str, Any] = {"pure_ms": pure_ms(policies)}
     try:
         env = {"MODEL_CACHE_KUBECONFIG": str(kubeconfig)}
-        with running_server(policies, args.workers, args.threads, env=env) as (port, cafile):
+        with running_server(policies, args.workers, args.threads, env=env, worker_class=args.worker_class) as (port, cafile):
             results["/healthz"] = measure(port, cafile, "/healthz", None, args.connections, args.duration, use_wrk)
             # /mutate on the same server and load, for the comparison with its goals.
             mutate_body = json.dumps(admission_review(yaml.safe_load(TYPICAL_POD.read_text()))).encode()
@@ -119,7 +119,8 @@ def main() -> None:
             answer(port, cafile, body)
             results["/validate warm"] = measure(port, cafile, "/validate", body, args.connections, args.duration, use_wrk)
         gets_before = api.gets
-        with running_server(policies, args.workers, args.threads, env={**env, "MODEL_CACHE_FACTS_TTL": "0"}) as (port, cafile):
+        with running_server(policies, args.workers, args.threads, env={**env, "MODEL_CACHE_FACTS_TTL": "0"},
+                            worker_class=args.worker_class) as (port, cafile):
             answer(port, cafile, body)
             results["/validate cold"] = measure(port, cafile, "/validate", body, args.connections, args.duration, use_wrk)
         results["/validate cold"]["api_gets"] = float(api.gets - gets_before)

@@ -58,7 +58,8 @@ def admission_review(obj: dict[str, Any], kind: str = "Pod") -> dict[str, Any]:
 
 
 @contextmanager
-def running_server(policies: Path, workers: int, threads: int, env: dict[str, str] | None = None) -> Iterator[tuple[int, Path]]:
+def running_server(policies: Path, workers: int, threads: int, env: dict[str, str] | None = None,
+                   worker_class: str = "gevent") -> Iterator[tuple[int, Path]]:
     tmp = Path(tempfile.mkdtemp(prefix="mc-bench-"))
     certs = tmp / "certs"
     subprocess.run([MODEL_CACHE, "certs", "generate", "--out", str(certs)], check=True, capture_output=True)
@@ -66,7 +67,8 @@ def running_server(policies: Path, workers: int, threads: int, env: dict[str, st
     log = open(tmp / "serve.log", "wb")
     proc = subprocess.Popen(
         [MODEL_CACHE, "serve", "--policies", str(policies), "--cert", str(certs / "tls.crt"), "--key", str(certs / "tls.key"),
-         "--port", str(port), "--host", "127.0.0.1", "--workers", str(workers), "--threads", str(threads), "--log-level", "warning"],
+         "--port", str(port), "--host", "127.0.0.1", "--workers", str(workers), "--worker-class", worker_class,
+         "--threads", str(threads), "--log-level", "warning"],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
     )
     ctx = ssl.create_default_context(cafile=str(certs / "ca.crt"))
@@ -192,7 +194,9 @@ def arguments(description: str) -> argparse.ArgumentParser:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--worker-class", choices=["gevent", "gthread"], default="gevent",
+                    help="the server's worker model (serve's default: gevent)")
+    ap.add_argument("--threads", type=int, default=8, help="threads per worker (gthread only)")
     ap.add_argument("--json", action="store_true", help="print results as JSON")
     return ap
 
@@ -200,8 +204,9 @@ def arguments(description: str) -> argparse.ArgumentParser:
 def report(results: dict[str, Any], args: argparse.Namespace, endpoints: tuple[str, ...], use_wrk: bool) -> None:
     """Prints RESULTS as JSON (--json) or as the markdown table of docs/benchmarks.md."""
     results["client"] = "wrk" if use_wrk else "python"
-    results["setup"] = (f"{args.workers} gunicorn workers x {args.threads} threads, {args.connections} keep-alive "
-                        f"connections, {args.duration}s, {os.cpu_count()} cores")
+    model = f"{args.workers} gthread workers x {args.threads} threads" if args.worker_class == "gthread" \
+        else f"{args.workers} gevent workers"
+    results["setup"] = f"{model}, {args.connections} keep-alive connections, {args.duration}s, {os.cpu_count()} cores"
     if args.json:
         print(json.dumps(results, indent=2))
         return
@@ -224,7 +229,7 @@ def main() -> None:
     results: dict[str, Any] = {"pure_ms": pure_mutation_ms(policies)}
     body = json.dumps(admission_review(yaml.safe_load(TYPICAL_POD.read_text()))).encode()
     use_wrk = shutil.which("wrk") is not None
-    with running_server(policies, args.workers, args.threads) as (port, cafile):
+    with running_server(policies, args.workers, args.threads, worker_class=args.worker_class) as (port, cafile):
         for name, path, payload in (("/healthz", "/healthz", None), ("/mutate", "/mutate", body)):
             results[name] = measure(port, cafile, path, payload, args.connections, args.duration, use_wrk)
     report(results, args, ("/healthz", "/mutate"), use_wrk)
