@@ -157,3 +157,20 @@ def test_serve_defaults_to_the_gevent_worker_and_keeps_gthread_on_request() -> N
     assert worker_settings(argparse.Namespace(worker_class="gthread", threads=4)) == {"worker_class": "gthread", "threads": 4}
     with pytest.raises(ServeError, match="gevent .* or gthread"):
         worker_settings(argparse.Namespace(worker_class="sync"))
+
+
+def test_serve_builds_no_access_log_atoms_unless_an_access_log_is_asked_for() -> None:
+    from gunicorn.config import Config
+
+    from webhook.cli.main import build_parser
+    from webhook.server.gunicorn import gunicorn_options
+
+    args = build_parser().parse_args(["serve", "--cert", "c", "--key", "k"])
+    cfg = Config()
+    for key, value in gunicorn_options(args).items():
+        cfg.set(key, value)
+    # The same logconfig_dict that makes gunicorn's own Logger build them.
+    assert cfg.logconfig_dict
+    assert cfg.logger_class(cfg).access_log_enabled is False
+    cfg.set("accesslog", "-")
+    assert cfg.logger_class(cfg).access_log_enabled is True

@@ -18,13 +18,27 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from gunicorn.glogging import Logger
+
 from webhook.errors import ServeError
 
 
 WORKER = "webhook.server.worker.ModelCacheWorker"
+LOGGER = "webhook.server.gunicorn.NoAccessLog"
 # Per worker process; 2 workers take 2,000 connections at once. An idle one
 # costs a greenlet and a TLS session, 30-70 KiB (docs/benchmarks.md).
 WORKER_CONNECTIONS = 1000
+
+
+class NoAccessLog(Logger):  # type: ignore[misc]
+    """gunicorn's logger without its access log. gunicorn counts a
+    logconfig_dict as asking for one, and builds each request's log atoms
+    (about 3% of a review's CPU, docs/benchmarks.md) for a logger
+    (gunicorn.access, logs.py) that drops them: an answered review has a line
+    of its own from the app instead."""
+
+    def _compute_access_log_enabled(self) -> bool:
+        return bool(self.cfg.accesslog)
 
 
 def worker_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -66,6 +80,7 @@ def gunicorn_options(args: argparse.Namespace) -> dict[str, Any]:
         "timeout": 30,
         "graceful_timeout": 20,
         "accesslog": None,
+        "logger_class": LOGGER,
         "logconfig_dict": logging_config(args.log_level),
         "loglevel": args.log_level,
         "when_ready": when_ready,
