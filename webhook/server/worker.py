@@ -57,10 +57,6 @@ from gunicorn.workers.ggevent import GeventWorker
 HANDSHAKE_TIMEOUT = 10.0
 FIRST_REQUEST_TIMEOUT = 10.0
 BODY_TIMEOUT = 10.0
-# After accepting a connection, a worker leaves the next ones to the others
-# this long (_TakeTurnsServer): about 330 new connections/s per worker at most,
-# far more than an API server opens (it keeps its connections alive).
-ACCEPT_PAUSE = 0.003
 # On SIGTERM, a kept-alive connection waiting for its next request is closed
 # after STOP_LINGER (a request already on its way is still answered, with
 # `Connection: close`), not after graceful_timeout; a request in progress gets
@@ -104,10 +100,14 @@ class ModelCacheWorker(GeventWorker):
             listener.setblocking(1)
             # No ssl_context here (unlike gunicorn's worker): handle() wraps
             # each connection with the context of that moment.
-            server = _TakeTurnsServer(listener, handle=partial(self.handle, listener), spawn=Pool(self.worker_connections))
+            server = StreamServer(listener, handle=partial(self.handle, listener), spawn=Pool(self.worker_connections))
             if self.cfg.workers > 1:
-                server.max_accept = 1  # leave the next connection to a less busy worker
-                server.pause = ACCEPT_PAUSE
+                # One connection per wake-up, not gevent's 100: the workers
+                # share the listening socket, and the next connection may go
+                # to one that is less busy. No pause after an accept: 3 ms
+                # (which this once had) slowed a burst's new connections
+                # without balancing them any better (docs/benchmarks.md).
+                server.max_accept = 1
             server.start()
             servers.append(server)
 
@@ -194,26 +194,6 @@ class ModelCacheWorker(GeventWorker):
             # gevent.idle, not sleep(0): a sleep(0) greenlet resumes before the
             # loop polls for I/O.
             gevent.idle()
-
-
-class _TakeTurnsServer(StreamServer):
-    """A StreamServer that stops accepting for `pause` seconds after each
-    connection. The workers share one listening socket: without a pause the
-    worker that wakes first takes a whole burst of connections (all 8 of wrk's,
-    or of an API server's), and one process then serves them all on one core
-    while the other idles."""
-
-    pause = 0.0
-
-    def do_handle(self, *args: Any) -> None:
-        super().do_handle(*args)
-        if self.pause > 0 and not self.closed:
-            self.stop_accepting()
-            gevent.spawn_later(self.pause, self._resume)
-
-    def _resume(self) -> None:
-        if not self.closed and self.started:
-            self.start_accepting()
 
 
 class BodyDeadline:
