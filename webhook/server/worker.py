@@ -16,7 +16,12 @@ slot back:
   between two requests, which the API server relies on);
 - a request's body: BODY_TIMEOUT in all, counted from the end of its head.
 
-Two sharp edges of gevent, handled here:
+Three sharp edges of gevent, handled here:
+
+- A greenlet gives way only when it would block. A kept-alive client whose
+  next request is already buffered when its answer has gone would be served
+  again and again while the worker's other connections wait: after each
+  answer a connection waits for the loop to go idle (handle_request).
 
 - The master imports kubernetes, hence urllib3, before it forks the workers,
   which monkey-patch after the fork. urllib3 keeps the `SSLContext` class it
