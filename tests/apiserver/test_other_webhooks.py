@@ -27,10 +27,12 @@ MESH_PROXY = {"name": "mesh-proxy", "image": "registry.example.com/mesh-proxy:1.
 
 class MeshInjector(LoopbackWebhook):
     """A mutating webhook on loopback that does what Istio's does with native
-    sidecars: its proxy goes first among the init containers."""
+    sidecars: its proxy goes first among the init containers (APPEND: last,
+    after ours)."""
 
-    def __init__(self, certs: Path) -> None:
+    def __init__(self, certs: Path, append: bool = False) -> None:
         self.calls = 0
+        self.append = append
         super().__init__(certs, self._inject)
 
     def _inject(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -38,7 +40,8 @@ class MeshInjector(LoopbackWebhook):
         inits = request["object"]["spec"].get("initContainers") or []
         if any(c["name"] == MESH_PROXY["name"] for c in inits):
             return {}
-        patch = ([{"op": "add", "path": "/spec/initContainers/0", "value": MESH_PROXY}] if inits
+        where = "/spec/initContainers/-" if self.append else "/spec/initContainers/0"
+        patch = ([{"op": "add", "path": where, "value": MESH_PROXY}] if inits
                  else [{"op": "add", "path": "/spec/initContainers", "value": [MESH_PROXY]}])
         return {"patchType": "JSONPatch", "patch": base64.b64encode(json.dumps(patch).encode()).decode()}
 
@@ -56,9 +59,9 @@ class MeshInjector(LoopbackWebhook):
         }
 
 
-@pytest.fixture()
-def mesh(control_plane: ControlPlane, tmp_path: Path) -> Iterator[MeshInjector]:
-    injector = MeshInjector(tmp_path / "mesh-certs")
+@pytest.fixture(params=[False, True], ids=["sidecar-first", "sidecar-appended"])
+def mesh(control_plane: ControlPlane, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MeshInjector]:
+    injector = MeshInjector(tmp_path / "mesh-certs", append=request.param)
     adm = k8s.AdmissionregistrationV1Api(control_plane.api_client())
     # Named after ours: the API server calls mutating webhooks in the order of their configurations' names.
     adm.create_mutating_webhook_configuration(injector.configuration("zz-mesh"))
@@ -93,13 +96,19 @@ def test_a_mesh_injector_after_ours_reinvokes_it_and_the_downloader_stays_after_
     wait_for("the mesh webhook in force", lambda: init_names(json.loads(cp.core.create_namespaced_pod(
         "plain", meshed("mesh-probe"), dry_run="All", _preload_content=False).data)) == ["mesh-proxy"], timeout=30)
     mutated, skipped = mutate_count(webhook, "mutated"), mutate_count(webhook, "skipped")
-    stored, _ = created_with_headers(cp.api_client(), "plain", meshed("meshed", {"model.cache/name": "tiny"}))
+    name = "meshed-appended" if mesh.append else "meshed"
+    stored, _ = created_with_headers(cp.api_client(), "plain", meshed(name, {"model.cache/name": "tiny"}))
     # Ours first (its name sorts first), then the mesh's proxy, then ours again
-    # (reinvocationPolicy: IfNeeded), which changes nothing.
+    # (reinvocationPolicy: IfNeeded): a proxy put first changes nothing then; an
+    # appended one has our downloader moved after it.
     assert init_names(stored) == ["mesh-proxy", "model-cache-download"]
     assert stored["metadata"]["annotations"]["model.cache/injected"].startswith("pvc/")
-    wait_for("our reinvocation counted", lambda: mutate_count(webhook, "skipped") >= skipped + 1, timeout=10)
-    assert mutate_count(webhook, "mutated") == mutated + 1
+    if mesh.append:
+        wait_for("our reinvocation counted", lambda: mutate_count(webhook, "mutated") >= mutated + 2, timeout=10)
+        assert mutate_count(webhook, "skipped") == skipped
+    else:
+        wait_for("our reinvocation counted", lambda: mutate_count(webhook, "skipped") >= skipped + 1, timeout=10)
+        assert mutate_count(webhook, "mutated") == mutated + 1
     # One volume, one mount, one downloader: the reinvocation added nothing twice.
     assert [v["name"] for v in stored["spec"]["volumes"]].count("model-cache") == 1
     assert [m["name"] for m in stored["spec"]["containers"][0]["volumeMounts"]].count("model-cache") == 1

@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import jsonpatch
 import pytest
 from kubernetes.utils.quantity import parse_quantity
 
@@ -357,6 +358,41 @@ def test_reinvocation_after_another_webhook_keeps_our_work(store: PolicyStore) -
     del stripped["spec"]["initContainers"][1]
     assert stripped["spec"]["initContainers"][0]["name"] == "istio-init"
     assert mutate_pod(stripped, "ml", store) == (None, None)
+
+
+MESH_PROXY = {"name": "mesh-proxy", "image": "registry.example.com/mesh-proxy:1.0", "restartPolicy": "Always"}
+
+
+def test_reinvoked_after_a_sidecar_was_appended_the_downloader_moves_after_it(store: PolicyStore) -> None:
+    """A later webhook that appends its native sidecar after our downloader
+    reinvokes us: the answer moves our init containers to just after it, where
+    a first injection into the pod with that sidecar would have put them."""
+    m = mutate(pod(initContainers=[{"name": "migrate", "image": "busybox:1.36"}]), store)
+    assert [c["name"] for c in m["spec"]["initContainers"]] == ["model-cache-download", "migrate"]
+    meshed = copy.deepcopy(m)
+    meshed["spec"]["initContainers"].append(copy.deepcopy(MESH_PROXY))
+    request = pod_review(meshed, namespace="ml")["request"]
+    answer = admission.answer_mutation(request, store)
+    assert (answer.result, answer.strategy) == ("mutated", "pvc")
+    after = jsonpatch.apply_patch(meshed, answer.patch)
+    assert [c["name"] for c in after["spec"]["initContainers"]] == ["migrate", "mesh-proxy", "model-cache-download"]
+    assert by_name(after["spec"]["initContainers"], "model-cache-download") == by_name(
+        m["spec"]["initContainers"], "model-cache-download")
+    assert after["spec"]["volumes"] == meshed["spec"]["volumes"] and after["metadata"] == meshed["metadata"]
+    # The same sidecar there from the start: the same order.
+    first = mutate(pod(initContainers=[{"name": "migrate", "image": "busybox:1.36"}, copy.deepcopy(MESH_PROXY)]), store)
+    assert [c["name"] for c in first["spec"]["initContainers"]] == ["migrate", "mesh-proxy", "model-cache-download"]
+    # In place already (prepended sidecar, an ordinary init container appended): no patch.
+    for other in (lambda inits: inits.insert(0, copy.deepcopy(MESH_PROXY)),
+                  lambda inits: inits.append({"name": "late", "image": "busybox:1.36"})):
+        again = copy.deepcopy(m)
+        other(again["spec"]["initContainers"])
+        answer = admission.answer_mutation(pod_review(again, namespace="ml")["request"], store)
+        assert (answer.result, answer.patch) == ("skipped", None)
+    # Our container names without our marker: a stranger's pod, left alone.
+    stranger = copy.deepcopy(meshed)
+    del stranger["metadata"]["annotations"]["model.cache/injected"]
+    assert admission.answer_mutation(pod_review(stranger, namespace="ml")["request"], store).patch is None
 
 
 def test_shm_volume_name_clash_is_denied(store: PolicyStore) -> None:

@@ -13,11 +13,12 @@ from typing import Any
 from webhook.admission.patch import json_patch
 from webhook.admission.review import Answer
 from webhook.errors import Denied
-from webhook.mutate import ModelResolver, mutate_pod
+from webhook.mutate import ModelResolver, after_native_sidecars, mutate_pod
 from webhook.objects import namespace_of
 from webhook.strategies import get as strategy_named
 from webhook.validate.facts import FactsSource
 from webhook.validate.review import review
+from webhook.validate.usage import injected_strategy
 from webhook.validate.warnings import clean_warning
 from webhook.vocabulary import NAME
 
@@ -59,7 +60,7 @@ def answer_mutation(request: dict[str, Any], policies: ModelResolver, facts: Fac
     except Denied as err:
         return _deny(answer, str(err), warn_only)
     if mutated is None or plan is None:
-        return answer
+        return _sidecars_first(answer, pod)
     strategy = strategy_named(plan.strategy)
     keys = strategy.admission_lookups(namespace)
     if keys and facts is not None:
@@ -68,6 +69,17 @@ def answer_mutation(request: dict[str, Any], policies: ModelResolver, facts: Fac
             return _deny(answer, denial, warn_only)
     answer.patch = json_patch(pod, mutated)
     answer.result, answer.strategy = "mutated", plan.strategy
+    return answer
+
+
+def _sidecars_first(answer: Answer, pod: dict[str, Any]) -> Answer:
+    """A pod we injected before, seen again because a later webhook changed
+    it: our init containers back after any native sidecar it appended."""
+    marker = injected_strategy((pod.get("metadata") or {}).get("annotations") or {})
+    moved = after_native_sidecars(pod) if marker is not None else None
+    if moved is not None:
+        answer.patch = json_patch(pod, moved)
+        answer.result, answer.strategy = "mutated", marker[0]
     return answer
 
 

@@ -116,6 +116,26 @@ def _init_position(init_containers: list[dict[str, Any]]) -> int:
     return position
 
 
+def after_native_sidecars(pod: Pod) -> Pod | None:
+    """For a pod injected already whose init containers a later webhook has
+    changed since (reinvocationPolicy: IfNeeded calls us again): a new pod with
+    ours moved back to where apply_plan puts them, after the last native
+    sidecar, so that a sidecar appended after them (a mesh proxy) is up before
+    the download. None when they are in place."""
+    inits = (pod.get("spec") or {}).get("initContainers") or []
+    ours = [c for c in inits if c.get("name") in INJECTED_CONTAINERS]
+    if not ours:
+        return None
+    rest = [c for c in inits if c.get("name") not in INJECTED_CONTAINERS]
+    position = _init_position(rest)
+    ordered = rest[:position] + ours + rest[position:]
+    if all(a is b for a, b in zip(ordered, inits)):
+        return None
+    moved = _copy_json(pod)
+    moved["spec"]["initContainers"] = _copy_json(ordered)
+    return moved
+
+
 def _give_volume_to_downloader(spec: dict[str, Any], group: int) -> None:
     """The kubelet makes a claim's volume group-writable by the pod's fsGroup,
     which every container of the pod has: without one, the downloader (a
