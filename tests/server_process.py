@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import ssl
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
-from tests.helpers import MODEL_CACHE, TLSClient, free_port
+from tests.helpers import MODEL_CACHE, POLICIES, TLSClient, free_port
 
 
 @dataclass
@@ -82,3 +85,15 @@ def stop_server(server: RunningServer) -> None:
         server.process.wait(timeout=15)
     except subprocess.TimeoutExpired:
         server.process.kill()
+
+
+@contextmanager
+def serving_example_policies(tmp: Path, workers: int) -> Iterator[RunningServer]:
+    """`model-cache serve` of a copy of the example policies (TMP/policies),
+    stopped on the way out."""
+    shutil.copytree(POLICIES, tmp / "policies")
+    running = start_server(tmp, tmp / "policies", workers=workers)
+    try:
+        yield running
+    finally:
+        stop_server(running)

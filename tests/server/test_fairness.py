@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import select
-import shutil
 import ssl
 import threading
 import time
@@ -19,8 +18,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.bench_webhook import admission_review
-from tests.helpers import POLICIES, TLSClient
-from tests.server_process import RunningServer, start_server, stop_server
+from tests.helpers import TLSClient
+from tests.server_process import RunningServer, serving_example_policies
 
 BATCH = 1000
 # An unannotated pod: answered "skipped" with a few hundred bytes, so the
@@ -32,10 +31,8 @@ POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain", "namespa
 
 @pytest.fixture()
 def one_worker(tmp_path: Path) -> Iterator[RunningServer]:
-    shutil.copytree(POLICIES, tmp_path / "policies")
-    running = start_server(tmp_path, tmp_path / "policies", workers=1)
-    yield running
-    stop_server(running)
+    with serving_example_policies(tmp_path, workers=1) as running:
+        yield running
 
 
 def request(body: bytes) -> bytes:

@@ -6,7 +6,6 @@ traceback, and the server answers the next client as usual."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import ssl
 import struct
@@ -16,8 +15,8 @@ from typing import Iterator
 import pytest
 import yaml
 
-from tests.helpers import GOLDEN, POLICIES, SERVICE_DNS_NAME, TLSClient, pod_review
-from tests.server_process import RunningServer, start_server, stop_server
+from tests.helpers import GOLDEN, SERVICE_DNS_NAME, TLSClient, pod_review
+from tests.server_process import RunningServer, serving_example_policies
 
 HEAD = b"POST /mutate HTTP/1.1\r\nHost: model-cache\r\nContent-Type: application/json\r\n"
 
@@ -26,10 +25,8 @@ HEAD = b"POST /mutate HTTP/1.1\r\nHost: model-cache\r\nContent-Type: application
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """A server of this module's own: its log must hold only what these tests caused."""
     tmp = tmp_path_factory.mktemp("edge")
-    shutil.copytree(POLICIES, tmp / "policies")
-    running = start_server(tmp, tmp / "policies", workers=1)
-    yield running
-    stop_server(running)
+    with serving_example_policies(tmp, workers=1) as running:
+        yield running
 
 
 def connect(server: RunningServer) -> ssl.SSLSocket:

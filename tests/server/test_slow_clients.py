@@ -8,7 +8,6 @@ body, each within about 10 s (webhook.server.worker)."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import ssl
 import time
@@ -18,8 +17,8 @@ from typing import Iterator
 import pytest
 
 from bench.bench_slow_clients import KINDS, Holders, KeptAlive, review_on_new_connection, typical_body
-from tests.helpers import POLICIES, SERVICE_DNS_NAME
-from tests.server_process import RunningServer, start_server, stop_server
+from tests.helpers import SERVICE_DNS_NAME
+from tests.server_process import RunningServer, serving_example_policies
 from webhook.server import worker
 
 HELD = 200
@@ -29,10 +28,8 @@ REVIEWS = 15
 
 @pytest.fixture()
 def server(tmp_path: Path) -> Iterator[RunningServer]:
-    shutil.copytree(POLICIES, tmp_path / "policies")
-    running = start_server(tmp_path, tmp_path / "policies", workers=2)
-    yield running
-    stop_server(running)
+    with serving_example_policies(tmp_path, workers=2) as running:
+        yield running
 
 
 def tls_connect(server: RunningServer) -> ssl.SSLSocket:
