@@ -22,7 +22,6 @@ Three sharp edges of gevent, handled here:
   next request is already buffered when its answer has gone would be served
   again and again while the worker's other connections wait: after each
   answer a connection waits for the loop to go idle (handle_request).
-
 - The master imports kubernetes, hence urllib3, before it forks the workers,
   which monkey-patch after the fork. urllib3 keeps the `SSLContext` class it
   imported, and an instance of the unpatched class recurses forever under the
