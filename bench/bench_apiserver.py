@@ -324,9 +324,11 @@ def burst(cp: ControlPlane, namespace: str, trigger: str, replicas: int, timeout
             "failed_create_events": float(failed)}
 
 
-def direct(hook: Webhook, peer: Peer, seconds: int) -> dict[str, dict[str, float]]:
+def direct(hook: Webhook, peer: Peer, seconds: int, stored: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Each webhook alone, one kept-alive connection, one request at a time
-    (wrk -c1): what a call costs at the server, without the API server."""
+    (wrk -c1): what a call costs at the server, without the API server.
+    /validate gets STORED, a pod as the API server stored it after our
+    mutation: what it sends to /validate."""
     if shutil.which("wrk") is None:
         return {}
     ours = admission_review({**vllm_pod(True), "metadata": {**vllm_pod(True)["metadata"], "namespace": MC_NS}})
@@ -334,7 +336,7 @@ def direct(hook: Webhook, peer: Peer, seconds: int) -> dict[str, dict[str, float
                                "metadata": {**vllm_pod(True, PEER_TRIGGER)["metadata"], "namespace": PEER_NS}})
     out = {}
     for name, port, path, review in (("model-cache /mutate", hook.port, "/mutate", ours),
-                                     ("model-cache /validate", hook.port, "/validate", ours),
+                                     ("model-cache /validate", hook.port, "/validate", admission_review(stored)),
                                      ("peer /mutate", peer.port, "/mutate", theirs)):
         payload = json.dumps(review).encode()
         run_wrk(f"https://127.0.0.1:{port}{path}", payload, 1, 1)
@@ -390,7 +392,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if not results["same_injection"]:
                     results["injections"] = {"model-cache": injected_parts(ours), "peer": injected_parts(theirs)}
                 if args.direct_seconds:
-                    results["direct"] = direct(hook, peer, args.direct_seconds)
+                    results["direct"] = direct(hook, peer, args.direct_seconds, ours)
                 if args.burst:
                     for side, namespace, trigger, hooks in (("model-cache", MC_NS, TRIGGER, OUR_HOOKS),
                                                             ("peer", PEER_NS, PEER_TRIGGER, (PEER_HOOK,))):
