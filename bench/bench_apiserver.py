@@ -80,16 +80,23 @@ def vllm_pod(annotated: bool, trigger: str = TRIGGER) -> dict[str, Any]:
     return pod
 
 
-def injected_pod() -> dict[str, Any]:
-    """The vLLM pod as model-cache leaves it, without either trigger: created
-    where no webhook is called, it costs the API server what the bigger pod
-    costs, so that the rest of an annotated pod's time is the calls."""
+def mutated_golden() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The vLLM pod of tests/golden, and that pod as model-cache's pure core
+    mutates it under policies/."""
     from webhook.mutate import mutate_pod
     from webhook.policy import PolicyStore
 
     before = yaml.safe_load(VLLM_POD.read_text())
     after, _ = mutate_pod(copy.deepcopy(before), before["metadata"]["namespace"], PolicyStore(EXAMPLE_POLICIES))
     assert after is not None, "model-cache does not inject the vLLM pod under policies/"
+    return before, after
+
+
+def injected_pod() -> dict[str, Any]:
+    """The vLLM pod as model-cache leaves it, without either trigger: created
+    where no webhook is called, it costs the API server what the bigger pod
+    costs, so that the rest of an annotated pod's time is the calls."""
+    _, after = mutated_golden()
     after["metadata"].pop("ownerReferences", None)
     after["metadata"].pop("namespace", None)
     after["metadata"]["annotations"].pop(TRIGGER)
@@ -99,12 +106,7 @@ def injected_pod() -> dict[str, Any]:
 def peer_injection() -> dict[str, Any]:
     """What model-cache's pure core adds to the vLLM pod (pvc strategy), in the
     shape bench/peers/pvc-webhook applies: the peer sends the same patch."""
-    from webhook.mutate import mutate_pod
-    from webhook.policy import PolicyStore
-
-    before = yaml.safe_load(VLLM_POD.read_text())
-    after, _ = mutate_pod(copy.deepcopy(before), before["metadata"]["namespace"], PolicyStore(EXAMPLE_POLICIES))
-    assert after is not None, "model-cache does not inject the vLLM pod under policies/"
+    before, after = mutated_golden()
     spec_in, spec_out = before["spec"], after["spec"]
     old_names = {v["name"] for v in spec_in.get("volumes", [])}
     old_inits = {c["name"] for c in spec_in.get("initContainers", [])}
