@@ -20,6 +20,9 @@ EXIT_CHECKSUM = 6
 EXIT_NETWORK = 7
 EXIT_LOCK = 8
 EXIT_WONT_FIT = 9  # the volume is too small for the model even when empty: a restart cannot help
+# 10 is left to the archive size budget (issue 25).
+EXIT_KNOWN_BAD_DIGEST = 11  # refused without fetching: these bytes already failed their digest twice
+EXIT_NOT_WRITABLE = 12  # the volume is not writable by the downloader's uid and groups
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports
 
 
@@ -62,9 +65,29 @@ class WriteError(DownloadError):
 
 
 class ChecksumError(DownloadError):
-    """A file's sha256 or size did not match, also after one more fetch."""
+    """A file's sha256 or size did not match, also after one more fetch.
+    `mismatch` (verify/known_bad.Mismatch) when a digest was computed."""
 
     exit_code = EXIT_CHECKSUM
+
+    def __init__(self, message: str, mismatch: object = None) -> None:
+        super().__init__(message)
+        self.mismatch = mismatch
+
+
+class KnownBadDigest(DownloadError):
+    """An earlier run fetched these very bytes (same source, validator and
+    expected digest) twice and they did not match: fetching them again
+    cannot help, so nothing is fetched."""
+
+    exit_code = EXIT_KNOWN_BAD_DIGEST
+
+
+class NotWritable(DownloadError):
+    """The volume denies the downloader a write: the message names the
+    directory, its owner and mode, the downloader's ids and the fix."""
+
+    exit_code = EXIT_NOT_WRITABLE
 
 
 class TransientError(DownloadError):

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TextIO
 
 from webhook.download.verify.checks import how_verified, summary
-from webhook.download.errors import WriteError
+from webhook.download.errors import ChecksumError, KnownBadDigest, WriteError
+from webhook.download.verify import known_bad
 from webhook.download.volume.checked_io import is_disk_full, tree_size, write_file_atomic
 from webhook.download.volume.lock import Lock, StaleWatch, break_lock, current_owner, holder_is_dead, read_lock
 from webhook.download.progress import Progress, Ticker, format_line, read_progress
@@ -220,6 +221,9 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
             lock.heartbeat()
             publish(layout, done)
             return 0
+        bad = known_bad.recalled(s.dest, s.source, listing.files)
+        if bad is not None:
+            raise KnownBadDigest(known_bad.refusal(s.dest, *bad))
         _prepare_partial(layout, listing.key)
         progress.set_plan(listing.total, len(listing.files))
         streamed = listing.archive is not None and is_streamed(listing.archive)
@@ -233,7 +237,12 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
                    + (f", revision {listing.revision}" if listing.revision else ""))
         transfer = Transfer(source, layout.partial, progress,
                             FetchOptions(jobs=s.jobs, retries=s.retries, backoff=s.backoff))
-        records = _fetch(transfer, listing, s, poll)
+        try:
+            records = _fetch(transfer, listing, s, poll)
+        except ChecksumError as err:
+            if not isinstance(err.mismatch, known_bad.Mismatch):
+                raise
+            raise ChecksumError(f"{err}; {known_bad.remember(s.dest, s.source, err.mismatch)}", err.mismatch) from None
         archived = listing.archive is not None
         say(s.out, f"archive verified: {how_verified(listing.files[0].check)}" if archived
             else summary((r.path, r.check) for r in records))
@@ -242,6 +251,7 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
         marker = build_marker(source=s.source, revision=s.revision, resolved=listing.revision, records=records,
                               archive=listing.files[0].check if archived else None, archived=archived)
         publish(layout, marker)
+        known_bad.forget(s.dest)
     except OSError as err:
         if is_disk_full(err):
             raise ran_out(layout.parent, layout.partial, VolumeSpace.of(layout.parent),

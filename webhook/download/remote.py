@@ -22,6 +22,7 @@ class RemoteFile:
     check: Check | None = None  # what the whole file is verified against (verify/checks.py); None: its size only
     ref: Any = None             # source-specific: URL, S3 key, local path
     etag: str | None = None     # recorded in the marker
+    validator: str | None = None  # the origin's word that the bytes are unchanged (`ETag "x"`, `commit c`); verify/known_bad.py
 
     def expected_digest(self) -> str | None:
         return self.check.value if self.check is not None else None

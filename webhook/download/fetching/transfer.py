@@ -47,7 +47,8 @@ class Transfer:
         with self._mismatch_lock:
             n = self._mismatches[f.path] = self._mismatches.get(f.path, 0) + 1
         if n >= 2:
-            raise ChecksumError(
-                f"{f.path}: checksum is {digest}, expected {expected} (fetched twice); "
-                f"the origin serves different bytes than its checksum says: fix the file or the --sha256/policy value")
+            from webhook.download.verify.known_bad import Mismatch, describe
+
+            mismatch = Mismatch.of(f, digest)
+            raise ChecksumError(describe(mismatch), mismatch)
         emit(f"model-cache: {f.path}: checksum mismatch ({digest} != {expected}); fetching it once more")

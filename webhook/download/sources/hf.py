@@ -123,7 +123,9 @@ class HfSource:
             if not isinstance(e, RepoFile) or not matches(e.path, self.include):
                 continue
             url = hf_hub_url(self.repo_id, e.path, repo_type=self.repo_type, revision=commit, endpoint=self.endpoint)
-            files.append(self._remote_file(e, url))
+            f = self._remote_file(e, url)
+            f.validator = f"commit {commit}"  # the listing's digests and the bytes both belong to it
+            files.append(f)
         if not files:
             raise NotFoundError(f"hf://{self.repo_id}@{commit[:12]}: no file matches --include {' '.join(self.include or [])}")
         return Listing(files, revision=commit, key=f"hf|{self.repo_type}|{self.repo_id}|{commit}")

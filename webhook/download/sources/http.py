@@ -50,7 +50,7 @@ class HttpSource:
             rel = f"{SCRATCH}/download/archive{suffix}"
         else:
             rel = posixpath.basename(path) or "model"
-        f = RemoteFile(rel, size, check=check, ref=self.url)
+        f = RemoteFile(rel, size, check=check, ref=self.url, validator=hc.validator_of(headers))
         return Listing([f], revision="", key=f"http|{self.label}|{check.value if check else ''}", archive=suffix)
 
     def open(self, f: RemoteFile, offset: int, validator: str | None, end: int | None = None) -> Body:

@@ -187,3 +187,13 @@ def probe(session: requests.Session, url: str, headers: dict[str, str], stall: f
         return (cr[1] if cr else None), resp.headers
     length = resp.headers.get("Content-Length")
     return (int(length) if length and length.isdigit() else None), resp.headers
+
+
+def validator_of(headers: Mapping[str, str]) -> str | None:
+    """What says the origin's file is unchanged: its ETag (a weak one too:
+    only its change matters here), else its Last-Modified."""
+    if headers.get("ETag"):
+        return f"ETag {headers['ETag']}"
+    if headers.get("Last-Modified"):
+        return f"Last-Modified {headers['Last-Modified']}"
+    return None

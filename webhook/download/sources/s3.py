@@ -138,8 +138,9 @@ class S3Source:
         # encryption (which decides whether the ETag is an MD5). Its size
         # and ETag are the ones the check belongs to.
         head = self._head(key, ChecksumMode="ENABLED")
-        return RemoteFile(rel, int(head["ContentLength"]), check=self._check(key, head), ref=key,
-                          etag=s3_checks.etag_of(head) or None)
+        etag = s3_checks.etag_of(head) or None
+        return RemoteFile(rel, int(head["ContentLength"]), check=self._check(key, head), ref=key, etag=etag,
+                          validator=f'ETag "{etag}"' if etag else None)
 
     def listing(self) -> Listing:
         folder = f"{self.prefix}/" if self.prefix else ""
