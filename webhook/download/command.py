@@ -59,8 +59,10 @@ def _cmd_download(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
         return EXIT_TERMINATED
     except PermissionError as err:
-        denied = DownloadError(f"cannot write {err.filename}: permission denied; the volume must be writable by the "
-                               f"downloader's user (set fsGroup or the directory's owner)")
+        from webhook.download.errors import NotWritable
+        from webhook.download.volume.access import explain
+
+        denied = NotWritable(explain(Path(err.filename or settings.dest)))
         record(f"model-cache: {denied}")
         raise denied from None
 

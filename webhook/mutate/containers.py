@@ -97,19 +97,32 @@ def oci_copy(plan: Plan) -> dict[str, Any]:
     return container
 
 
+# Root without DAC_OVERRIDE may create only in a root that root owns (the
+# kubelet's DirectoryOrCreate makes it root:root 0755); a root an admin gave
+# to the downloader (its uid, or a group it is in) is the downloader's to
+# create in, and root is left out. Whatever stays unusable, the downloader
+# says with the owner, mode and fix (download/volume/access.py).
+PREPARE_SCRIPT = (
+    'mkdir -m 0755 "$1" 2>/dev/null; '
+    'if [ -d "$1" ]; then exec install -d -o "$2" -g "$2" -m 0755 "$1"; fi; '
+    'echo "model-cache-prepare: $1 is not root\'s to create (${1%/*} is $(stat -c \'uid %u gid %g mode %a\' "${1%/*}")'
+    ', and this container has no DAC_OVERRIDE): left to the downloader"'
+)
+
+
 def prepare(plan: Plan) -> dict[str, Any]:
     """Makes the model's directory on the node (`<root>/<model>`, where the
-    downloader keeps its lock and partial download) the downloader's, 0755.
-    Root, because the kubelet created the hostPath root-owned; with no
-    capability but CHOWN and FOWNER, and touching nothing but that directory.
-    `install` is coreutils', in the downloader's image."""
+    downloader keeps its lock and partial download) the downloader's, 0755,
+    where root may: the kubelet creates a hostPath root-owned. Root, with no
+    capability but CHOWN and FOWNER, touching nothing but that directory.
+    `sh`, `install` and `stat` are in the downloader's image."""
     d = plan.model.defaults.downloader
     uid = str(downloader_group(plan))
     container: dict[str, Any] = {
         "name": PREPARE,
         "image": d.image,
         "imagePullPolicy": d.imagePullPolicy,
-        "command": ["install", "-d", "-o", uid, "-g", uid, "-m", "0755", f"{VOLUME_ROOT}/{plan.model.name}"],
+        "command": ["sh", "-c", PREPARE_SCRIPT, PREPARE, f"{VOLUME_ROOT}/{plan.model.name}", uid],
         "volumeMounts": [dict(m) for m in _MOUNTS],
         "securityContext": {
             "runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False, "allowPrivilegeEscalation": False,
