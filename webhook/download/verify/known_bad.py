@@ -80,7 +80,10 @@ def remember(dest: Path, source: str, m: Mismatch) -> str:
 
     path = record_path(dest)
     body = {"source": source, **asdict(m), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    write_file_atomic(path, json.dumps(body, indent=1).encode())
+    try:
+        write_file_atomic(path, json.dumps(body, indent=1).encode())
+    except OSError as err:  # the mismatch is the news; a volume error must not hide it
+        return f"not recorded in {path} ({err.strerror}): a restart fetches it again"
     return f"recorded in {path}: restarts fail at once without fetching, {_until(m)}"
 
 
