@@ -170,12 +170,12 @@ def test_a_wrong_sha256_costs_at_most_two_fetches_across_restarts(cluster: Clust
         wait_for("the downloader restarted 3 times", lambda: restarts() >= 3, timeout=240, every=1)
     except RuntimeError as err:
         raise AssertionError(f"{err}\n{describe_pods(cluster.cp, ns)}") from None
-    done = _failed(cluster, ns, "m", DOWNLOADER, 11, timeout=60)
 
     served = cluster.origin.served[f"/{ns}/w.bin"]
     print(f"\norigin bytes for a {size}-byte file with a wrong sha256, after {restarts()} restarts: "
           f"{served} ({served / size:.2f}x)")
     assert served <= 2 * size, f"{served / size:.2f}x the file was fetched"
+    done = _failed(cluster, ns, "m", DOWNLOADER, 11, timeout=60)
     message = done.message
     assert f"expected {WRONG} (fetched twice)" in message and f"checksum is {sha256(data)}" in message, message
     assert "from the policy's sha256" in message and "not fetched again" in message, message
