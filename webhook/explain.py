@@ -16,7 +16,7 @@ from typing import Any
 from webhook.admission.shapes import pod_problem
 from webhook.errors import Denied
 from webhook.mutate import ModelResolver, mutate_pod
-from webhook.validate.facts import FactsSource
+from webhook.facts.cluster import FactsSource
 from webhook.validate.review import review_template
 from webhook.objects import Path, PodTemplate, dig, pod_templates
 from webhook.strategies import get as strategy_named
@@ -133,7 +133,7 @@ def explain_template(template: PodTemplate, namespace: str | None, policies: Mod
         return _say(verdict, DENIED, f"{who}: {err}")
     if mutated is None or plan is None:
         return _say(verdict, SKIPPED, "left as it is (it carries our volume already)")
-    verdict.injected = _mapping(_mapping(mutated.get("metadata")).get("annotations")).get(INJECTED_KEY)
+    verdict.injected = plan.marker.value
     _say(verdict, INJECTED, (
         f"injected: model {plan.model.name} (revision {plan.model.revision}, {plan.model.spec.size}) from "
         f"{plan.model.policy_file}, strategy {plan.strategy}, mounted read-only at {plan.mount_path} in "

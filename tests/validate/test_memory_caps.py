@@ -14,7 +14,7 @@ from tests.validate import pods
 from tests.validate.test_rules import GOOD_PVC, run, texts
 from webhook.policy import PolicyStore
 from webhook.validate import review as validation
-from webhook.validate.facts import ClusterFacts, MemoryCap, NamespaceLimits, limits_from_json
+from webhook.facts.cluster import ClusterFacts, MemoryCap, NamespaceLimits, limits_from_json
 from webhook.validate.lookups import FactsProvider
 from webhook.validate.memory_caps import pod_memory
 

@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.errors import Denied
+from webhook.facts import marker
+from webhook.facts.marker import Marker
 from webhook.mutate.request import InjectionRequest
 from webhook.policy import ResolvedModel
 from webhook.strategies import get as strategy_named
 from webhook.strategies.base import either
 from webhook.strategies.fit import serving
-from webhook.vocabulary import INJECTED, INJECTED_CONTAINERS, STRATEGY
+from webhook.vocabulary import INJECTED_CONTAINERS, STRATEGY
+
 
 Pod = dict[str, Any]
 
@@ -29,15 +32,14 @@ class Plan:
     shm_size: str
 
     @property
-    def marker(self) -> str:
-        return f"{self.strategy}/{self.model.name}/{self.model.revision}"
+    def marker(self) -> Marker:
+        return Marker(self.strategy, self.model.name, self.model.revision)
 
 
 def already_injected(pod: Pod) -> bool:
     """A pod we changed before (our annotation or our init container) is left alone,
     also when another webhook reinvokes us."""
-    metadata = pod.get("metadata") or {}
-    if INJECTED in (metadata.get("annotations") or {}):
+    if marker.is_marked(pod):
         return True
     names = {c.get("name") for c in (pod.get("spec") or {}).get("initContainers") or []}
     return not names.isdisjoint(INJECTED_CONTAINERS)

@@ -12,14 +12,16 @@ from typing import Any, Protocol
 
 from webhook import quantity
 from webhook.errors import Denied
+from webhook.facts import marker
 from webhook.mutate import request as annotations
 from webhook.mutate.containers import downloader, downloader_group, no_token_volume, oci_copy, prepare
 from webhook.mutate.plan import Plan, Pod, already_injected, make_plan
 from webhook.mutate.request import InjectionRequest
+from webhook.objects import annotations_of
 from webhook.policy import ResolvedModel
 from webhook.strategies import get as strategy_named
-from webhook.vocabulary import (CACHE_PATH_ENV, INJECTED, INJECTED_CONTAINERS, MIRROR, NO_TOKEN_VOLUME, SHM_PATH,
-                                SHM_VOLUME, VOLUME)
+from webhook.vocabulary import (CACHE_PATH_ENV, INJECTED_CONTAINERS, MIRROR, NO_TOKEN_VOLUME, SHM_PATH, SHM_VOLUME,
+                                VOLUME)
 
 
 class ModelResolver(Protocol):
@@ -39,7 +41,6 @@ def _copy_json(value: Any) -> Any:
 def apply_plan(pod: Pod, plan: Plan) -> Pod:
     """A new pod with the plan applied; the input is not modified."""
     pod = _copy_json(pod)
-    metadata = pod.setdefault("metadata", {})
     spec = pod.setdefault("spec", {})
     model = plan.model
     strategy = strategy_named(plan.strategy)
@@ -95,7 +96,7 @@ def apply_plan(pod: Pod, plan: Plan) -> Pod:
             strategy.grow_serving(container, model)
         first = False
 
-    metadata.setdefault("annotations", {})[INJECTED] = plan.marker
+    marker.write(pod, plan.marker)
     return pod
 
 
@@ -209,8 +210,7 @@ def mutate_pod(pod: Pod, namespace: str, policies: ModelResolver) -> tuple[Pod |
     """The whole decision for one pod, as /mutate, /validate and `inject -f`
     make it: the mutated pod and its plan, (None, None) when the pod is left
     as it is (no trigger, a mirror pod, injected already). Raises Denied."""
-    metadata = pod.get("metadata") or {}
-    pod_annotations = metadata.get("annotations") or {}
+    pod_annotations = annotations_of(pod)
     if MIRROR in pod_annotations or already_injected(pod):
         return None, None
     request = annotations.parse(pod_annotations)

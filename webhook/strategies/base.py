@@ -3,19 +3,18 @@ strategy (its volume, what fills it, the checks only it has, what it asks of the
 cluster, its docs); `webhook.strategies` lists them. The defaults here are a
 strategy that adds its volume and nothing else.
 
-Pure, and below mutate/, validate/ and policy/: those read the strategies, so
-the types of theirs used here are imported for the type checker only."""
+Pure, and below policy/, mutate/ and validate/, which read the strategies:
+what a strategy reads (the model, the pod's use of the cache, the cluster
+facts) is in webhook/facts/, below it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
-from webhook.validate.facts import ClusterFacts, LookupKey
-from webhook.validate.finding import Finding
-
-if TYPE_CHECKING:
-    from webhook.policy.resolved import ResolvedModel
-    from webhook.validate.usage import CacheUse
+from webhook.facts.cluster import ClusterFacts, LookupKey
+from webhook.facts.finding import Finding
+from webhook.facts.model import ModelView
+from webhook.facts.use import CacheUse
 
 
 class Strategy:
@@ -33,18 +32,18 @@ class Strategy:
     fs_group: bool = False  # the kubelet gives the volume to the pod's fsGroup (set when the pod has none)
     prepares_directory: bool = False  # an init container (root, CHOWN only) gives it the model's directory
 
-    def volume(self, model: ResolvedModel) -> dict[str, Any]:
+    def volume(self, model: ModelView) -> dict[str, Any]:
         """The volume source of the model volume (without its name)."""
         raise NotImplementedError
 
-    def sub_path(self, model: ResolvedModel) -> str | None:
+    def sub_path(self, model: ModelView) -> str | None:
         """The subPath of the serving containers' read-only mount."""
         return model.cache_subpath if self.downloads else None
 
-    def grow_downloader(self, container: dict[str, Any], model: ResolvedModel) -> None:
+    def grow_downloader(self, container: dict[str, Any], model: ModelView) -> None:
         """Changes the downloader container (its resources) for this strategy."""
 
-    def grow_serving(self, container: dict[str, Any], model: ResolvedModel) -> None:
+    def grow_serving(self, container: dict[str, Any], model: ModelView) -> None:
         """Changes the first serving container (its resources) for this strategy."""
 
     def admission_lookups(self, namespace: str) -> tuple[LookupKey, ...]:
@@ -63,7 +62,7 @@ class Strategy:
         """The cluster facts its checks read, by ClusterFacts field."""
         return {}
 
-    def findings(self, use: CacheUse, model: ResolvedModel, facts: ClusterFacts) -> list[Finding]:
+    def findings(self, use: CacheUse, model: ModelView, facts: ClusterFacts) -> list[Finding]:
         """Its warnings about a pod (or a workload's pod template)."""
         return []
 

@@ -6,16 +6,14 @@ ask that its pods be pinned to the cache nodes."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
+from webhook.facts.cluster import ClusterFacts, LookupKey, NamespaceInfo
+from webhook.facts.finding import Finding
+from webhook.facts.model import ModelView
+from webhook.facts.use import CacheUse
 from webhook.strategies.base import Strategy
-from webhook.validate.facts import ClusterFacts, LookupKey, NamespaceInfo
-from webhook.validate.finding import Finding
 from webhook.vocabulary import PSA_ENFORCE
-
-if TYPE_CHECKING:
-    from webhook.policy.resolved import ResolvedModel
-    from webhook.validate.usage import CacheUse
 
 
 class HostPath(Strategy):
@@ -29,7 +27,7 @@ class HostPath(Strategy):
     # fsGroup to hostPath volumes: without this the downloader cannot write.
     prepares_directory = True
 
-    def volume(self, model: ResolvedModel) -> dict[str, Any]:
+    def volume(self, model: ModelView) -> dict[str, Any]:
         return {"hostPath": {"path": model.defaults.hostPath.path, "type": "DirectoryOrCreate"}}
 
     def admission_lookups(self, namespace: str) -> tuple[LookupKey, ...]:
@@ -42,7 +40,7 @@ class HostPath(Strategy):
     def lookups(self, use: CacheUse) -> dict[str, LookupKey]:
         return {"namespace": _namespace_key(use.namespace)}
 
-    def findings(self, use: CacheUse, model: ResolvedModel, facts: ClusterFacts) -> list[Finding]:
+    def findings(self, use: CacheUse, model: ModelView, facts: ClusterFacts) -> list[Finding]:
         out: list[Finding] = []
         if model.defaults.hostPath.requireNodePinning and not _pinned(use.spec):
             out.append(Finding("hostpath-unpinned", (

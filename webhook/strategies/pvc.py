@@ -5,17 +5,15 @@ for the model plus headroom, unusable, or mountable by one node only."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from webhook.facts.cluster import MISSING, ClusterFacts, LookupKey, PvcInfo, Unavailable
+from webhook.facts.finding import Finding
+from webhook.facts.model import ModelView
+from webhook.facts.use import CacheUse
 from webhook.quantity import describe as format_size
 from webhook.strategies.base import Strategy
-from webhook.validate.facts import MISSING, ClusterFacts, LookupKey, PvcInfo, Unavailable
-from webhook.validate.finding import Finding
 from webhook.vocabulary import DOWNLOADER
-
-if TYPE_CHECKING:
-    from webhook.policy.resolved import ResolvedModel
-    from webhook.validate.usage import CacheUse
 
 
 class Pvc(Strategy):
@@ -29,30 +27,36 @@ class Pvc(Strategy):
     # (local, most block and CSI volumes; NFS exports must be writable by it).
     fs_group = True
 
-    def volume(self, model: ResolvedModel) -> dict[str, Any]:
+    def volume(self, model: ModelView) -> dict[str, Any]:
         return {"persistentVolumeClaim": {"claimName": model.defaults.pvc.claimName}}
 
     def lookups(self, use: CacheUse) -> dict[str, LookupKey]:
-        return {"pvc": LookupKey("pvc", use.namespace, use.pvc_name)} if use.pvc_name else {}
+        claim = claim_name(use)
+        return {"pvc": LookupKey("pvc", use.namespace, claim)} if claim else {}
 
-    def findings(self, use: CacheUse, model: ResolvedModel, facts: ClusterFacts) -> list[Finding]:
+    def findings(self, use: CacheUse, model: ModelView, facts: ClusterFacts) -> list[Finding]:
         return pvc_findings(use, model, facts.pvc)
 
 
 STRATEGY = Pvc()
 
 
-def _needed(model: ResolvedModel) -> tuple[Decimal, str]:
+def claim_name(use: CacheUse) -> str | None:
+    """The claim of the pod's model volume, when it is a PVC."""
+    return (use.volume.get("persistentVolumeClaim") or {}).get("claimName")
+
+
+def _needed(model: ModelView) -> tuple[Decimal, str]:
     headroom = model.defaults.pvcHeadroomPercent
     needed = model.volume_bytes * (1 + Decimal(str(headroom)) / 100)
     return needed, format_size(needed, round_up=True)
 
 
-def pvc_findings(use: CacheUse, model: ResolvedModel, pvc: Any) -> list[Finding]:
-    if use.pvc_name is None or pvc is None or isinstance(pvc, Unavailable):
+def pvc_findings(use: CacheUse, model: ModelView, pvc: Any) -> list[Finding]:
+    name = claim_name(use)
+    if name is None or pvc is None or isinstance(pvc, Unavailable):
         return []
     needed, needed_text = _needed(model)
-    name = use.pvc_name
     if pvc is MISSING:
         return [Finding("pvc-missing", (
             f"PVC {name} not found in namespace {use.namespace}: the pod will stay Pending; "
