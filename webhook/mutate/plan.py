@@ -6,14 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from webhook import strategies
 from webhook.errors import Denied
 from webhook.facts import marker
 from webhook.facts.marker import Marker
 from webhook.mutate.request import InjectionRequest
 from webhook.policy import ResolvedModel
 from webhook.strategies import get as strategy_named
-from webhook.strategies.base import either
-from webhook.strategies.fit import serving
 from webhook.vocabulary import INJECTED_CONTAINERS, STRATEGY
 
 
@@ -56,12 +55,9 @@ def make_plan(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> Plan
             f'strategy "{strategy}" ({origin}) is not allowed in namespace {model.namespace}; '
             f"allowed: {', '.join(d.allowedStrategies)}. Set model.cache/strategy to one of them"
         )
-    if strategy_named(strategy).oci_source != model.spec.is_oci:
-        need = either(serving(model.spec.is_oci))
-        raise Denied(
-            f'model {model.name} comes from {model.spec.source.split("://")[0]}://, which strategy "{strategy}" '
-            f"cannot serve; set model.cache/strategy to {need}"
-        )
+    unusable = strategies.unusable(strategy, model)
+    if unusable is not None:
+        raise Denied(f"model {model.name}: {unusable} (model.cache/strategy)")
     spec = pod.get("spec") or {}
     containers = spec.get("containers") or []
     names = [c.get("name") for c in containers]

@@ -9,16 +9,23 @@ facts) is in webhook/facts/, below it."""
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from webhook.facts.cluster import ClusterFacts, LookupKey
 from webhook.facts.finding import Finding
 from webhook.facts.model import ModelView
 from webhook.facts.use import CacheUse
+from webhook.grammar import Section
 
 
 class Strategy:
     name: str
+    # Its own section of the policy's `defaults` (`defaults.hostPath`), where it
+    # has settings: the key, the pydantic model of the section, its built-in values.
+    settings_key: str | None = None
+    settings_model: type[Section] | None = None
+    builtin_settings: Mapping[str, Any] = MappingProxyType({})
     # One cell each of the table in docs/strategies.md (DESIGN.md, "What a mutation adds").
     volume_doc: str
     init_doc: str
@@ -31,6 +38,15 @@ class Strategy:
     # does not start writable by all (emptyDir does):
     fs_group: bool = False  # the kubelet gives the volume to the pod's fsGroup (set when the pod has none)
     prepares_directory: bool = False  # an init container (root, CHOWN only) gives it the model's directory
+
+    def settings(self, model: ModelView) -> Any:
+        """Its section of MODEL's merged defaults (an instance of settings_model)."""
+        return getattr(model.defaults, self.settings_key or "")
+
+    def unusable(self, model: ModelView) -> str | None:
+        """Why it cannot serve MODEL as the policy stands (a setting it needs is
+        missing), naming the fix; `policy check` and the mutation both ask."""
+        return None
 
     def volume(self, model: ModelView) -> dict[str, Any]:
         """The volume source of the model volume (without its name)."""

@@ -6,18 +6,33 @@ ask that its pods be pinned to the cache nodes."""
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any, Mapping
 
 from webhook.facts.cluster import ClusterFacts, LookupKey, NamespaceInfo
 from webhook.facts.finding import Finding
 from webhook.facts.model import ModelView
 from webhook.facts.use import CacheUse
+from webhook.grammar import AbsolutePath, Section, setting
 from webhook.strategies.base import Strategy
 from webhook.vocabulary import PSA_ENFORCE
 
 
+class HostPathSettings(Section):
+    path: AbsolutePath | None = setting(
+        "absolute path", "the node directory of strategy `hostpath`; the kubelet creates it, and `model-cache-prepare` "
+        "gives each model's directory in it to the downloader "
+        "([below](#what-the-webhook-adds-so-the-downloader-can-write))")
+    requireNodePinning: bool | None = setting(
+        "bool", "warn when a `hostpath` pod has no nodeSelector or node affinity (its replicas would land on nodes "
+        "with a cold cache)")
+
+
 class HostPath(Strategy):
     name = "hostpath"
+    settings_key = "hostPath"
+    settings_model = HostPathSettings
+    builtin_settings = MappingProxyType({"path": "/var/lib/model-cache", "requireNodePinning": False})
     volume_doc = "`hostPath` (`DirectoryOrCreate`) from the policy"
     init_doc = ("writes `<model>/<revision>/`, after `model-cache-prepare` (root, only CHOWN and FOWNER) "
                 "makes `<model>/` the downloader's")
@@ -28,7 +43,7 @@ class HostPath(Strategy):
     prepares_directory = True
 
     def volume(self, model: ModelView) -> dict[str, Any]:
-        return {"hostPath": {"path": model.defaults.hostPath.path, "type": "DirectoryOrCreate"}}
+        return {"hostPath": {"path": self.settings(model).path, "type": "DirectoryOrCreate"}}
 
     def admission_lookups(self, namespace: str) -> tuple[LookupKey, ...]:
         return (_namespace_key(namespace),)
@@ -42,7 +57,7 @@ class HostPath(Strategy):
 
     def findings(self, use: CacheUse, model: ModelView, facts: ClusterFacts) -> list[Finding]:
         out: list[Finding] = []
-        if model.defaults.hostPath.requireNodePinning and not _pinned(use.spec):
+        if self.settings(model).requireNodePinning and not _pinned(use.spec):
             out.append(Finding("hostpath-unpinned", (
                 f"model {model.name} uses hostpath but the pod has no nodeSelector or nodeAffinity: "
                 f"pin it to the cache nodes (policy rule)"

@@ -5,19 +5,29 @@ for the model plus headroom, unusable, or mountable by one node only."""
 from __future__ import annotations
 
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 from webhook.facts.cluster import MISSING, ClusterFacts, LookupKey, PvcInfo, Unavailable
 from webhook.facts.finding import Finding
 from webhook.facts.model import ModelView
 from webhook.facts.use import CacheUse
+from webhook.grammar import ObjectName, Section, setting
 from webhook.quantity import describe as format_size
 from webhook.strategies.base import Strategy
 from webhook.vocabulary import DOWNLOADER
 
 
+class PvcSettings(Section):
+    claimName: ObjectName | None = setting(
+        "object name", "the ReadWriteMany PVC of strategy `pvc`, in the pod's namespace; the platform team creates it")
+
+
 class Pvc(Strategy):
     name = "pvc"
+    settings_key = "pvc"
+    settings_model = PvcSettings
+    builtin_settings = MappingProxyType({"claimName": "model-cache"})
     volume_doc = "the policy's RWX PVC"
     init_doc = ("writes `<model>/<revision>/`; a pod without `fsGroup` gets the downloader's group as "
                 "`fsGroup` (`OnRootMismatch`), so that the volume is writable")
@@ -28,7 +38,7 @@ class Pvc(Strategy):
     fs_group = True
 
     def volume(self, model: ModelView) -> dict[str, Any]:
-        return {"persistentVolumeClaim": {"claimName": model.defaults.pvc.claimName}}
+        return {"persistentVolumeClaim": {"claimName": self.settings(model).claimName}}
 
     def lookups(self, use: CacheUse) -> dict[str, LookupKey]:
         claim = claim_name(use)
