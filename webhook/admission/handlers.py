@@ -17,7 +17,6 @@ from webhook.facts import marker
 from webhook.facts.cluster import FactsSource
 from webhook.mutate import ModelResolver, after_native_sidecars, mutate_pod
 from webhook.objects import annotations_of, namespace_of
-from webhook.strategies import get as strategy_named
 from webhook.validate.review import review
 from webhook.validate.warnings import clean_warning
 from webhook.vocabulary import NAME
@@ -62,14 +61,14 @@ def answer_mutation(request: dict[str, Any], policies: ModelResolver, facts: Fac
         return _deny(answer, str(err), warn_only)
     if mutated is None or plan is None:
         return _sidecars_first(answer, pod)
-    strategy = strategy_named(plan.strategy)
+    strategy = plan.strategy
     keys = strategy.admission_lookups(namespace)
     if keys and facts is not None:
         denial = strategy.admission_denial(namespace, facts.gather(keys))
         if denial is not None:
             return _deny(answer, denial, warn_only)
     answer.patch = json_patch(pod, mutated)
-    answer.result, answer.strategy = "mutated", plan.strategy
+    answer.result, answer.strategy = "mutated", plan.strategy.name
     return answer
 
 

@@ -12,7 +12,7 @@ from webhook.facts import marker
 from webhook.facts.marker import Marker
 from webhook.mutate.request import InjectionRequest
 from webhook.policy import ResolvedModel
-from webhook.strategies import get as strategy_named
+from webhook.strategies.base import Strategy
 from webhook.vocabulary import INJECTED_CONTAINERS, STRATEGY
 
 
@@ -24,7 +24,7 @@ class Plan:
     """What to inject, decided from the request and the policy."""
 
     model: ResolvedModel
-    strategy: str
+    strategy: Strategy
     mount_path: str
     targets: tuple[str, ...]
     preload: bool
@@ -32,7 +32,7 @@ class Plan:
 
     @property
     def marker(self) -> Marker:
-        return Marker(self.strategy, self.model.name, self.model.revision)
+        return Marker(self.strategy.name, self.model.name, self.model.revision)
 
 
 def already_injected(pod: Pod) -> bool:
@@ -71,10 +71,10 @@ def make_plan(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> Plan
     mount_path = request.mount_path or d.mountPath
     return Plan(
         model=model,
-        strategy=strategy,
+        strategy=strategies.get(strategy),
         mount_path=mount_path,
         targets=tuple(targets),
-        preload=request.preload and strategy_named(strategy).downloads,
+        preload=request.preload and strategies.get(strategy).downloads,
         shm_size=request.shm_size if request.shm_size is not None else d.shmSize,
     )
 

@@ -14,6 +14,7 @@ from webhook.strategies import hostpath, image, memory, oci, pvc
 from webhook.strategies.base import Strategy, either
 from webhook.strategies.images import OCI_SCHEME
 
+
 REGISTRY: Mapping[str, Strategy] = MappingProxyType({
     s.name: s for s in (pvc.STRATEGY, hostpath.STRATEGY, memory.STRATEGY, oci.STRATEGY, image.STRATEGY)
 })

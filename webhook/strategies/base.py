@@ -17,6 +17,7 @@ from webhook.facts.finding import Finding
 from webhook.facts.model import ModelView
 from webhook.facts.use import CacheUse
 from webhook.grammar import Section
+from webhook.vocabulary import DEFAULT_UID, NO_TOKEN_VOLUME, TOKEN_PATH, VOLUME, VOLUME_ROOT
 
 
 class Strategy:
@@ -34,10 +35,6 @@ class Strategy:
     downloads: bool = False  # the downloader init container fills the volume (unless preload is off)
     copies: bool = False  # an init container copies the model image's files into the volume
     oci_source: bool = False  # the model is an oci:// image, pulled with the model's authSecretName
-    # How the downloader's user gets to write the volume, where the volume
-    # does not start writable by all (emptyDir does):
-    fs_group: bool = False  # the kubelet gives the volume to the pod's fsGroup (set when the pod has none)
-    prepares_directory: bool = False  # an init container (root, CHOWN only) gives it the model's directory
 
     def settings(self, model: ModelView) -> Any:
         """Its section of MODEL's merged defaults (an instance of settings_model)."""
@@ -55,6 +52,13 @@ class Strategy:
     def sub_path(self, model: ModelView) -> str | None:
         """The subPath of the serving containers' read-only mount."""
         return model.cache_subpath if self.downloads else None
+
+    def give_write_access(self, spec: dict[str, Any], model: ModelView) -> list[dict[str, Any]]:
+        """Lets the downloader (a non-root user) write the volume, where it does
+        not start writable by all (emptyDir does): changes the pod's SPEC, and/or
+        returns init containers to run before the downloader. Asked only when
+        the downloader is injected."""
+        return []
 
     def grow_downloader(self, container: dict[str, Any], model: ModelView) -> None:
         """Changes the downloader container (its resources) for this strategy."""
@@ -81,6 +85,18 @@ class Strategy:
     def findings(self, use: CacheUse, model: ModelView, facts: ClusterFacts) -> list[Finding]:
         """Its warnings about a pod (or a workload's pod template)."""
         return []
+
+
+def downloader_uid(model: ModelView) -> int:
+    """The downloader's uid and gid (they are the same)."""
+    return model.defaults.downloader.runAsUser or DEFAULT_UID
+
+
+def init_container_mounts() -> list[dict[str, Any]]:
+    """What every injected init container mounts: the model volume whole, and
+    nothing at the token path."""
+    return [{"name": VOLUME, "mountPath": VOLUME_ROOT},
+            {"name": NO_TOKEN_VOLUME, "mountPath": TOKEN_PATH, "readOnly": True}]
 
 
 def either(names: Iterable[str]) -> str:

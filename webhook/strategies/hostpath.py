@@ -14,8 +14,8 @@ from webhook.facts.finding import Finding
 from webhook.facts.model import ModelView
 from webhook.facts.use import CacheUse
 from webhook.grammar import AbsolutePath, Section, setting
-from webhook.strategies.base import Strategy
-from webhook.vocabulary import PSA_ENFORCE
+from webhook.strategies.base import Strategy, downloader_uid, init_container_mounts
+from webhook.vocabulary import PREPARE, PSA_ENFORCE, VOLUME_ROOT
 
 
 class HostPathSettings(Section):
@@ -38,12 +38,14 @@ class HostPath(Strategy):
                 "makes `<model>/` the downloader's")
     serving_doc = "mount it read-only at the mount path (`subPath`)"
     downloads = True
-    # The kubelet creates the directory root-owned (0755) and applies no
-    # fsGroup to hostPath volumes: without this the downloader cannot write.
-    prepares_directory = True
 
     def volume(self, model: ModelView) -> dict[str, Any]:
         return {"hostPath": {"path": self.settings(model).path, "type": "DirectoryOrCreate"}}
+
+    def give_write_access(self, spec: dict[str, Any], model: ModelView) -> list[dict[str, Any]]:
+        # The kubelet creates the directory root-owned (0755) and applies no
+        # fsGroup to hostPath volumes: without this the downloader cannot write.
+        return [prepare(model)]
 
     def admission_lookups(self, namespace: str) -> tuple[LookupKey, ...]:
         return (_namespace_key(namespace),)
@@ -73,6 +75,31 @@ class HostPath(Strategy):
 
 
 STRATEGY = HostPath()
+
+
+def prepare(model: ModelView) -> dict[str, Any]:
+    """Makes the model's directory on the node (`<root>/<model>`, where the
+    downloader keeps its lock and partial download) the downloader's, 0755.
+    Root, because the kubelet created the hostPath root-owned; with no
+    capability but CHOWN and FOWNER, and touching nothing but that directory.
+    `install` is coreutils', in the downloader's image."""
+    d = model.defaults.downloader
+    uid = str(downloader_uid(model))
+    container: dict[str, Any] = {
+        "name": PREPARE,
+        "image": d.image,
+        "imagePullPolicy": d.imagePullPolicy,
+        "command": ["install", "-d", "-o", uid, "-g", uid, "-m", "0755", f"{VOLUME_ROOT}/{model.name}"],
+        "volumeMounts": init_container_mounts(),
+        "securityContext": {
+            "runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False, "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "FOWNER"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if d.resources is not None:
+        container["resources"] = d.resources.model_dump(exclude_none=True)
+    return container
 
 
 def _namespace_key(namespace: str) -> LookupKey:

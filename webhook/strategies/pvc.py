@@ -14,7 +14,7 @@ from webhook.facts.model import ModelView
 from webhook.facts.use import CacheUse
 from webhook.grammar import ObjectName, Section, setting
 from webhook.quantity import describe as format_size
-from webhook.strategies.base import Strategy
+from webhook.strategies.base import Strategy, downloader_uid
 from webhook.vocabulary import DOWNLOADER
 
 
@@ -33,12 +33,15 @@ class Pvc(Strategy):
                 "`fsGroup` (`OnRootMismatch`), so that the volume is writable")
     serving_doc = "mount it read-only at the mount path (`subPath`)"
     downloads = True
-    # The claim's volume starts root-owned; the kubelet hands it to fsGroup
-    # (local, most block and CSI volumes; NFS exports must be writable by it).
-    fs_group = True
 
     def volume(self, model: ModelView) -> dict[str, Any]:
         return {"persistentVolumeClaim": {"claimName": self.settings(model).claimName}}
+
+    def give_write_access(self, spec: dict[str, Any], model: ModelView) -> list[dict[str, Any]]:
+        # The claim's volume starts root-owned; the kubelet hands it to fsGroup
+        # (local, most block and CSI volumes; NFS exports must be writable by it).
+        give_volume_to_group(spec, downloader_uid(model))
+        return []
 
     def lookups(self, use: CacheUse) -> dict[str, LookupKey]:
         claim = claim_name(use)
@@ -49,6 +52,18 @@ class Pvc(Strategy):
 
 
 STRATEGY = Pvc()
+
+
+def give_volume_to_group(spec: dict[str, Any], group: int) -> None:
+    """The kubelet makes a claim's volume group-writable by the pod's fsGroup,
+    which every container of the pod has: without one, the downloader (a
+    non-root user) cannot write a volume that starts root-owned. The pod
+    author's own fsGroup is kept; OnRootMismatch spares a model of many files
+    a recursive chown at every pod start."""
+    context = spec.setdefault("securityContext", {})
+    if "fsGroup" not in context:
+        context["fsGroup"] = group
+        context.setdefault("fsGroupChangePolicy", "OnRootMismatch")
 
 
 def claim_name(use: CacheUse) -> str | None:
