@@ -81,7 +81,8 @@ def answer(port: int, cafile: Path, body: bytes) -> dict[str, Any]:
 
 
 def pure_ms(policies: Path) -> dict[str, float]:
-    from webhook.validate import rules as checks, review as validation
+    from webhook.admission import validating as validation
+    from webhook.validate import rules as checks
     from webhook.facts.use import describe
     from webhook.facts.cluster import ClusterFacts, PvcInfo, SecretInfo
     from webhook.policy import PolicyStore

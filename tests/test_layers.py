@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-CORE = ["webhook.strategies", "webhook.mutate", "webhook.objects", "webhook.validate.rules", "webhook.validate.review",
+CORE = ["webhook.strategies", "webhook.mutate", "webhook.objects", "webhook.validate.rules", "webhook.admission.validating",
         "webhook.facts.use", "webhook.facts.cluster", "webhook.admission", "webhook.admission.handlers",
         "webhook.explain", "webhook.policy", "webhook.quantity", "webhook.vocabulary"]
 SHELL = ["flask", "gunicorn", "kubernetes", "prometheus_client", "urllib3", "boto3", "huggingface_hub"]

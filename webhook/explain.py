@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.admission.shapes import pod_problem
+from webhook.admission.validating import review_template
 from webhook.errors import Denied
-from webhook.mutate import ModelResolver, mutate_pod
 from webhook.facts.cluster import FactsSource
-from webhook.validate.review import review_template
+from webhook.mutate import ModelResolver, mutate_pod
 from webhook.objects import Path, PodTemplate, dig, pod_templates
 from webhook.vocabulary import INJECTED as INJECTED_KEY, INPUTS, MIRROR, NAME, PREFIX
+
 
 MAX_DISTANCE = 3  # edits that still read as a typo of one of our keys
 

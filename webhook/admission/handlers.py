@@ -12,12 +12,12 @@ from typing import Any
 
 from webhook.admission.patch import json_patch
 from webhook.admission.review import Answer
+from webhook.admission.validating import review
 from webhook.errors import Denied
 from webhook.facts import marker
 from webhook.facts.cluster import FactsSource
 from webhook.mutate import ModelResolver, after_native_sidecars, mutate_pod
 from webhook.objects import annotations_of, namespace_of
-from webhook.validate.review import review
 from webhook.validate.warnings import clean_warning
 from webhook.vocabulary import NAME
 

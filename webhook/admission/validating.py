@@ -1,5 +1,7 @@
-"""The validating half (`POST /validate`), orchestrated: the pod as the mutation
-gives it, described, its cluster facts gathered, the rules run.
+"""The validating review (`POST /validate`), orchestrated: the pod as the
+mutation gives it, described, its cluster facts gathered, the rules of
+validate/ run. Here, above both mutate/ and validate/, because a template is
+checked as the mutation would make its pods.
 
 A Pod is checked as it arrives (the mutating webhook ran before). A workload's
 pod template (Deployment, StatefulSet, ...) is checked so that whoever applies
