@@ -86,3 +86,24 @@ def test_a_corrupting_origin_with_its_own_digest_header(origin: Origin, dl_env, 
     r = run_download(dl_env, origin.url + "/w.bin", dest)
     assert r.returncode == 11, r.stderr
     assert "from the origin's Repr-Digest" in r.stderr and "fix the file (or that value) on the origin" in r.stderr
+
+
+def test_hf_a_corrupting_mirror_is_refused_until_the_branch_moves(origin: Origin, dl_env, tmp_path: Path) -> None:
+    from tests.download.origin import HubRepo
+
+    first, second = "1" * 40, "2" * 40
+    origin.repos["meta/llama"] = HubRepo(first, {"config.json": b'{"model_type": "llama"}'})
+    resolve = f"/meta/llama/resolve/{first}/config.json"
+    origin.corrupt_gets[resolve] = 100  # every GET
+    env = dict(dl_env, HF_ENDPOINT=origin.url)
+    dest = tmp_path / "llama" / "main"
+    assert run_download(env, "hf://meta/llama", dest).returncode == 6
+    gets = origin.gets[resolve]
+    r = run_download(env, "hf://meta/llama", dest)
+    assert r.returncode == 11, r.stderr
+    assert "from the origin's Hub git blob id" in r.stderr and f"(commit {first}) changes" in r.stderr
+    assert origin.gets[resolve] == gets, "the refusal fetched something"
+
+    origin.repos["meta/llama"] = HubRepo(second, {"config.json": b'{"model_type": "llama"}'})  # main moved
+    r = run_download(env, "hf://meta/llama", dest)
+    assert r.returncode == 0, r.stderr
