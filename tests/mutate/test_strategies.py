@@ -15,8 +15,9 @@ import pytest
 from tests.helpers import REPO
 from webhook import strategies
 from webhook.errors import AnnotationError
-from webhook.mutate import request
+from webhook.mutate import annotations as request
 from webhook.policy.schema import ModelSpec, PolicyDefaults
+
 
 DOC = REPO / "docs" / "strategies.md"
 BEGIN, END = "<!-- generated from webhook/strategies/: begin -->", "<!-- generated from webhook/strategies/: end -->"

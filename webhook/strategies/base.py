@@ -92,6 +92,14 @@ def downloader_uid(model: ModelView) -> int:
     return model.defaults.downloader.runAsUser or DEFAULT_UID
 
 
+def give_downloader_resources(container: dict[str, Any], model: ModelView) -> None:
+    """The policy's downloader resources (where set) on CONTAINER: every
+    container we inject runs with them."""
+    resources = model.defaults.downloader.resources
+    if resources is not None:
+        container["resources"] = resources.model_dump(exclude_none=True)
+
+
 def init_container_mounts() -> list[dict[str, Any]]:
     """What every injected init container mounts: the model volume whole, and
     nothing at the token path."""

@@ -14,7 +14,7 @@ from webhook.facts.finding import Finding
 from webhook.facts.model import ModelView
 from webhook.facts.use import CacheUse
 from webhook.grammar import AbsolutePath, Section, setting
-from webhook.strategies.base import Strategy, downloader_uid, init_container_mounts
+from webhook.strategies.base import Strategy, downloader_uid, give_downloader_resources, init_container_mounts
 from webhook.vocabulary import PREPARE, PSA_ENFORCE, VOLUME_ROOT
 
 
@@ -97,8 +97,7 @@ def prepare(model: ModelView) -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
-    if d.resources is not None:
-        container["resources"] = d.resources.model_dump(exclude_none=True)
+    give_downloader_resources(container, model)
     return container
 
 
