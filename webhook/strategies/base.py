@@ -27,7 +27,7 @@ class Strategy:
     settings_key: str | None = None
     settings_model: type[Section] | None = None
     builtin_settings: Mapping[str, Any] = MappingProxyType({})
-    # One cell each of the table in docs/strategies.md (DESIGN.md, "What a mutation adds").
+    # One cell each of the table in docs/strategies.md, which is generated from them.
     volume_doc: str
     init_doc: str
     serving_doc: str
