@@ -9,7 +9,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from webhook.facts.cluster import ClusterFacts, LookupKey, NamespaceInfo
+from webhook.facts.cluster import ClusterFacts, LookupKey, NamespaceInfo, namespace_key
 from webhook.facts.finding import Finding
 from webhook.facts.model import ModelView
 from webhook.facts.use import CacheUse
@@ -48,14 +48,14 @@ class HostPath(Strategy):
         return [prepare(model)]
 
     def admission_lookups(self, namespace: str) -> tuple[LookupKey, ...]:
-        return (_namespace_key(namespace),)
+        return (namespace_key(namespace),)
 
     def admission_denial(self, namespace: str, found: Mapping[LookupKey, Any]) -> str | None:
-        fact = found.get(_namespace_key(namespace))
+        fact = found.get(namespace_key(namespace))
         return pod_security_denial(fact) if isinstance(fact, NamespaceInfo) else None
 
     def lookups(self, use: CacheUse) -> dict[str, LookupKey]:
-        return {"namespace": _namespace_key(use.namespace)}
+        return {"namespace": namespace_key(use.namespace)}
 
     def findings(self, use: CacheUse, model: ModelView, facts: ClusterFacts) -> list[Finding]:
         out: list[Finding] = []
@@ -99,10 +99,6 @@ def prepare(model: ModelView) -> dict[str, Any]:
     }
     give_downloader_resources(container, model)
     return container
-
-
-def _namespace_key(namespace: str) -> LookupKey:
-    return LookupKey("namespace", namespace, namespace)
 
 
 def _pinned(spec: Mapping[str, Any]) -> bool:
