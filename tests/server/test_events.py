@@ -27,10 +27,19 @@ def replica(dry_run: bool = False, owner: dict[str, Any] | None = OWNER) -> dict
                                      "model.cache/injected": "pvc/llama-3-8b/0e9e39f249a16976918f6564b8830bc894c89659"}},
         "spec": {"volumes": [{"name": "model-cache", "persistentVolumeClaim": {"claimName": "llm-models"}}],
                  "containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.6.3",
-                                 "volumeMounts": [{"name": "model-cache", "mountPath": "/model-cache",
-                                                   "readOnly": True}]}]},
+                                 "volumeMounts": [{"name": "model-cache", "mountPath": "/model-cache", "readOnly": True,
+                                                   "subPath": "llama-3-8b/0e9e39f249a16976918f6564b8830bc894c89659"}]}]},
     }
     return pod_review(pod, namespace="llm", uid="e", dryRun=dry_run)
+
+
+def asking(dry_run: bool = False, owner: dict[str, Any] | None = OWNER) -> dict[str, Any]:
+    """The same replica as the ReplicaSet controller sends it to /mutate: not injected yet."""
+    review = replica(dry_run, owner)
+    pod = review["request"]["object"]
+    del pod["metadata"]["annotations"]["model.cache/injected"]
+    pod["spec"] = {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.6.3"}]}
+    return review
 
 
 @pytest.fixture()
@@ -71,6 +80,24 @@ def test_a_replicas_warning_becomes_one_event_on_its_replicaset(cluster: tuple) 
     assert event["note"].startswith("PVC llm-models not found in namespace llm")
     assert event["note"].endswith("(pod llama-vllm-5d8f7-*)")
     assert fake.count(r"/apis/events.k8s.io/v1/namespaces/llm/events", "POST") == 1
+
+
+def test_mutate_writes_the_event_for_a_pod_that_skips_validate(cluster: tuple) -> None:
+    """A ReplicaSet's pod never reaches /validate (issue 30): /mutate gives its
+    warnings and writes the one Event; not for a dry run, not for a bare pod."""
+    fake, client, _ = cluster
+    post(client, "/mutate", asking(dry_run=True))
+    post(client, "/mutate", asking(owner=None))
+    for _ in range(3):
+        status, answer = post(client, "/mutate", asking())
+        assert status == 200 and answer["response"]["patch"]
+        warnings = answer["response"]["warnings"]
+        assert any(w.startswith("PVC llm-models not found in namespace llm") for w in warnings), warnings
+    # One Event per warning (the PVC, the downloader's Secret), not one per replica.
+    events = _wait_for_events(fake, len(warnings))
+    assert sorted(e["note"] for e in events) == sorted(f"{w} (pod llama-vllm-5d8f7-*)" for w in warnings)
+    assert {e["regarding"]["name"] for e in events} == {"llama-vllm-5d8f7"}
+    assert fake.count(r"/events", "POST") == len(warnings)
 
 
 def test_no_event_for_dry_runs_or_pods_without_a_controller(cluster: tuple) -> None:

@@ -14,11 +14,12 @@ from webhook.admission.patch import json_patch
 from webhook.admission.review import Answer
 from webhook.errors import Denied
 from webhook.mutate import ModelResolver, after_native_sidecars, mutate_pod
-from webhook.objects import namespace_of
+from webhook.objects import namespace_of, validated_at_apply
 from webhook.strategies import get as strategy_named
 from webhook.validate.facts import FactsSource
-from webhook.validate.review import review
-from webhook.validate.usage import injected_strategy
+from webhook.validate.integrity import broken_injection
+from webhook.validate.review import review, review_pod
+from webhook.validate.usage import describe, injected_strategy
 from webhook.validate.warnings import clean_warning
 from webhook.vocabulary import NAME
 
@@ -49,7 +50,9 @@ def answer_mutation(request: dict[str, Any], policies: ModelResolver, facts: Fac
                     warn_only: bool = False) -> Answer:
     """The answer to one mutating review. FACTS, where given, let a strategy deny
     what cannot work in the pod's namespace (hostpath where Pod Security forbids
-    hostPath), with the fix."""
+    hostPath), with the fix. A pod made by a controller whose workload was
+    checked at apply time never reaches /validate: its warnings come from here
+    (the server writes them as Events on the controller)."""
     answer = Answer(uid=request["uid"])
     if not is_pod_create(request):
         return answer
@@ -60,7 +63,7 @@ def answer_mutation(request: dict[str, Any], policies: ModelResolver, facts: Fac
     except Denied as err:
         return _deny(answer, str(err), warn_only)
     if mutated is None or plan is None:
-        return _sidecars_first(answer, pod)
+        return _seen_again(answer, pod, namespace, policies, facts, warn_only)
     strategy = strategy_named(plan.strategy)
     keys = strategy.admission_lookups(namespace)
     if keys and facts is not None:
@@ -69,17 +72,43 @@ def answer_mutation(request: dict[str, Any], policies: ModelResolver, facts: Fac
             return _deny(answer, denial, warn_only)
     answer.patch = json_patch(pod, mutated)
     answer.result, answer.strategy = "mutated", plan.strategy
-    return answer
+    return _warn_for_controller(answer, mutated, namespace, policies, facts)
 
 
-def _sidecars_first(answer: Answer, pod: dict[str, Any]) -> Answer:
-    """A pod we injected before, seen again because a later webhook changed
-    it: our init containers back after any native sidecar it appended."""
+def _seen_again(answer: Answer, pod: dict[str, Any], namespace: str, policies: ModelResolver,
+                facts: FactsSource | None, warn_only: bool) -> Answer:
+    """A pod that carries our marker: one we injected, seen again because a
+    later webhook changed it (reinvocationPolicy: IfNeeded), or made from a
+    template injected already. Denied if what we injected was broken since;
+    else our init containers go back after any native sidecar it appended."""
     marker = injected_strategy((pod.get("metadata") or {}).get("annotations") or {})
-    moved = after_native_sidecars(pod) if marker is not None else None
-    if moved is not None:
-        answer.patch = json_patch(pod, moved)
+    if marker is None:
+        return answer
+    try:
+        model = policies.resolve(namespace, marker[1])
+    except Denied:
+        model = None  # a model gone from the policy: nothing to compare with (/validate warns on a bare pod)
+    if model is not None:
+        denial = broken_injection(pod, model, describe(pod, model, namespace))
+        if denial is not None:
+            answer.strategy = marker[0]
+            return _deny(answer, denial, warn_only)
+    final = after_native_sidecars(pod)
+    if final is not None:
+        answer.patch = json_patch(pod, final)
         answer.result, answer.strategy = "mutated", marker[0]
+    return _warn_for_controller(answer, final or pod, namespace, policies, facts)
+
+
+def _warn_for_controller(answer: Answer, pod: dict[str, Any], namespace: str, policies: ModelResolver,
+                         facts: FactsSource | None) -> Answer:
+    """The warnings /validate would give POD (as this answer leaves it), for a
+    pod that skips /validate; nobody reads them but the server's Events."""
+    if not validated_at_apply(pod):
+        return answer
+    outcome = review_pod(pod, namespace, policies, facts)
+    answer.warnings += outcome.warnings
+    answer.rules += [f.rule for f in outcome.findings]
     return answer
 
 

@@ -76,11 +76,17 @@ class Reviews:
 
     def mutate(self, req: dict[str, Any]) -> admission.Answer:
         try:
-            return admission.answer_mutation(req, self.store, self.facts, warn_only=self.warn_only)
+            answer = admission.answer_mutation(req, self.store, self.facts, warn_only=self.warn_only)
         except Exception:  # noqa: BLE001 - a bug must still give the API server an answer
             log.exception("mutation failed", extra={"uid": req["uid"]})
             return answers.errored(
                 req["uid"], f"model-cache failed on this pod (a bug; see the webhook log for uid {req['uid']})")
+        self._record(req, answer)  # the warnings of a pod that skips /validate
+        return answer
+
+    def _record(self, req: dict[str, Any], answer: admission.Answer) -> None:
+        if self.recorder is not None and answer.warnings and is_pod_create(req):
+            self.recorder.record(req, answer.warnings)
 
     def validate(self, req: dict[str, Any]) -> admission.Answer:
         try:
@@ -89,8 +95,7 @@ class Reviews:
             log.exception("validation failed", extra={"uid": req["uid"]})
             answer = answers.allowed(req["uid"], ["model-cache could not check this pod (webhook error; see its log)"],
                                      result="error")
-        if self.recorder is not None and answer.warnings and is_pod_create(req):
-            self.recorder.record(req, answer.warnings)
+        self._record(req, answer)
         return answer
 
 

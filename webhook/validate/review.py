@@ -20,6 +20,7 @@ from webhook.objects import dig, namespace_of
 from webhook.strategies import REGISTRY
 from webhook.validate import rules
 from webhook.validate.facts import ClusterFacts, FactsSource, LookupKey
+from webhook.validate.integrity import broken_injection
 from webhook.validate.memory_caps import sizes_memory
 from webhook.validate.outcome import ValidationOutcome, outcome
 from webhook.validate.policy_configmap import review_policy_configmap
@@ -80,7 +81,7 @@ def review_pod(pod: dict[str, Any], namespace: str, policies: ModelResolver,
             f'model "{marker[1]}" is not in the model-cache policy for namespace {namespace}: checks skipped'
         ))])
     use = describe(pod, model, namespace)
-    denial = rules.denial_for(use)
+    denial = broken_injection(pod, model, use)
     if denial is not None:  # no lookups for a pod that is refused anyway
         return outcome(denial, [])
     result = rules.run_checks(use, model, gather(use, facts))
