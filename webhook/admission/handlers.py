@@ -12,16 +12,17 @@ from typing import Any
 
 from webhook.admission.patch import json_patch
 from webhook.admission.review import Answer
+from webhook.admission.validating import review, review_pod
 from webhook.errors import Denied
+from webhook.facts import marker
+from webhook.facts.cluster import FactsSource
 from webhook.mutate import ModelResolver, after_native_sidecars, mutate_pod
-from webhook.objects import namespace_of, validated_at_apply
-from webhook.strategies import get as strategy_named
-from webhook.validate.facts import FactsSource
+from webhook.facts.use import describe
+from webhook.objects import annotations_of, namespace_of, validated_at_apply
 from webhook.validate.integrity import broken_injection
-from webhook.validate.review import review, review_pod
-from webhook.validate.usage import describe, injected_strategy
 from webhook.validate.warnings import clean_warning
 from webhook.vocabulary import NAME
+
 
 WARN_ONLY_PREFIX = "model-cache (warn-only) would deny this pod: "
 
@@ -64,14 +65,14 @@ def answer_mutation(request: dict[str, Any], policies: ModelResolver, facts: Fac
         return _deny(answer, str(err), warn_only)
     if mutated is None or plan is None:
         return _seen_again(answer, pod, namespace, policies, facts, warn_only)
-    strategy = strategy_named(plan.strategy)
+    strategy = plan.strategy
     keys = strategy.admission_lookups(namespace)
     if keys and facts is not None:
         denial = strategy.admission_denial(namespace, facts.gather(keys))
         if denial is not None:
             return _deny(answer, denial, warn_only)
     answer.patch = json_patch(pod, mutated)
-    answer.result, answer.strategy = "mutated", plan.strategy
+    answer.result, answer.strategy = "mutated", plan.strategy.name
     return _warn_for_controller(answer, mutated, namespace, policies, facts)
 
 
@@ -81,22 +82,22 @@ def _seen_again(answer: Answer, pod: dict[str, Any], namespace: str, policies: M
     later webhook changed it (reinvocationPolicy: IfNeeded), or made from a
     template injected already. Denied if what we injected was broken since;
     else our init containers go back after any native sidecar it appended."""
-    marker = injected_strategy((pod.get("metadata") or {}).get("annotations") or {})
-    if marker is None:
+    mark = marker.read(pod)
+    if mark is None:
         return answer
     try:
-        model = policies.resolve(namespace, marker[1])
+        model = policies.resolve(namespace, mark.model)
     except Denied:
         model = None  # a model gone from the policy: nothing to compare with (/validate warns on a bare pod)
     if model is not None:
         denial = broken_injection(pod, model, describe(pod, model, namespace))
         if denial is not None:
-            answer.strategy = marker[0]
+            answer.strategy = mark.strategy
             return _deny(answer, denial, warn_only)
     final = after_native_sidecars(pod)
     if final is not None:
         answer.patch = json_patch(pod, final)
-        answer.result, answer.strategy = "mutated", marker[0]
+        answer.result, answer.strategy = "mutated", mark.strategy
     return _warn_for_controller(answer, final or pod, namespace, policies, facts)
 
 
@@ -123,6 +124,6 @@ def answer_validation(request: dict[str, Any], policies: ModelResolver, facts: F
         return _deny(answer, outcome.message or "", warn_only)
     if outcome.findings:
         answer.result = "warned"
-    elif (((request.get("object") or {}).get("metadata") or {}).get("annotations") or {}).get(NAME):
+    elif annotations_of(request.get("object") or {}).get(NAME):
         answer.result = "allowed"
     return answer

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from webhook.policy import ResolvedModel
+from webhook.facts.model import ModelView
+from webhook.facts.use import CacheUse
+from webhook.objects import annotations_of
 from webhook.strategies import REGISTRY
 from webhook.validate.rules import denial_for
-from webhook.validate.usage import CacheUse, annotations_of
 from webhook.vocabulary import INJECTED, MOUNT_PATH, VOLUME
 
 _FIX = "recreate the pod or fix the other webhook"  # as rules.denial_for says it
 
 
-def broken_injection(pod: Mapping[str, Any], model: ResolvedModel, use: CacheUse) -> str | None:
+def broken_injection(pod: Mapping[str, Any], model: ModelView, use: CacheUse) -> str | None:
     """The denial for POD (described as USE, its model MODEL) when a later
     webhook broke what the mutation made, else None."""
     denial = denial_for(use)
