@@ -132,3 +132,19 @@ def test_event_for_cuts_long_notes_to_what_the_api_server_takes() -> None:
     assert len(event["note"]) == 1024 and event["note"].endswith("...")
     assert event["eventTime"] == "2026-01-02T03:04:05.000000Z"
     assert event["metadata"]["name"].startswith("llama-vllm-5d8f7.")
+
+
+def test_a_bug_in_the_checks_of_mutate_costs_the_pod_no_injection(cluster: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks /mutate runs for a pod that skips /validate are advisory, as
+    /validate's are: a bug in them (our own code made to raise, not a client)
+    leaves the pod injected, with a warning, not refused."""
+    from webhook.admission import handlers
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(handlers, "review_pod", broken)
+    _, client, _ = cluster
+    status, answer = post(client, "/mutate", asking())
+    assert status == 200 and answer["response"]["allowed"] is True and answer["response"]["patch"]
+    assert answer["response"]["warnings"] == ["model-cache could not check this pod (webhook error; see its log)"]

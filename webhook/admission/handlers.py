@@ -44,12 +44,14 @@ def _deny(uid: str, message: str, warn_only: bool) -> Answer:
 
 
 def answer_mutation(request: dict[str, Any], policies: ModelResolver, facts: FactsSource | None = None,
-                    warn_only: bool = False) -> Answer:
+                    warn_only: bool = False, checks: bool = True) -> Answer:
     """The answer to one mutating review. FACTS, where given, let a strategy deny
     what cannot work in the pod's namespace (hostpath where Pod Security forbids
     hostPath), with the fix. A pod made by a controller whose workload was
     checked at apply time never reaches /validate: its warnings come from here
-    (the server writes them as Events on the controller)."""
+    (the server writes them as Events on the controller); CHECKS=False leaves
+    them out (the server's way round a bug in them: advisory, they must not
+    cost the pod its injection)."""
     uid = request["uid"]
     if not is_pod_create(request):
         return skipped(uid)
@@ -60,19 +62,19 @@ def answer_mutation(request: dict[str, Any], policies: ModelResolver, facts: Fac
     except Denied as err:
         return _deny(uid, str(err), warn_only)
     if mutated is None or plan is None:
-        return _seen_again(uid, pod, namespace, policies, facts, warn_only)
+        return _seen_again(uid, pod, namespace, policies, facts, warn_only, checks)
     strategy = plan.strategy
     keys = strategy.admission_lookups(namespace)
     if keys and facts is not None:
         denial = strategy.admission_denial(namespace, facts.gather(keys))
         if denial is not None:
             return _deny(uid, denial, warn_only)
-    return _warn_for_controller(patched(uid, json_patch(pod, mutated), strategy.name), mutated, namespace,
-                                policies, facts)
+    answer = patched(uid, json_patch(pod, mutated), strategy.name)
+    return _warn_for_controller(answer, mutated, namespace, policies, facts) if checks else answer
 
 
 def _seen_again(uid: str, pod: dict[str, Any], namespace: str, policies: ModelResolver,
-                facts: FactsSource | None, warn_only: bool) -> Answer:
+                facts: FactsSource | None, warn_only: bool, checks: bool) -> Answer:
     """A pod that carries our marker: one we injected, seen again because a
     later webhook changed it (reinvocationPolicy: IfNeeded), or made from a
     template injected already. Denied if what we injected was broken since;
@@ -90,7 +92,7 @@ def _seen_again(uid: str, pod: dict[str, Any], namespace: str, policies: ModelRe
             return _deny(uid, denial, warn_only)
     moved = after_native_sidecars(pod)
     answer = skipped(uid) if moved is None else patched(uid, json_patch(pod, moved), mark.strategy)
-    return _warn_for_controller(answer, moved or pod, namespace, policies, facts)
+    return _warn_for_controller(answer, moved or pod, namespace, policies, facts) if checks else answer
 
 
 def _warn_for_controller(answer: Answer, pod: dict[str, Any], namespace: str, policies: ModelResolver,
