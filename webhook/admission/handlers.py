@@ -16,8 +16,8 @@ from webhook.admission.validating import review, review_pod
 from webhook.errors import Denied
 from webhook.facts import marker
 from webhook.facts.cluster import FactsSource
-from webhook.mutate import ModelResolver, after_native_sidecars, mutate_pod
 from webhook.facts.use import describe
+from webhook.mutate import ModelResolver, after_native_sidecars, mutate_pod
 from webhook.objects import annotations_of, namespace_of, validated_at_apply
 from webhook.validate.integrity import broken_injection
 from webhook.validate.warnings import clean_warning
