@@ -79,6 +79,16 @@ TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
     "CronJob": ("spec", "jobTemplate", "spec", "template"),
 }
 
+# The controllers (apiVersion, kind) whose pods skip /validate: their workload's
+# template was checked when it was applied (workloads.validate.model.cache; a
+# Deployment's for its ReplicaSets, a CronJob's for its Jobs), and /mutate
+# checks such a pod and writes its warnings as Events. The matchCondition
+# not-made-by-a-checked-workload of pods.validate.model.cache says the same in
+# CEL (manifests/base/webhooks.yaml, the chart); tests/deploy holds them equal.
+VALIDATED_AT_APPLY: frozenset[tuple[str, str]] = frozenset({
+    ("apps/v1", "ReplicaSet"), ("apps/v1", "StatefulSet"), ("apps/v1", "DaemonSet"), ("batch/v1", "Job"),
+})
+
 # A KServe InferenceService keeps no pod template: its predictor is a pod spec
 # inline (containers, volumes...) with the pods' annotations and labels beside
 # it, and the InferenceService's own annotations reach the pods too. `model`
