@@ -302,7 +302,7 @@ def test_oci_credentials_become_image_pull_secrets(tmp_path: Path) -> None:
         ({"model.cache/strategey": "pvc"}, "unknown annotation model.cache/strategey (did you mean model.cache/strategy?);"),
         ({"model.cache/stratgy": "pvc"}, "unknown annotation model.cache/stratgy (did you mean model.cache/strategy?);"),
         ({"model.cache/gpu-count": "2"}, "unknown annotation model.cache/gpu-count; model-cache reads"),
-        ({"model.cache/name": "car"}, 'strategy "pvc" cannot serve'),
+        ({"model.cache/name": "car"}, 'strategy "pvc" cannot serve an oci:// image'),
     ],
 )
 def test_denials_name_the_problem_and_the_fix(store: PolicyStore, annotations: dict[str, str], expected: str) -> None:

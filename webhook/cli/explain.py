@@ -13,7 +13,7 @@ from webhook.errors import EXIT_FINDINGS
 from webhook.explain import Verdict, explain_object
 from webhook.objects import pod_kinds
 from webhook.policy import PolicyStore
-from webhook.validate.facts import FactsSource
+from webhook.facts.cluster import FactsSource
 
 
 def format_verdict(v: Verdict) -> str:
