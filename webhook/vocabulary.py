@@ -19,6 +19,31 @@ SHM_SIZE = PREFIX + "shm-size"
 INJECTED = PREFIX + "injected"  # output: "<strategy>/<model>/<revision>"
 
 INPUTS: tuple[str, ...] = (NAME, STRATEGY, MOUNT_PATH, CONTAINERS, PRELOAD, SHM_SIZE)
+TYPO_DISTANCE = 3  # edits that still read as a typo of one of our keys
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance: insertions, deletions and substitutions."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def closest_input(key: str) -> tuple[str, int]:
+    """The annotation of ours KEY is closest to, and how many edits away."""
+    best = min(INPUTS, key=lambda ours: edit_distance(key, ours))
+    return best, edit_distance(key, best)
+
+
+def did_you_mean(key: str) -> str | None:
+    """The input annotation an unknown `model.cache/` KEY most likely meant
+    (`model.cache/stratgy` -> `model.cache/strategy`), None when none is close."""
+    best, distance = closest_input(key)
+    return best if distance <= TYPO_DISTANCE else None
 
 MIRROR = "kubernetes.io/config.mirror"  # static pods' mirrors: never touched
 PSA_ENFORCE = "pod-security.kubernetes.io/enforce"  # a namespace's Pod Security level
@@ -30,6 +55,7 @@ POLICY_KIND = "ModelCachePolicy"
 DEFAULT_POLICY = "_default"  # `_default.yaml` serves every namespace
 POLICY_LABEL = "model.cache/policy"  # on the ConfigMap that carries the policy files
 POLICY_CONFIGMAP = "model-cache/model-cache-policies"  # NAMESPACE/NAME as manifests/ installs it
+POLICIES_ENV = "MODEL_CACHE_POLICIES"  # the policy directory where --policies is not given
 
 # --- what a mutation adds ------------------------------------------------------------
 
