@@ -41,7 +41,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_term)
     settings = Settings(
         source=args.source, dest=Path(args.dest), revision=args.revision or "main",
-        sha256=args.sha256, include=args.include or None, jobs=args.jobs, stall=args.stall_timeout,
+        sha256=args.sha256, size=args.size, include=args.include or None, jobs=args.jobs, stall=args.stall_timeout,
         heartbeat=args.heartbeat, stale_after=args.stale_after, progress_interval=args.progress_interval,
         poll=_env_float("MODEL_CACHE_POLL_SECONDS", 1.0),
         retries=int(_env_float("MODEL_CACHE_RETRIES", 8)), backoff=_env_float("MODEL_CACHE_RETRY_BACKOFF", 1.0),
@@ -92,6 +92,16 @@ def _sha256(text: str) -> str:
     return t
 
 
+def _size(text: str) -> int:
+    from webhook import quantity
+
+    try:
+        value = quantity.parse(text, "--size")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return int(value)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the `download` and `gc` sub-commands."""
     d = subparsers.add_parser(
@@ -102,6 +112,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--dest", required=True, help="the model's directory, <root>/<model>/<revision>")
     d.add_argument("--revision", default="main", help="hf branch, tag or commit (default: main)")
     d.add_argument("--sha256", type=_sha256, help="expected sha256 of an http(s) file or archive")
+    d.add_argument("--size", type=_size, metavar="QUANTITY",
+                   help="the model's size in the policy (e.g. 16Gi): an archive may unpack to this plus 5%%, no more")
     d.add_argument("--include", nargs="+", action="extend", metavar="GLOB",
                    help="only files matching one of these globs (hf, s3, file)")
     d.add_argument("--jobs", type=int, default=int(_env_float("MODEL_CACHE_JOBS", 16)),

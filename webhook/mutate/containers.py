@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from webhook.download.archive.unpack import archive_of
 from webhook.mutate.plan import Plan
 from webhook.strategies import get as strategy_named
 from webhook.strategies.images import image_reference
@@ -49,6 +50,8 @@ def downloader(plan: Plan) -> dict[str, Any]:
         args += ["--sha256", spec.sha256]
     if spec.include:
         args += ["--include", *spec.include]
+    if archive_of(spec.source) is not None:
+        args += ["--size", str(spec.size)]  # the unpacked archive's budget
 
     env: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterator
 
-from webhook.download.archive.unpack import clear_except_scratch, unpack_tar_stream
+from webhook.download.archive.unpack import Budget, clear_except_scratch, unpack_tar_stream
 from webhook.download.errors import ChecksumError, DownloadError, NetworkError, TransientError
 from webhook.download.remote import Body, RemoteFile
 from webhook.download.lines import emit
@@ -131,7 +131,8 @@ class ResumableStream:
             return chunk
 
 
-def fetch_and_unpack(t: Transfer, f: RemoteFile, target: Path, poll: Callable[[], None]) -> str | None:
+def fetch_and_unpack(t: Transfer, f: RemoteFile, target: Path, poll: Callable[[], None],
+                     budget: Budget | None = None) -> str | None:
     """Streams the tar archive F into TARGET and verifies it; returns its
     digest (None when there is nothing to check it against). Raises ChecksumError when the
     digest is wrong twice; TARGET then holds no verified content, and the
@@ -142,7 +143,7 @@ def fetch_and_unpack(t: Transfer, f: RemoteFile, target: Path, poll: Callable[[]
         stream = ResumableStream(t, f, poll)
         try:
             try:
-                unpack_tar_stream(stream, target)
+                unpack_tar_stream(stream, target, budget or Budget(None, ""))
             except DownloadError:
                 if f.expected_digest() is None:
                     raise
