@@ -141,8 +141,10 @@ class Volume:
                 st = p.lstat()
                 digest = hashlib.sha256(p.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else \
                     (os.readlink(p) if stat.S_ISLNK(st.st_mode) else "")
-                seen[str(p.relative_to(self.root))] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode),
-                                                       st.st_nlink, st.st_size, digest)
+                links = 0 if stat.S_ISDIR(st.st_mode) else st.st_nlink  # a file's second name shows here
+                size = 0 if stat.S_ISDIR(st.st_mode) else st.st_size
+                seen[str(p.relative_to(self.root))] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), links, size,
+                                                       digest)
         return seen
 
     def unchanged(self) -> bool:
