@@ -199,7 +199,7 @@ def _fetch_archive(transfer: "Transfer", listing: "Listing", s: Settings, poll: 
     assert listing.archive is not None
     if not keeps_archive(listing.archive, f.size, s.size, partial):
         say(s.out, f"unpacking the {listing.archive} archive as it streams in ({streaming_note(listing.archive)})")
-        fetch_and_unpack(transfer, f, partial, poll, budget)
+        fetch_and_unpack(transfer, f, partial, poll, budget, resumable=listing.archive == ".tar")
         return list_tree(partial)
     _fetch_files(transfer, listing, poll)  # resumable, in parts, verified before a member is read
     archive = partial / f.path

@@ -8,7 +8,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from webhook.download.archive.names import Parts, UnsafeArchive, shown
 
@@ -99,11 +99,15 @@ class DirWriter:
         finally:
             os.close(fd)
 
-    def file(self, parts: Parts, chunks: Iterable[bytes], mode: int, mtime: float | None, holes: bool) -> int:
-        """Writes CHUNKS as a new file; HOLES: all-zero chunks are skipped
-        (a sparse member stays sparse). Returns the bytes written."""
-        fd = os.open(parts[-1], _NEW_FILE, 0o600, dir_fd=self.parent(parts))
-        pos, skipped = 0, False
+    def file(self, parts: Parts, chunks: Iterable[bytes], mode: int, mtime: float | None, holes: bool,
+             progress: Callable[[int], None] | None = None, start: int = 0) -> int:
+        """Writes CHUNKS as a new file (from START into the existing one:
+        a resumed member); HOLES: all-zero chunks are skipped (a sparse
+        member stays sparse). PROGRESS gets the length after each chunk.
+        Returns the length."""
+        flags = _NEW_FILE if not start else os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(parts[-1], flags, 0o600, dir_fd=self.parent(parts))
+        pos, skipped = start, False
         try:
             for chunk in chunks:
                 if holes and chunk.count(0) == len(chunk):
@@ -115,6 +119,8 @@ class DirWriter:
                     n = os.pwrite(fd, view, pos)
                     pos += n
                     view = view[n:]
+                if progress is not None:
+                    progress(pos)
             if skipped:
                 os.ftruncate(fd, pos)
             os.fchmod(fd, file_mode(mode))

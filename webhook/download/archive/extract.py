@@ -6,7 +6,7 @@ archive format."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from webhook.download.archive.budget import Budget
 from webhook.download.archive.dir_writer import DirWriter
@@ -19,6 +19,7 @@ class Extractor:
         self.map = LinkMap()
         self.budget = budget
         self.writer = DirWriter(target)
+        self.replaced = False  # a duplicate took an earlier member's name (its bytes are gone from the volume)
 
     def close(self) -> None:
         self.writer.close()
@@ -38,6 +39,7 @@ class Extractor:
         self.map.check_parents(parts)
         if self.map.replaces(parts, kind):
             self.writer.remove(parts)
+            self.replaced = True
         return parts
 
     def directory(self, name: str, mode: int) -> None:
@@ -47,13 +49,24 @@ class Extractor:
             self.map.record(parts, DIR)
 
     def file(self, name: str, size: int, chunks: Iterable[bytes], mode: int, mtime: float | None,
-             sparse: bool = False) -> None:
+             sparse: bool = False, progress: Callable[[int], None] | None = None) -> None:
         parts = self._place(name, FILE)
         self.budget.charge(size, shown(parts))
         # Recorded first: a failed write leaves a name the map knows, so a
         # duplicate after it replaces it rather than meeting an unknown file.
         self.map.record(parts, FILE)
-        written = self.writer.file(parts, _at_most(chunks, size, shown(parts)), mode, mtime, holes=sparse)
+        written = self.writer.file(parts, _at_most(chunks, size, shown(parts)), mode, mtime, holes=sparse,
+                                   progress=progress)
+        if written != size:
+            raise UnsafeArchive(f"{shown(parts)}: {written} bytes where the archive announced {size}")
+
+    def continue_file(self, name: str, size: int, done: int, chunks: Iterable[bytes], mode: int,
+                      mtime: float | None, progress: Callable[[int], None] | None = None) -> None:
+        """The rest of a member a killed run wrote DONE bytes of (already
+        in the map and charged to the budget)."""
+        parts = member_parts(name)
+        written = self.writer.file(parts, _at_most(chunks, size - done, shown(parts)), mode, mtime, holes=False,
+                                   progress=progress, start=done)
         if written != size:
             raise UnsafeArchive(f"{shown(parts)}: {written} bytes where the archive announced {size}")
 

@@ -73,7 +73,9 @@ def keeps_archive(suffix: str, archive_size: int | None, model_size: int | None,
 
 def streaming_note(suffix: str) -> str:
     """What a kill costs a streamed tar (docs/downloader.md, Archives)."""
-    return "no room on the volume to keep the archive beside its contents: a killed run starts it over"
+    if suffix == ".tar":
+        return "not kept on the volume (no room beside its contents): a killed run resumes where its bytes end"
+    return "no room on the volume to keep it beside its contents: a killed run starts a compressed archive over"
 
 
 def unpack_kept(suffix: str, archive: Path, target: Path, budget: Budget) -> None:
@@ -88,13 +90,15 @@ def _chunks(f: BinaryIO) -> Iterator[bytes]:
     return iter(lambda: f.read(CHUNK), b"")
 
 
-def _tar_member(tf: tarfile.TarFile, m: tarfile.TarInfo, ex: Extractor) -> None:
+def tar_member(tf: tarfile.TarFile, m: tarfile.TarInfo, ex: Extractor,
+               progress: Callable[[int], None] | None = None) -> None:
+    """Unpacks the member M of TF, which is the member TF just read."""
     if m.isdir():
         ex.directory(m.name, m.mode)
     elif m.isreg():  # sparse and contiguous members included
         f = tf.extractfile(m)
         assert f is not None
-        ex.file(m.name, m.size, _chunks(f), m.mode, m.mtime, sparse=m.sparse is not None)
+        ex.file(m.name, m.size, _chunks(f), m.mode, m.mtime, sparse=m.sparse is not None, progress=progress)
     elif m.issym():
         ex.symlink(m.name, m.linkname)
     elif m.islnk():
@@ -114,7 +118,7 @@ def unpack_tar_stream(fileobj: BinaryIO, target: Path, budget: Budget = NO_BUDGE
     try:
         with tarfile.open(fileobj=fileobj, mode="r|*") as tf, Extractor(target, budget) as ex:
             for member in tf:
-                _tar_member(tf, member, ex)
+                tar_member(tf, member, ex)
                 if after_member is not None:
                     after_member(member)
             ex.finish()
