@@ -111,3 +111,16 @@ def _gz(data: bytes) -> bytes:
     import gzip
 
     return gzip.compress(data)
+
+
+def test_a_tampered_archive_with_room_is_never_unpacked(origin: Origin, run: Run, volume: Volume) -> None:
+    """The policy pins a benign archive; the origin (or a hop) serves the
+    PATH_MAX escape instead. Kept on the volume, it is verified first: not
+    one member is read."""
+    _url, digest = _serve(origin, "benign.tar", tar_of([(member("w.bin"), b"fine")]))
+    url, _ = _serve(origin, "m.tar", path_max_tar())
+    r = run(url, volume.vol / "m" / "main", "--sha256", digest, "--size", "64Mi")
+    assert r.returncode == 6, r.stderr
+    assert "unpacking" not in r.stdout and "unsafe member" not in r.stderr + r.stdout
+    assert not (volume.vol / "m" / "main").exists()
+    assert [c for c in volume.changes() if not c.startswith("vol/m/main")] == []

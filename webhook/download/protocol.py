@@ -172,7 +172,7 @@ def _fetch(transfer: "Transfer", listing: "Listing", s: Settings, poll: Callable
     """The model's files in the partial directory, verified: fetched, or an
     archive fetched and unpacked, or a tar unpacked as it streams in. An
     archive refused (an unsafe member, past its budget) leaves nothing."""
-    from webhook.download.archive.unpack import Budget, UnsafeArchive, is_streamed
+    from webhook.download.archive.unpack import Budget, UnsafeArchive
     from webhook.download.errors import ArchiveTooLarge
     from webhook.download.volume.checked_io import remove_tree
 

@@ -117,7 +117,12 @@ class Checkpoints:
             raise Invalid(f"the checkpoint covers {total} bytes, not {state.offset}")
 
     def rewind(self, state: State) -> None:
-        """Removes what was written after the checkpoint."""
+        """Removes what was written after the checkpoint (headers included:
+        new ones are appended after those it covers)."""
+        try:
+            os.truncate(self.headers_path, state.headers)
+        except OSError as err:
+            raise Invalid(f"{self.headers_path.name}: {err.strerror}") from None
         keep = {tuple(p.split("/")) for p, _k, _t in state.entries}
         for dirpath, dirs, names in os.walk(self.target, topdown=False):
             here = Path(dirpath)

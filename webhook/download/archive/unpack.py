@@ -109,18 +109,14 @@ def tar_member(tf: tarfile.TarFile, m: tarfile.TarInfo, ex: Extractor,
         raise UnsafeArchive(f"{m.name}: a member of unknown type {m.type!r}")
 
 
-def unpack_tar_stream(fileobj: BinaryIO, target: Path, budget: Budget = NO_BUDGET,
-                      after_member: Callable[[tarfile.TarInfo], None] | None = None) -> None:
+def unpack_tar_stream(fileobj: BinaryIO, target: Path, budget: Budget = NO_BUDGET) -> None:
     """Reads a tar stream (any compression tarfile knows) from FILEOBJ and
     writes its members under TARGET, one at a time, judging each first.
-    Reads up to the tar end-of-archive blocks, not to the end of FILEOBJ.
-    AFTER_MEMBER is called once each member is whole on the volume."""
+    Reads up to the tar end-of-archive blocks, not to the end of FILEOBJ."""
     try:
         with tarfile.open(fileobj=fileobj, mode="r|*") as tf, Extractor(target, budget) as ex:
             for member in tf:
                 tar_member(tf, member, ex)
-                if after_member is not None:
-                    after_member(member)
             ex.finish()
     except (tarfile.TarError, EOFError) as err:
         raise DownloadError(f"the archive is damaged or not a tar file: {err}") from None
