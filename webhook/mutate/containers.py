@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from webhook.download.archive.unpack import archive_of
+from webhook.download.uri import scheme_of
 from webhook.mutate.plan import Plan
-from webhook.strategies.base import init_container_mounts
-from webhook.strategies.images import image_reference
+from webhook.strategies.base import give_downloader_resources, init_container_mounts
+from webhook.strategies.image_source import image_reference
 from webhook.vocabulary import CREDENTIAL_KEYS, DOWNLOADER, NO_TOKEN_VOLUME, OCI_COPY, VOLUME_ROOT
 
 
@@ -50,7 +51,7 @@ def downloader(plan: Plan) -> dict[str, Any]:
     ]
     if spec.authSecretName:
         env.append({"name": "MODEL_CACHE_AUTH_SECRET", "value": spec.authSecretName})
-        scheme = spec.source.split("://", 1)[0]
+        scheme = scheme_of(spec.source)
         for key, optional in CREDENTIAL_KEYS.get(scheme, ()):
             ref: dict[str, Any] = {"name": spec.authSecretName, "key": key}
             if optional:
@@ -68,8 +69,8 @@ def downloader(plan: Plan) -> dict[str, Any]:
         "volumeMounts": init_container_mounts(),
         "securityContext": restricted_security_context(d.runAsUser),
     }
-    if d.resources is not None:
-        container["resources"] = d.resources.model_dump(exclude_none=True)
+    give_downloader_resources(container, model)
+    if "resources" in container:
         plan.strategy.grow_downloader(container, model)
     return container
 
@@ -86,6 +87,5 @@ def oci_copy(plan: Plan) -> dict[str, Any]:
         "volumeMounts": init_container_mounts(),
         "securityContext": restricted_security_context(d.runAsUser),
     }
-    if d.resources is not None:
-        container["resources"] = d.resources.model_dump(exclude_none=True)
+    give_downloader_resources(container, plan.model)
     return container

@@ -12,7 +12,7 @@ from typing import Mapping
 from webhook.facts.model import ModelView
 from webhook.strategies import hostpath, image, memory, oci, pvc
 from webhook.strategies.base import Strategy, either
-from webhook.strategies.images import OCI_SCHEME
+from webhook.strategies.image_source import OCI_SCHEME
 
 
 REGISTRY: Mapping[str, Strategy] = MappingProxyType({
