@@ -63,10 +63,10 @@ def one(origin: Origin, path: str, archive: bytes, volume: Path, size: int, poin
     dest = volume / "m" / "main"
     cmd = [MC, "download", "--source", origin.url + path, "--dest", str(dest),
            "--sha256", hashlib.sha256(archive).hexdigest(), "--size", str(size + (64 << 10))]
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     while origin.total_served() < point * len(archive):
         if p.poll() is not None:
-            raise SystemExit(f"the download ended before {point:.0%}: exit {p.returncode}")
+            raise SystemExit(f"the download ended before {point:.0%}: exit {p.returncode}: {p.stderr.read()}")
         time.sleep(0.005)
     p.kill()
     p.wait()
