@@ -8,8 +8,9 @@ from typing import Any
 from webhook.mutate.plan import Plan
 from webhook.strategies import get as strategy_named
 from webhook.strategies.images import image_reference
-from webhook.vocabulary import (CREDENTIAL_KEYS, DEFAULT_UID, DOWNLOADER, NO_TOKEN_VOLUME, OCI_COPY, PREPARE, TOKEN_PATH, VOLUME,
-                                 VOLUME_ROOT)
+from webhook.policy.schema import DragonflySettings
+from webhook.vocabulary import (CREDENTIAL_KEYS, DEFAULT_UID, DOWNLOADER, DRAGONFLY_MOUNT, DRAGONFLY_VOLUME, NO_TOKEN_VOLUME,
+                                OCI_COPY, PREPARE, TOKEN_PATH, VOLUME, VOLUME_ROOT)
 
 # What every injected init container mounts: the model volume whole, and
 # nothing at the token path.
@@ -19,6 +20,22 @@ _MOUNTS = ({"name": VOLUME, "mountPath": VOLUME_ROOT}, {"name": NO_TOKEN_VOLUME,
 def no_token_volume() -> dict[str, Any]:
     """The volume behind the injected init containers' token path: empty, and small."""
     return {"name": NO_TOKEN_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}}
+
+
+def dragonfly(plan: Plan) -> DragonflySettings | None:
+    """The Dragonfly settings of this pod's download, or None: direct."""
+    if not plan.preload or not strategy_named(plan.strategy).peer_to_peer:
+        return None
+    return plan.model.dragonfly
+
+
+def dragonfly_volume(settings: DragonflySettings) -> dict[str, Any]:
+    """The directory of the node's dfdaemon socket. DirectoryOrCreate: on a
+    node without the daemon the pod still starts, and the downloader says so
+    and follows ifUnavailable."""
+    assert settings.socketPath is not None
+    directory = settings.socketPath.rsplit("/", 1)[0] or "/"
+    return {"name": DRAGONFLY_VOLUME, "hostPath": {"path": directory, "type": "DirectoryOrCreate"}}
 
 
 def downloader_group(plan: Plan) -> int:
@@ -49,6 +66,13 @@ def downloader(plan: Plan) -> dict[str, Any]:
         args += ["--sha256", spec.sha256]
     if spec.include:
         args += ["--include", *spec.include]
+    mounts = [dict(m) for m in _MOUNTS]
+    p2p = dragonfly(plan)
+    if p2p is not None:
+        assert p2p.socketPath is not None and p2p.ifUnavailable is not None
+        args += ["--dragonfly-socket", f"{DRAGONFLY_MOUNT}/{p2p.socketPath.rsplit('/', 1)[1]}",
+                 "--dragonfly-if-unavailable", p2p.ifUnavailable]
+        mounts.append({"name": DRAGONFLY_VOLUME, "mountPath": DRAGONFLY_MOUNT, "readOnly": True})
 
     env: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -71,7 +95,7 @@ def downloader(plan: Plan) -> dict[str, Any]:
         "command": ["model-cache"],
         "args": args,
         "env": env,
-        "volumeMounts": [dict(m) for m in _MOUNTS],
+        "volumeMounts": mounts,
         "securityContext": restricted_security_context(d.runAsUser),
     }
     if d.resources is not None:

@@ -13,13 +13,14 @@ from typing import Any, Protocol
 from webhook import quantity
 from webhook.errors import Denied
 from webhook.mutate import request as annotations
-from webhook.mutate.containers import downloader, downloader_group, no_token_volume, oci_copy, prepare
+from webhook.mutate.containers import (downloader, downloader_group, dragonfly, dragonfly_volume, no_token_volume, oci_copy,
+                                      prepare)
 from webhook.mutate.plan import Plan, Pod, already_injected, make_plan
 from webhook.mutate.request import InjectionRequest
 from webhook.policy import ResolvedModel
 from webhook.strategies import get as strategy_named
-from webhook.vocabulary import (CACHE_PATH_ENV, INJECTED, INJECTED_CONTAINERS, MIRROR, NO_TOKEN_VOLUME, SHM_PATH,
-                                SHM_VOLUME, VOLUME)
+from webhook.vocabulary import (CACHE_PATH_ENV, DRAGONFLY_VOLUME, INJECTED, INJECTED_CONTAINERS, MIRROR, NO_TOKEN_VOLUME,
+                                SHM_PATH, SHM_VOLUME, VOLUME)
 
 
 class ModelResolver(Protocol):
@@ -58,6 +59,9 @@ def apply_plan(pod: Pod, plan: Plan) -> Pod:
         injected.append(oci_copy(plan))
     if injected:
         volumes.append(no_token_volume())
+        p2p = dragonfly(plan)
+        if p2p is not None:
+            volumes.append(dragonfly_volume(p2p))
         init_containers = spec.setdefault("initContainers", [])
         position = _init_position(init_containers)
         init_containers[position:position] = injected
@@ -172,7 +176,7 @@ def mutate(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> tuple[P
         if volumes[VOLUME] == _model_volume(plan):
             return None, plan
         raise _volume_clash(VOLUME)
-    for name in (SHM_VOLUME, NO_TOKEN_VOLUME):
+    for name in (SHM_VOLUME, NO_TOKEN_VOLUME, DRAGONFLY_VOLUME):
         if name in volumes:
             raise _volume_clash(name)
     _check_container_names(pod)

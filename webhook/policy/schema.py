@@ -90,11 +90,24 @@ class PvcSettings(_Schema):
     claimName: ObjectName | None = None
 
 
+class DragonflySettings(_Schema):
+    """hostpath downloads through the node's Dragonfly daemon (docs/dragonfly.md):
+    one origin download for all nodes. Per namespace under hostPath, per model
+    beside its source; merged field by field."""
+
+    enabled: bool | None = None
+    socketPath: AbsolutePath | None = None  # dfdaemon's download socket, as the node sees it
+    # The daemon missing or unhealthy: download straight from the origin (a
+    # log line says so), or refuse (the init container fails and is retried).
+    ifUnavailable: Literal["direct", "refuse"] | None = None
+
+
 class HostPathSettings(_Schema):
     path: AbsolutePath | None = None
     # Ask the validator to warn when a hostpath pod has no nodeSelector/affinity:
     # without pinning, replicas land on nodes with a cold cache.
     requireNodePinning: bool | None = None
+    dragonfly: DragonflySettings | None = None
 
 
 class ResourceRequirements(_Schema):
@@ -133,6 +146,7 @@ class ModelSpec(_Schema):
     include: list[str] | None = None
     strategy: Strategy | None = None
     ociPath: AbsolutePath | None = None
+    dragonfly: DragonflySettings | None = None  # hostpath only: over the namespace's hostPath.dragonfly
 
     @model_validator(mode="after")
     def _source_fits_strategy(self) -> "ModelSpec":

@@ -32,6 +32,9 @@ class Strategy:
     # does not start writable by all (emptyDir does):
     fs_group: bool = False  # the kubelet gives the volume to the pod's fsGroup (set when the pod has none)
     prepares_directory: bool = False  # an init container (root, CHOWN only) gives it the model's directory
+    # The policy may send its downloads through the node's Dragonfly daemon
+    # (hostPath.dragonfly): the volume is the node's, like the daemon's storage.
+    peer_to_peer: bool = False
 
     def volume(self, model: ResolvedModel) -> dict[str, Any]:
         """The volume source of the model volume (without its name)."""

@@ -28,6 +28,7 @@ class HostPath(Strategy):
     # The kubelet creates the directory root-owned (0755) and applies no
     # fsGroup to hostPath volumes: without this the downloader cannot write.
     prepares_directory = True
+    peer_to_peer = True
 
     def volume(self, model: ResolvedModel) -> dict[str, Any]:
         return {"hostPath": {"path": model.defaults.hostPath.path, "type": "DirectoryOrCreate"}}
