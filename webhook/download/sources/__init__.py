@@ -17,7 +17,7 @@ def make_source(spec: SourceSpec, *, revision: str, sha256: str | None, include:
         return source
     from webhook.download.sources.dragonfly import DragonflySource
 
-    return DragonflySource(source, dragonfly_socket, dragonfly_if_unavailable)
+    return DragonflySource(source, dragonfly_socket, dragonfly_if_unavailable, scheme=spec.scheme)
 
 
 def _origin(spec: SourceSpec, *, revision: str, sha256: str | None, include: list[str] | None,

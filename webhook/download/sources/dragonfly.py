@@ -55,8 +55,12 @@ MAX_AHEAD = 128 << 20         # bytes of later pieces held while an earlier one 
 MAX_MESSAGE = 64 << 20        # a piece and its envelope; gRPC's default limit (4 MiB) is a piece
 CONNECT_TIMEOUT = 5.0         # seconds for the daemon's socket to answer
 TAG = "model-cache"
+HEALTH_SERVICE = "dfdaemon.v2.DfdaemonDownload"
 APPLICATION = "model-cache"
 IF_UNAVAILABLE = ("direct", "refuse")
+# What the daemon fetches as a plain URL with our headers. s3:// would need
+# presigned URLs or the daemon's own credentials; file:// is local already.
+SCHEMES = ("hf", "http")
 
 
 class DaemonUnavailable(Exception):
@@ -89,12 +93,15 @@ class DaemonClient:
         grpc = self._grpc
         if not os.path.exists(self.socket_path):
             raise DaemonUnavailable(f"no socket at {self.socket_path}")
-        # grpc.health.v1.Health/Check, encoded by hand: an empty request, and
-        # `status: SERVING` is field 1 = 1 (no dependency on grpcio-health-checking).
+        # grpc.health.v1.Health/Check for the download service (SERVING once the
+        # daemon is up, not just its socket), encoded by hand: the request's
+        # field 1 is the service name, the answer `status: SERVING` is field 1 = 1
+        # (no dependency on grpcio-health-checking).
         check = self.channel.unary_unary("/grpc.health.v1.Health/Check",
                                          request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        service = HEALTH_SERVICE.encode()
         try:
-            answer = check(b"", timeout=CONNECT_TIMEOUT)
+            answer = check(b"\x0a" + bytes([len(service)]) + service, timeout=CONNECT_TIMEOUT)
         except grpc.RpcError as err:
             raise DaemonUnavailable(f"{self.socket_path} does not answer: {_rpc_reason(err)}") from None
         if answer != b"\x08\x01":
@@ -136,7 +143,7 @@ class DragonflySource:
     ranged = False  # one task per file: the daemon splits it into pieces, not we into parts
 
     def __init__(self, source: Source, socket_path: str, if_unavailable: str = "direct",
-                 client: DaemonClient | None = None) -> None:
+                 client: DaemonClient | None = None, scheme: str = "hf") -> None:
         if if_unavailable not in IF_UNAVAILABLE:
             raise ValueError(f"if_unavailable must be one of {IF_UNAVAILABLE}")
         self.inner = source
@@ -145,6 +152,7 @@ class DragonflySource:
         self.label = getattr(source, "label", "source")
         self.immutable = getattr(source, "immutable", False)
         self.client = client
+        self.scheme = scheme
         self.key = ""
         self._direct = False
         self._lock = threading.Lock()
@@ -171,6 +179,9 @@ class DragonflySource:
     def _connect(self) -> None:
         """Checks the daemon before the first byte: the line about a fallback
         comes first, not after a failed file."""
+        if self.scheme not in SCHEMES:
+            self._unavailable(f"{self.scheme}:// sources are not fetched through Dragonfly (hf:// and http(s):// are)")
+            return
         try:
             if self.client is None:
                 self.client = DaemonClient(self.socket_path)
@@ -217,9 +228,7 @@ class DragonflySource:
         """What the daemon (or the seed peer it hands the task to) asks the
         origin for: the URL our source would fetch, with its headers."""
         url = f.ref if isinstance(f.ref, str) else None
-        if url is None or not url.startswith(("http://", "https://")):
-            raise DownloadError(f"{self.label}: {f.path}: this source cannot be fetched through Dragonfly "
-                                f"(hf://, http:// and https:// can); remove hostPath.dragonfly for this model")
+        assert url is not None and url.startswith(("http://", "https://")), f.ref
         return url, dict(getattr(self.inner, "headers", {}) or {})
 
     def _open_task(self, f: RemoteFile, offset: int) -> Body:
