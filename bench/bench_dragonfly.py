@@ -10,6 +10,14 @@ bench/throttle_proxy.py (a link cap and a per-connection cap, as a remote
 origin).
 
     .venv/bin/python bench/bench_dragonfly.py --nodes 4 8 --size-mib 512 --link-mbps 50 --workdir /tmp/mc-dfbench
+    .venv/bin/python bench/bench_dragonfly.py --netns --node-mbps 50 --link-mbps 50 ...   # capped links (root)
+
+--netns puts the origin, the seed and every node in a network namespace of
+its own (tests/dragonfly/netns.py), each link capped both ways with tc: the
+origin's at --link-mbps, the seed's at --seed-mbps, each node's at
+--node-mbps; the scheduler sits on the bridge. Without it everything is on
+loopback, only the origin is capped (the throttling proxy), and peers
+exchange pieces as fast as memory.
 
 Reports, per N: origin bytes / model size, the slowest node's time / T1 (one
 node downloading straight from the same origin, no Dragonfly), each node's
@@ -19,8 +27,6 @@ seed SIGKILLed once the origin has sent a quarter of the model, and with one
 daemon SIGKILLed once the origin has sent half (its downloader falls back to
 the origin, the policy's ifUnavailable: direct).
 
-What loopback hides: the peers' links are not capped (only the origin's is),
-so a real fleet's seed upload link, the usual limit, does not show here.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ sys.path.insert(0, str(ROOT))  # run as a script: bench/ is a package of the che
 
 from bench.ports import free_port  # noqa: E402
 from tests.download.origin import HubRepo, Origin  # noqa: E402
+from tests.dragonfly.netns import Net, in_ns, why_not as netns_why_not  # noqa: E402
 from tests.dragonfly.swarm import BACK_TO_SOURCE_COUNT, Swarm, why_not  # noqa: E402
 
 MC = str(Path(sys.executable).with_name("model-cache"))
@@ -51,12 +58,49 @@ WEIGHTS = "model.safetensors"
 
 
 def make_repo(size: int) -> HubRepo:
-    block = bytearray(os.urandom(MiB))
-    out = bytearray()
-    for i in range(size // MiB):
-        block[:8] = i.to_bytes(8, "little")  # no two MiB alike
-        out += block
-    return HubRepo(COMMIT, {WEIGHTS: bytes(out), "config.json": b'{"bench": true}'}, lfs={WEIGHTS})
+    """The same bytes in every process that asks (the origin runs in a process of its own)."""
+    import random
+
+    return HubRepo(COMMIT, {WEIGHTS: random.Random(28).randbytes(size), "config.json": b'{"bench": true}'},
+                   lfs={WEIGHTS})
+
+
+def serve_origin(host: str, size: int) -> None:
+    """The origin process: the Hub-protocol origin of tests/download on HOST;
+    prints its port, then answers `stats` (bytes of the weights served) and
+    `reset` on stdin."""
+    origin = Origin(host)
+    origin.repos["org/bench"] = make_repo(size)
+    origin.start()
+    print(origin.port, flush=True)
+    for line in sys.stdin:
+        if line.strip() == "reset":
+            origin.reset_counts()
+            print("ok", flush=True)
+        elif line.strip() == "stats":
+            with origin.lock:
+                print(sum(n for p, n in origin.served.items() if p.endswith(WEIGHTS)), flush=True)
+
+
+class _SharedNet(Net):
+    """The bench's one bridge, lent to a swarm: its hosts join it, and the
+    swarm's close removes only them."""
+
+    def __init__(self, base: Net) -> None:  # noqa: D107 - no new bridge
+        self.tag, self.prefix, self.hub, self.namespaces, self._n = base.tag, base.prefix, base.hub, [], 100 * random_run()
+
+    def close(self) -> None:
+        for ns in reversed(self.namespaces):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        self.namespaces.clear()
+
+
+_RUNS = [0]
+
+
+def random_run() -> int:
+    _RUNS[0] += 1
+    return _RUNS[0]
 
 
 class Bench:
@@ -68,32 +112,59 @@ class Bench:
         self.repo = make_repo(args.size_mib * MiB)
         self.size = len(self.repo.files[WEIGHTS])
         self.sha = hashlib.sha256(self.repo.files[WEIGHTS]).hexdigest()
-        self.origin = Origin()
-        self.origin.repos["org/bench"] = self.repo
-        self.origin.start()
-        self.proxy_port = free_port()
-        self.proxy = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "throttle_proxy.py"), str(self.proxy_port), str(self.origin.port),
-             "--conn-mbps", str(args.conn_mbps), "--link-mbps", str(args.link_mbps), "--latency-ms", str(args.latency_ms)],
-            stdout=subprocess.PIPE, text=True)
-        assert self.proxy.stdout is not None and self.proxy.stdout.readline().strip() == "ready"
+        self.repo = None  # the origin process has its own copy
+        self.links: Net | None = Net() if args.netns else None
+        self.proxy = None
+        if self.links is not None:
+            ns, host = self.links.host("origin", 2, args.link_mbps)
+            self.origin = self._serve(ns, host)
+            endpoint = f"http://{host}:{self.origin_port}"
+        else:
+            self.origin = self._serve(None, "127.0.0.1")
+            proxy_port = free_port()
+            self.proxy = subprocess.Popen(
+                [sys.executable, str(ROOT / "bench" / "throttle_proxy.py"), str(proxy_port), str(self.origin_port),
+                 "--conn-mbps", str(args.conn_mbps), "--link-mbps", str(args.link_mbps),
+                 "--latency-ms", str(args.latency_ms)], stdout=subprocess.PIPE, text=True)
+            assert self.proxy.stdout is not None and self.proxy.stdout.readline().strip() == "ready"
+            endpoint = f"http://127.0.0.1:{proxy_port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODEL_CACHE_", "AWS_"))}
-        self.env.update({"HF_ENDPOINT": f"http://127.0.0.1:{self.proxy_port}", "HF_HOME": str(self.work / "hf-home"),
+        self.env.update({"HF_ENDPOINT": endpoint, "HF_HOME": str(self.work / "hf-home"),
                          "HF_HUB_DISABLE_TELEMETRY": "1", "MODEL_CACHE_PROGRESS_SECONDS": "30"})
+        self._direct_ns: str | None = None
+
+    def _serve(self, ns: str | None, host: str) -> subprocess.Popen:
+        p = subprocess.Popen(in_ns(ns, [sys.executable, __file__, "--serve-origin", host, str(self.size)]),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert p.stdout is not None
+        self.origin_port = int(p.stdout.readline())
+        return p
+
+    def _ask(self, what: str) -> str:
+        assert self.origin.stdin is not None and self.origin.stdout is not None
+        self.origin.stdin.write(what + "\n")
+        self.origin.stdin.flush()
+        return self.origin.stdout.readline().strip()
 
     def close(self) -> None:
-        self.proxy.terminate()
-        self.proxy.wait()
-        self.origin.stop()
+        if self.proxy is not None:
+            self.proxy.terminate()
+            self.proxy.wait()
+        self.origin.terminate()
+        self.origin.wait()
+        if self.links is not None:
+            self.links.close()
 
     def origin_bytes(self) -> int:
-        with self.origin.lock:
-            return sum(n for p, n in self.origin.served.items() if p.endswith(WEIGHTS))
+        return int(self._ask("stats"))
 
-    def download(self, dest: Path, *extra: str) -> subprocess.Popen:
+    def reset(self) -> None:
+        assert self._ask("reset") == "ok"
+
+    def download(self, dest: Path, *extra: str, ns: str | None = None) -> subprocess.Popen:
         dest.parent.mkdir(parents=True, exist_ok=True)
         log = open(dest.parent.parent.parent / "download.log", "w")
-        return subprocess.Popen([MC, "download", "--source", "hf://org/bench", "--dest", str(dest), *extra],
+        return subprocess.Popen(in_ns(ns, [MC, "download", "--source", "hf://org/bench", "--dest", str(dest), *extra]),
                                 env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     def right(self, dest: Path) -> bool:
@@ -106,10 +177,11 @@ class Bench:
     # -- runs ------------------------------------------------------------------
 
     def t1(self) -> float:
-        self.origin.reset_counts()
+        self.reset()
         dest = self.work / "direct" / "cache" / "bench" / "main"
+        ns = self.links.host("direct", 200, self.args.node_mbps)[0] if self.links is not None else None
         t0 = time.monotonic()
-        p = self.download(dest)
+        p = self.download(dest, ns=ns)
         assert p.wait() == 0, (self.work / "direct" / "download.log").read_text()
         took = time.monotonic() - t0
         assert self.right(dest)
@@ -119,17 +191,20 @@ class Bench:
 
     def swarm_run(self, n: int, t1: float, kill: str | None = None) -> dict:
         root = self.work / f"swarm-{n}-{kill or 'clean'}"
-        sw = Swarm(root / "dragonfly", back_to_source_count=self.args.back_to_source)
+        # The swarm's hosts join the origin's bridge, a namespace each.
+        links = _SharedNet(self.links) if self.links is not None else None
+        sw = Swarm(root / "dragonfly", back_to_source_count=self.args.back_to_source, links=links,
+                   link_mbps=self.args.node_mbps, seed_mbps=self.args.seed_mbps)
         try:
             sw.start_scheduler()
             sw.add("seed", seed=True)
             nodes = [sw.add(f"node{i}") for i in range(1, n + 1)]
             sw.wait_seed_known()
-            self.origin.reset_counts()
+            self.reset()
             dests = [root / d.name / "cache" / "bench" / "main" for d in nodes]
             t0 = time.monotonic()
-            procs = [self.download(dest, "--dragonfly-socket", str(d.socket), "--dragonfly-if-unavailable", "direct")
-                     for d, dest in zip(nodes, dests)]
+            procs = [self.download(dest, "--dragonfly-socket", str(d.socket), "--dragonfly-if-unavailable", "direct",
+                                   ns=d.ns) for d, dest in zip(nodes, dests)]
             times: list[float | None] = [None] * n
             killed = None
             while any(t is None for t in times):
@@ -180,18 +255,30 @@ def main() -> int:
     ap.add_argument("--latency-ms", type=float, default=10.0)
     ap.add_argument("--back-to-source", type=int, default=BACK_TO_SOURCE_COUNT,
                     help="the scheduler's backToSourceCount (Dragonfly's default: 200)")
+    ap.add_argument("--netns", action="store_true", help="a network namespace per host, links capped by tc (root)")
+    ap.add_argument("--node-mbps", type=float, default=None, help="with --netns: each node's link, MB/s each way")
+    ap.add_argument("--seed-mbps", type=float, default=None, help="with --netns: the seed's link (default: --node-mbps)")
+    ap.add_argument("--serve-origin", nargs=2, metavar=("HOST", "SIZE"), help=argparse.SUPPRESS)
     ap.add_argument("--kills", action="store_true", help="also N=4 with the seed, then a daemon, killed mid-run")
     ap.add_argument("--workdir", default="/tmp/mc-dfbench")
     args = ap.parse_args()
-    reason = why_not()
+    if args.serve_origin:
+        serve_origin(args.serve_origin[0], int(args.serve_origin[1]))
+        return 0
+    if args.seed_mbps is None:
+        args.seed_mbps = args.node_mbps
+    reason = why_not() or (netns_why_not() if args.netns else None)
     if reason:
         print(f"bench_dragonfly: {reason}", file=sys.stderr)
         return 2
     b = Bench(args)
     try:
-        print(f"model: {b.size / MiB:.0f} MiB ({WEIGHTS}) + config.json; origin link {args.link_mbps} MB/s, "
-              f"{args.conn_mbps} MB/s per connection, {args.latency_ms} ms; backToSourceCount {args.back_to_source}",
-              flush=True)
+        links = (f"network namespaces: origin link {args.link_mbps} MB/s, each node {args.node_mbps} MB/s, seed "
+                 f"{args.seed_mbps} MB/s, each way" if args.netns else
+                 f"loopback: origin link {args.link_mbps} MB/s, {args.conn_mbps} MB/s per connection, "
+                 f"{args.latency_ms} ms; peers uncapped")
+        print(f"model: {b.size / MiB:.0f} MiB ({WEIGHTS}) + config.json; {links}; backToSourceCount "
+              f"{args.back_to_source}", flush=True)
         t1 = b.t1()
         for n in args.nodes:
             b.report(b.swarm_run(n, t1))

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 import yaml
 
 from tests.apiserver.controlplane import Proc, spawn, wait_for
+from tests.dragonfly.netns import Net, in_ns
 from tests.helpers import REPO
 
 BINARIES = ("scheduler", "dfdaemon", "dfget")
@@ -75,6 +76,7 @@ class Daemon:
     dir: Path
     seed: bool
     proc: Proc | None = None
+    ns: str | None = None  # its network namespace (tests/dragonfly/netns.py), or None: loopback
 
     @property
     def socket(self) -> Path:
@@ -119,10 +121,23 @@ class Swarm:
     bins: Path = field(default_factory=bins_dir)
     net: str = field(default_factory=_free_net)
     back_to_source_count: int = BACK_TO_SOURCE_COUNT
+    # Hosts with capped links (a namespace each, tests/dragonfly/netns.py)
+    # instead of loopback addresses; LINK_MBPS caps each daemon's link both ways.
+    links: Net | None = None
+    link_mbps: float | None = None
+    seed_mbps: float | None = None
     scheduler: Proc | None = None
     scheduler_started: float = 0.0
     daemons: dict[str, Daemon] = field(default_factory=dict)
     _next_host: int = 11
+
+    def __post_init__(self) -> None:
+        if self.links is not None:
+            self.net = self.links.prefix
+
+    @property
+    def scheduler_ns(self) -> str | None:
+        return self.links.hub if self.links is not None else None
 
     @property
     def scheduler_addr(self) -> str:
@@ -147,18 +162,25 @@ class Swarm:
                "schedulerClusterClientConfig": {"loadLimit": 200}}
         (d / "scheduler.yaml").write_text(yaml.safe_dump(cfg))
         (d / "dyn.yaml").write_text(yaml.safe_dump(dyn))
-        self.scheduler = spawn("scheduler", [str(self.bins / "scheduler"), "--config", str(d / "scheduler.yaml"),
-                                             "--dynconfig", str(d / "dyn.yaml")], d / "stdout.log")
+        self.scheduler = spawn("scheduler", in_ns(self.scheduler_ns, [
+            str(self.bins / "scheduler"), "--config", str(d / "scheduler.yaml"), "--dynconfig", str(d / "dyn.yaml")]),
+            d / "stdout.log")
         self.scheduler_started = time.monotonic()
-        wait_for("the scheduler's port", lambda: _listening(ip, SCHEDULER_PORT), timeout=60, procs=(self.scheduler,))
+        wait_for("the scheduler's port", lambda: _listening(ip, SCHEDULER_PORT, self.scheduler_ns), timeout=60,
+                 procs=(self.scheduler,))
 
     def add(self, name: str, *, seed: bool = False, wait: bool = True) -> Daemon:
         if seed:
-            ip = self.net + "10"
+            octet = 10
         else:
-            ip = f"{self.net}{self._next_host}"
+            octet = self._next_host
             self._next_host += 1
-        d = Daemon(name, ip, self.root / name, seed)
+        ns = None
+        if self.links is not None:
+            ns, ip = self.links.host(name, octet, self.seed_mbps if seed else self.link_mbps)
+        else:
+            ip = f"{self.net}{octet}"
+        d = Daemon(name, ip, self.root / name, seed, ns=ns)
         self.daemons[name] = d
         self.start(d, wait=wait)
         return d
@@ -168,8 +190,8 @@ class Swarm:
             (d.dir / sub).mkdir(parents=True, exist_ok=True)
         (d.dir / "dfdaemon.yaml").write_text(yaml.safe_dump(daemon_config(d)))
         (d.dir / "dyn.yaml").write_text(yaml.safe_dump({"scheduler": {"addrs": [self.scheduler_addr]}}))
-        d.proc = spawn(d.name, [str(self.bins / "dfdaemon"), "-c", str(d.dir / "dfdaemon.yaml"),
-                                "--dynconfig", str(d.dir / "dyn.yaml"), "--log-dir", str(d.dir / "log")],
+        d.proc = spawn(d.name, in_ns(d.ns, [str(self.bins / "dfdaemon"), "-c", str(d.dir / "dfdaemon.yaml"),
+                                            "--dynconfig", str(d.dir / "dyn.yaml"), "--log-dir", str(d.dir / "log")]),
                        d.dir / "stdout.log")
         if wait:
             self.wait_ready(d)
@@ -177,7 +199,7 @@ class Swarm:
     def wait_ready(self, d: Daemon, timeout: float = 60) -> None:
         assert d.proc is not None
         wait_for(f"{d.name}'s socket and upload port",
-                 lambda: _connects(d.socket) and _listening(*d.upload_addr), timeout=timeout, procs=(d.proc,))
+                 lambda: _connects(d.socket) and _listening(*d.upload_addr, d.ns), timeout=timeout, procs=(d.proc,))
 
     def wait_seed_known(self) -> None:
         """Until the scheduler's seed list (refreshed every 30 s from its own
@@ -204,10 +226,12 @@ class Swarm:
                 d.proc.stop(grace=10)
         if self.scheduler is not None:
             self.scheduler.stop(grace=10)
+        if self.links is not None:
+            self.links.close()
 
     def bytes_uploaded(self, d: Daemon) -> int:
         """Bytes D served to other peers, from its Prometheus metrics."""
-        return int(_metric_sum(d.ip, 4002, "dragonfly_client_upload_traffic"))
+        return int(_metric_sum(d.ip, 4002, "dragonfly_client_upload_traffic", d.ns))
 
     def tails(self) -> str:
         out = [self.scheduler.tail()] if self.scheduler else []
@@ -215,13 +239,22 @@ class Swarm:
         return "\n".join(out)
 
 
-def _metric_sum(ip: str, port: int, name: str) -> float:
+_FETCH = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+_CONNECT = "import socket, sys; sys.exit(socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1) and 0)"
+
+
+def _metric_sum(ip: str, port: int, name: str, ns: str | None = None) -> float:
+    import sys
     import urllib.request
 
     try:
-        with urllib.request.urlopen(f"http://{ip}:{port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-    except OSError:
+        if ns is None:
+            with urllib.request.urlopen(f"http://{ip}:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        else:
+            text = subprocess.run(in_ns(ns, [sys.executable, "-c", _FETCH, f"http://{ip}:{port}/metrics"]),
+                                  capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
         return 0.0
     total = 0.0
     for line in text.splitlines():
@@ -230,7 +263,12 @@ def _metric_sum(ip: str, port: int, name: str) -> float:
     return total
 
 
-def _listening(ip: str, port: int) -> bool:
+def _listening(ip: str, port: int, ns: str | None = None) -> bool:
+    if ns is not None:
+        import sys
+
+        return subprocess.run(in_ns(ns, [sys.executable, "-c", _CONNECT, ip, str(port)]), capture_output=True,
+                              timeout=30).returncode == 0
     with socket.socket() as s:
         s.settimeout(1)
         return s.connect_ex((ip, port)) == 0
