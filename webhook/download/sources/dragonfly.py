@@ -54,6 +54,7 @@ PIECE_LENGTH = 4 << 20        # fixed, so every node computes the same pieces (D
 MAX_AHEAD = 128 << 20         # bytes of later pieces held while an earlier one is missing
 MAX_MESSAGE = 64 << 20        # a piece and its envelope; gRPC's default limit (4 MiB) is a piece
 CONNECT_TIMEOUT = 5.0         # seconds for the daemon's socket to answer
+FAILED_ATTEMPTS = 2           # a file the daemon fails this often in a row, no byte delivered: unhealthy
 TAG = "model-cache"
 HEALTH_SERVICE = "dfdaemon.v2.DfdaemonDownload"
 APPLICATION = "model-cache"
@@ -156,7 +157,7 @@ class DragonflySource:
         self.key = ""
         self._direct = False
         self._lock = threading.Lock()
-        self._said: set[str] = set()
+        self._failures: dict[str, int] = {}
 
     # -- the source protocol ---------------------------------------------------
 
@@ -238,16 +239,31 @@ class DragonflySource:
         state = {"peer": 0, "origin": 0, "local": 0}
 
         def chunks() -> Iterator[bytes]:
+            got = 0
             try:
-                yield from _ordered(_pieces(stream, state), offset, f.path)
+                for chunk in _ordered(_pieces(stream, state), offset, f.path):
+                    got += len(chunk)
+                    yield chunk
             except grpc.RpcError as err:
-                raise self._translate(err, f) from None
+                raise self._translate(err, f, got) from None
+            except TransientError as err:
+                self._count_failure(f, got, str(err))
+                raise
             if f.size is not None and f.size >= PIECE_LENGTH:
                 self._say_sources(f, state)
 
         return Body(chunks=chunks(), close=stream.cancel, total=f.size)
 
-    def _translate(self, err: "grpc.RpcError", f: RemoteFile) -> Exception:
+    def _count_failure(self, f: RemoteFile, got: int, reason: str) -> None:
+        """A daemon that answers but fails the same file FAILED_ATTEMPTS times
+        in a row without a byte (it lost its parents and may not go to the
+        origin, say) counts as unhealthy: the fallback, or the refusal."""
+        with self._lock:
+            n = self._failures[f.path] = 0 if got else self._failures.get(f.path, 0) + 1
+        if n >= FAILED_ATTEMPTS:
+            self._unavailable(f"it failed {f.path} {n} times in a row: {reason}")
+
+    def _translate(self, err: "grpc.RpcError", f: RemoteFile, got: int = 0) -> Exception:
         grpc = self.client._grpc  # type: ignore[union-attr]
         code = err.code()
         status = _backend_status(err)
@@ -263,6 +279,8 @@ class DragonflySource:
                 self.client.check()  # type: ignore[union-attr]
             except DaemonUnavailable as gone:
                 self._unavailable(str(gone))
+                return TransientError(f"dfdaemon: {_rpc_reason(err)}")
+        self._count_failure(f, got, _rpc_reason(err))
         return TransientError(f"dfdaemon: {_rpc_reason(err)}")
 
     def _say_sources(self, f: RemoteFile, state: dict[str, int]) -> None:
