@@ -169,7 +169,9 @@ class Swarm:
         wait_for("the scheduler's port", lambda: _listening(ip, SCHEDULER_PORT, self.scheduler_ns), timeout=60,
                  procs=(self.scheduler,))
 
-    def add(self, name: str, *, seed: bool = False, wait: bool = True) -> Daemon:
+    def add(self, name: str, *, seed: bool = False, wait: bool = True, where: Path | None = None) -> Daemon:
+        """A daemon NAME (the seed peer if SEED), its socket, storage and logs
+        in WHERE (default: the swarm's directory NAME), started."""
         if seed:
             octet = 10
         else:
@@ -180,7 +182,7 @@ class Swarm:
             ns, ip = self.links.host(name, octet, self.seed_mbps if seed else self.link_mbps)
         else:
             ip = f"{self.net}{octet}"
-        d = Daemon(name, ip, self.root / name, seed, ns=ns)
+        d = Daemon(name, ip, where or self.root / name, seed, ns=ns)
         self.daemons[name] = d
         self.start(d, wait=wait)
         return d
