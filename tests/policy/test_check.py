@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from tests.helpers import MODEL_CACHE, POLICIES
+from webhook import strategies
 from webhook.policy import check_paths, check_texts
 HEAD = "apiVersion: model.cache/v1alpha1\nkind: ModelCachePolicy\n"
 
@@ -96,7 +97,8 @@ def test_an_unknown_field_gets_the_closest_one_and_no_repo_path() -> None:
     assert report.errors == [
         "ml.yaml: defaults.pvc.claimNmae: unknown field; did you mean 'claimName'? fields here: claimName",
         "ml.yaml: defaults.Downloader: unknown field; did you mean 'downloader'? fields here: strategy, "
-        "allowedStrategies, mountPath, shmSize, pvc, hostPath, downloader, env, pvcHeadroomPercent",
+        "allowedStrategies, mountPath, shmSize, downloader, env, pvcHeadroomPercent, "
+        + ", ".join(s.settings_key for s in strategies.with_settings()),
         "ml.yaml: models.m.revison: unknown field; did you mean 'revision'? fields here: source, revision, size, "
         "sha256, authSecretName, include, strategy, ociPath, dragonfly",
         "ml.yaml: models.m.zzz: unknown field; fields here: source, revision, size, sha256, authSecretName, include, "

@@ -41,7 +41,7 @@ def test_example_policies_are_valid() -> None:
         (HEAD + "defaults: {shmsize: 1Gi}\n", "defaults.shmsize: unknown field"),
         # One formatter for policies and reviews (webhook/pydantic_errors.py): YAML's unquoted scalars.
         (HEAD + "defaults: {pvc: {claimName: 123}}\n", 'defaults.pvc.claimName: expected a string, got 123; quote the value in YAML: "123"'),
-        (HEAD + "models:\n  m: {source: hf://a/b, size: 1Gi, strategy: image}\n", "models.m: strategy image needs an oci:// source"),
+        (HEAD + "models:\n  m: {source: hf://a/b, size: 1Gi, strategy: image}\n", 'models.m: strategy "image" cannot serve a download'),
         (HEAD + "models:\n  m: {source: hf://a/b, size: 1Gi, sha256: xyz}\n", "models.m.sha256: String should match pattern"),
         ("apiVersion: model.cache/v1\nkind: ModelCachePolicy\n", "apiVersion: Input should be 'model.cache/v1alpha1', got 'model.cache/v1'"),
         ("models: [unclosed\n", "x.yaml: not valid YAML: line 2, column 1"),

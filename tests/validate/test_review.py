@@ -1,4 +1,4 @@
-"""webhook.validate.review.review(): what the server and the admission handlers call, with the real client and the fake API server."""
+"""webhook.admission.validating.review(): what the server and the admission handlers call, with the real client and the fake API server."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from tests.validate import pods
 from tests.validate.cluster import POLICY_ML, make_provider
 from tests.fakes import FakeApiServer
 from tests.helpers import pod_review
-from webhook.validate import review as validation
-from webhook.validate.policy_configmap import MAX_POLICY_PROBLEMS
-from webhook.validate.lookups import FactsProvider
+from webhook.admission import validating as validation
 from webhook.policy import PolicyStore, policy_problems
+from webhook.validate.lookups import FactsProvider
+from webhook.validate.policy_configmap import MAX_POLICY_PROBLEMS
 
 
 def review(store: PolicyStore, facts: FactsProvider | None, obj: dict, namespace: str = "ml",

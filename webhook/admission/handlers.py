@@ -12,15 +12,15 @@ from typing import Any
 
 from webhook.admission.patch import json_patch
 from webhook.admission.review import Answer
+from webhook.admission.validating import review
 from webhook.errors import Denied
+from webhook.facts import marker
+from webhook.facts.cluster import FactsSource
 from webhook.mutate import ModelResolver, after_native_sidecars, mutate_pod
-from webhook.objects import namespace_of
-from webhook.strategies import get as strategy_named
-from webhook.validate.facts import FactsSource
-from webhook.validate.review import review
-from webhook.validate.usage import injected_strategy
+from webhook.objects import annotations_of, namespace_of
 from webhook.validate.warnings import clean_warning
 from webhook.vocabulary import NAME
+
 
 WARN_ONLY_PREFIX = "model-cache (warn-only) would deny this pod: "
 
@@ -61,25 +61,25 @@ def answer_mutation(request: dict[str, Any], policies: ModelResolver, facts: Fac
         return _deny(answer, str(err), warn_only)
     if mutated is None or plan is None:
         return _sidecars_first(answer, pod)
-    strategy = strategy_named(plan.strategy)
+    strategy = plan.strategy
     keys = strategy.admission_lookups(namespace)
     if keys and facts is not None:
         denial = strategy.admission_denial(namespace, facts.gather(keys))
         if denial is not None:
             return _deny(answer, denial, warn_only)
     answer.patch = json_patch(pod, mutated)
-    answer.result, answer.strategy = "mutated", plan.strategy
+    answer.result, answer.strategy = "mutated", plan.strategy.name
     return answer
 
 
 def _sidecars_first(answer: Answer, pod: dict[str, Any]) -> Answer:
     """A pod we injected before, seen again because a later webhook changed
     it: our init containers back after any native sidecar it appended."""
-    marker = injected_strategy((pod.get("metadata") or {}).get("annotations") or {})
-    moved = after_native_sidecars(pod) if marker is not None else None
+    mark = marker.read(pod)
+    moved = after_native_sidecars(pod) if mark is not None else None
     if moved is not None:
         answer.patch = json_patch(pod, moved)
-        answer.result, answer.strategy = "mutated", marker[0]
+        answer.result, answer.strategy = "mutated", mark.strategy
     return answer
 
 
@@ -94,6 +94,6 @@ def answer_validation(request: dict[str, Any], policies: ModelResolver, facts: F
         return _deny(answer, outcome.message or "", warn_only)
     if outcome.findings:
         answer.result = "warned"
-    elif (((request.get("object") or {}).get("metadata") or {}).get("annotations") or {}).get(NAME):
+    elif annotations_of(request.get("object") or {}).get(NAME):
         answer.result = "allowed"
     return answer

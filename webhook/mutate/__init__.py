@@ -4,4 +4,5 @@ containers (the injected init containers), pod (the pod it gives)."""
 from webhook.mutate.plan import Plan, already_injected
 from webhook.mutate.pod import ModelResolver, after_native_sidecars, mutate, mutate_pod
 
+
 __all__ = ["ModelResolver", "Plan", "after_native_sidecars", "already_injected", "mutate", "mutate_pod"]

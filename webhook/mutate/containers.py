@@ -1,20 +1,16 @@
-"""The containers a mutation injects: the downloader, the OCI copy and the
-hostpath directory's preparation. Pure."""
+"""The containers a mutation injects for every strategy that fills its volume:
+the downloader and the OCI copy (what a strategy adds to give the downloader
+write access is its own). Pure."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from webhook.mutate.plan import Plan
-from webhook.strategies import get as strategy_named
+from webhook.strategies.base import init_container_mounts
 from webhook.strategies.images import image_reference
-from webhook.policy.schema import DragonflySettings
-from webhook.vocabulary import (CREDENTIAL_KEYS, DEFAULT_UID, DOWNLOADER, DRAGONFLY_MOUNT, DRAGONFLY_VOLUME, NO_TOKEN_VOLUME,
-                                OCI_COPY, PREPARE, TOKEN_PATH, VOLUME, VOLUME_ROOT)
-
-# What every injected init container mounts: the model volume whole, and
-# nothing at the token path.
-_MOUNTS = ({"name": VOLUME, "mountPath": VOLUME_ROOT}, {"name": NO_TOKEN_VOLUME, "mountPath": TOKEN_PATH, "readOnly": True})
+from webhook.vocabulary import (CREDENTIAL_KEYS, DOWNLOADER, DRAGONFLY_MOUNT, DRAGONFLY_VOLUME, NO_TOKEN_VOLUME, OCI_COPY,
+                                VOLUME_ROOT)
 
 
 def no_token_volume() -> dict[str, Any]:
@@ -22,25 +18,15 @@ def no_token_volume() -> dict[str, Any]:
     return {"name": NO_TOKEN_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}}
 
 
-def dragonfly(plan: Plan) -> DragonflySettings | None:
-    """The Dragonfly settings of this pod's download, or None: direct."""
-    if not plan.preload or not strategy_named(plan.strategy).peer_to_peer:
+def dragonfly_volume(plan: Plan) -> dict[str, Any] | None:
+    """The directory of the node's dfdaemon socket, when the downloader goes
+    through Dragonfly. DirectoryOrCreate: on a node without the daemon the pod
+    still starts, and the downloader says so and follows ifUnavailable."""
+    p2p = plan.strategy.dragonfly(plan.model) if plan.preload else None
+    if p2p is None:
         return None
-    return plan.model.dragonfly
-
-
-def dragonfly_volume(settings: DragonflySettings) -> dict[str, Any]:
-    """The directory of the node's dfdaemon socket. DirectoryOrCreate: on a
-    node without the daemon the pod still starts, and the downloader says so
-    and follows ifUnavailable."""
-    assert settings.socketPath is not None
-    directory = settings.socketPath.rsplit("/", 1)[0] or "/"
+    directory = p2p.socketPath.rsplit("/", 1)[0] or "/"
     return {"name": DRAGONFLY_VOLUME, "hostPath": {"path": directory, "type": "DirectoryOrCreate"}}
-
-
-def downloader_group(plan: Plan) -> int:
-    """The downloader's uid and gid (they are the same)."""
-    return plan.model.defaults.downloader.runAsUser or DEFAULT_UID
 
 
 def restricted_security_context(run_as_user: int | None) -> dict[str, Any]:
@@ -66,10 +52,9 @@ def downloader(plan: Plan) -> dict[str, Any]:
         args += ["--sha256", spec.sha256]
     if spec.include:
         args += ["--include", *spec.include]
-    mounts = [dict(m) for m in _MOUNTS]
-    p2p = dragonfly(plan)
+    mounts = init_container_mounts()
+    p2p = plan.strategy.dragonfly(model)
     if p2p is not None:
-        assert p2p.socketPath is not None and p2p.ifUnavailable is not None
         args += ["--dragonfly-socket", f"{DRAGONFLY_MOUNT}/{p2p.socketPath.rsplit('/', 1)[1]}",
                  "--dragonfly-if-unavailable", p2p.ifUnavailable]
         mounts.append({"name": DRAGONFLY_VOLUME, "mountPath": DRAGONFLY_MOUNT, "readOnly": True})
@@ -100,7 +85,7 @@ def downloader(plan: Plan) -> dict[str, Any]:
     }
     if d.resources is not None:
         container["resources"] = d.resources.model_dump(exclude_none=True)
-        strategy_named(plan.strategy).grow_downloader(container, model)
+        plan.strategy.grow_downloader(container, model)
     return container
 
 
@@ -113,33 +98,8 @@ def oci_copy(plan: Plan) -> dict[str, Any]:
         "imagePullPolicy": "IfNotPresent",
         # cp is in every modelcar base image (busybox, distroless/base-debug, ubi-micro).
         "command": ["cp", "-R", f"{source_dir}/.", f"{VOLUME_ROOT}/"],
-        "volumeMounts": [dict(m) for m in _MOUNTS],
+        "volumeMounts": init_container_mounts(),
         "securityContext": restricted_security_context(d.runAsUser),
-    }
-    if d.resources is not None:
-        container["resources"] = d.resources.model_dump(exclude_none=True)
-    return container
-
-
-def prepare(plan: Plan) -> dict[str, Any]:
-    """Makes the model's directory on the node (`<root>/<model>`, where the
-    downloader keeps its lock and partial download) the downloader's, 0755.
-    Root, because the kubelet created the hostPath root-owned; with no
-    capability but CHOWN and FOWNER, and touching nothing but that directory.
-    `install` is coreutils', in the downloader's image."""
-    d = plan.model.defaults.downloader
-    uid = str(downloader_group(plan))
-    container: dict[str, Any] = {
-        "name": PREPARE,
-        "image": d.image,
-        "imagePullPolicy": d.imagePullPolicy,
-        "command": ["install", "-d", "-o", uid, "-g", uid, "-m", "0755", f"{VOLUME_ROOT}/{plan.model.name}"],
-        "volumeMounts": [dict(m) for m in _MOUNTS],
-        "securityContext": {
-            "runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False, "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "FOWNER"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
     }
     if d.resources is not None:
         container["resources"] = d.resources.model_dump(exclude_none=True)

@@ -9,18 +9,15 @@ from typing import Any
 
 from webhook import quantity
 from webhook.download.archive.unpack import volume_size_needed
-from webhook.policy.schema import DragonflySettings, EffectiveDefaults, ModelSpec, PolicyDefaults
-from webhook.strategies import names as strategy_names
-from webhook.vocabulary import DEFAULT_IMAGE, DEFAULT_UID, DRAGONFLY_SOCKET
+from webhook.policy.schema import EffectiveDefaults, ModelSpec, PolicyDefaults
+from webhook.strategies import names as strategy_names, with_settings
+from webhook.vocabulary import DEFAULT_IMAGE, DEFAULT_UID
 
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "strategy": "pvc",
     "allowedStrategies": list(strategy_names()),
     "mountPath": "/model-cache",
     "shmSize": "1Gi",
-    "pvc": {"claimName": "model-cache"},
-    "hostPath": {"path": "/var/lib/model-cache", "requireNodePinning": False,
-                 "dragonfly": {"enabled": False, "socketPath": DRAGONFLY_SOCKET, "ifUnavailable": "direct"}},
     "downloader": {
         "image": DEFAULT_IMAGE,
         "imagePullPolicy": "IfNotPresent",
@@ -30,6 +27,8 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     },
     "env": {},
     "pvcHeadroomPercent": 20.0,
+    # Each strategy's own section, as the strategy declares it.
+    **{s.settings_key: dict(s.builtin_settings) for s in with_settings()},
 }
 
 
@@ -87,17 +86,6 @@ class ResolvedModel:
     @property
     def strategy(self) -> str:
         return self.spec.strategy or self.defaults.strategy
-
-    @property
-    def dragonfly(self) -> DragonflySettings | None:
-        """The Dragonfly settings its downloads follow on a strategy that takes
-        them (hostpath: the model's over the namespace's), or None when they go
-        straight to the origin."""
-        base = self.defaults.hostPath.dragonfly or DragonflySettings()
-        merged = _deep_merge(base.model_dump(exclude_none=True),
-                             self.spec.dragonfly.model_dump(exclude_none=True) if self.spec.dragonfly else {})
-        settings = DragonflySettings.model_validate(merged)
-        return settings if settings.enabled else None
 
     @property
     def cache_subpath(self) -> str:

@@ -6,32 +6,72 @@ ask that its pods be pinned to the cache nodes."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from types import MappingProxyType
+from typing import Any, Literal, Mapping
 
-from webhook.strategies.base import Strategy
-from webhook.validate.facts import ClusterFacts, LookupKey, NamespaceInfo
-from webhook.validate.finding import Finding
-from webhook.vocabulary import PSA_ENFORCE
+from webhook.facts.cluster import ClusterFacts, LookupKey, NamespaceInfo
+from webhook.facts.finding import Finding
+from webhook.facts.model import ModelView
+from webhook.facts.use import CacheUse
+from webhook.grammar import AbsolutePath, Section, setting
+from webhook.strategies.base import Strategy, downloader_uid, init_container_mounts
+from webhook.vocabulary import DRAGONFLY_SOCKET, PREPARE, PSA_ENFORCE, VOLUME_ROOT
 
-if TYPE_CHECKING:
-    from webhook.policy.resolved import ResolvedModel
-    from webhook.validate.usage import CacheUse
+
+class DragonflySettings(Section):
+    """hostpath downloads through the node's Dragonfly daemon (docs/dragonfly.md):
+    one origin download for all nodes. Per namespace under hostPath, per model
+    beside its source; merged field by field."""
+
+    enabled: bool | None = setting("bool", "turn it on")
+    socketPath: AbsolutePath | None = setting(
+        "absolute path", "dfdaemon's download socket as the node sees it; its directory is mounted read-only into "
+        "the downloader only")
+    ifUnavailable: Literal["direct", "refuse"] | None = setting(
+        "`direct` or `refuse`", "the daemon missing or unhealthy: download straight from the origin (one log line "
+        "says so), or fail the init container (the kubelet retries it)")
+
+
+class HostPathSettings(Section):
+    path: AbsolutePath | None = setting(
+        "absolute path", "the node directory of strategy `hostpath`; the kubelet creates it, and `model-cache-prepare` "
+        "gives each model's directory in it to the downloader "
+        "([below](#what-the-webhook-adds-so-the-downloader-can-write))")
+    requireNodePinning: bool | None = setting(
+        "bool", "warn when a `hostpath` pod has no nodeSelector or node affinity (its replicas would land on nodes "
+        "with a cold cache)")
+    dragonfly: DragonflySettings | None = setting(
+        "map", "send `hostpath` downloads through the node's Dragonfly daemon (dfdaemon): one origin download for "
+        "all nodes, peers serving each other ([dragonfly.md](dragonfly.md))")
 
 
 class HostPath(Strategy):
     name = "hostpath"
+    settings_key = "hostPath"
+    settings_model = HostPathSettings
+    builtin_settings = MappingProxyType({
+        "path": "/var/lib/model-cache", "requireNodePinning": False,
+        "dragonfly": {"enabled": False, "socketPath": DRAGONFLY_SOCKET, "ifUnavailable": "direct"}})
     volume_doc = "`hostPath` (`DirectoryOrCreate`) from the policy"
     init_doc = ("writes `<model>/<revision>/`, after `model-cache-prepare` (root, only CHOWN and FOWNER) "
                 "makes `<model>/` the downloader's")
     serving_doc = "mount it read-only at the mount path (`subPath`)"
     downloads = True
-    # The kubelet creates the directory root-owned (0755) and applies no
-    # fsGroup to hostPath volumes: without this the downloader cannot write.
-    prepares_directory = True
-    peer_to_peer = True
 
-    def volume(self, model: ResolvedModel) -> dict[str, Any]:
-        return {"hostPath": {"path": model.defaults.hostPath.path, "type": "DirectoryOrCreate"}}
+    def volume(self, model: ModelView) -> dict[str, Any]:
+        return {"hostPath": {"path": self.settings(model).path, "type": "DirectoryOrCreate"}}
+
+    def give_write_access(self, spec: dict[str, Any], model: ModelView) -> list[dict[str, Any]]:
+        # The kubelet creates the directory root-owned (0755) and applies no
+        # fsGroup to hostPath volumes: without this the downloader cannot write.
+        return [prepare(model)]
+
+    def dragonfly(self, model: ModelView) -> DragonflySettings | None:
+        base = self.settings(model).dragonfly or DragonflySettings()
+        own = getattr(model.spec, "dragonfly", None)
+        merged = {**base.model_dump(exclude_none=True), **(own.model_dump(exclude_none=True) if own else {})}
+        settings = DragonflySettings.model_validate(merged)
+        return settings if settings.enabled else None
 
     def admission_lookups(self, namespace: str) -> tuple[LookupKey, ...]:
         return (_namespace_key(namespace),)
@@ -43,9 +83,9 @@ class HostPath(Strategy):
     def lookups(self, use: CacheUse) -> dict[str, LookupKey]:
         return {"namespace": _namespace_key(use.namespace)}
 
-    def findings(self, use: CacheUse, model: ResolvedModel, facts: ClusterFacts) -> list[Finding]:
+    def findings(self, use: CacheUse, model: ModelView, facts: ClusterFacts) -> list[Finding]:
         out: list[Finding] = []
-        if model.defaults.hostPath.requireNodePinning and not _pinned(use.spec):
+        if self.settings(model).requireNodePinning and not _pinned(use.spec):
             out.append(Finding("hostpath-unpinned", (
                 f"model {model.name} uses hostpath but the pod has no nodeSelector or nodeAffinity: "
                 f"pin it to the cache nodes (policy rule)"
@@ -61,6 +101,31 @@ class HostPath(Strategy):
 
 
 STRATEGY = HostPath()
+
+
+def prepare(model: ModelView) -> dict[str, Any]:
+    """Makes the model's directory on the node (`<root>/<model>`, where the
+    downloader keeps its lock and partial download) the downloader's, 0755.
+    Root, because the kubelet created the hostPath root-owned; with no
+    capability but CHOWN and FOWNER, and touching nothing but that directory.
+    `install` is coreutils', in the downloader's image."""
+    d = model.defaults.downloader
+    uid = str(downloader_uid(model))
+    container: dict[str, Any] = {
+        "name": PREPARE,
+        "image": d.image,
+        "imagePullPolicy": d.imagePullPolicy,
+        "command": ["install", "-d", "-o", uid, "-g", uid, "-m", "0755", f"{VOLUME_ROOT}/{model.name}"],
+        "volumeMounts": init_container_mounts(),
+        "securityContext": {
+            "runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False, "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "FOWNER"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if d.resources is not None:
+        container["resources"] = d.resources.model_dump(exclude_none=True)
+    return container
 
 
 def _namespace_key(namespace: str) -> LookupKey:

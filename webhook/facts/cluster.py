@@ -21,7 +21,7 @@ class LookupKey:
 
 
 class FactsSource(Protocol):
-    """Where the facts come from (lookups.FactsProvider in the server)."""
+    """Where the facts come from (validate.lookups.FactsProvider in the server)."""
 
     def gather(self, keys: Iterable[LookupKey]) -> dict[LookupKey, Any]: ...
 

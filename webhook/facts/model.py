@@ -1,0 +1,53 @@
+"""The model as one namespace sees it, as the strategies and the validating
+half read it: its policy entry (`spec`) and the merged `defaults`. The policy
+(webhook/policy/resolved.py, ResolvedModel) builds it; described here as a
+Protocol so that what reads it sits below the policy that makes it."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Protocol
+
+
+class ModelSpecView(Protocol):
+    """A model's entry in the policy (policy.schema.ModelSpec)."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def size(self) -> str: ...
+    @property
+    def revision(self) -> str | None: ...
+    @property
+    def sha256(self) -> str | None: ...
+    @property
+    def authSecretName(self) -> str | None: ...
+    @property
+    def include(self) -> list[str] | None: ...
+    @property
+    def ociPath(self) -> str | None: ...
+    @property
+    def is_oci(self) -> bool: ...
+
+
+class ModelView(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def spec(self) -> ModelSpecView: ...
+    @property
+    def defaults(self) -> Any:
+        """The merged defaults (policy.schema.EffectiveDefaults): the shared
+        fields, and one field per strategy's settings, named by its key."""
+    @property
+    def revision(self) -> str: ...
+    @property
+    def size_bytes(self) -> Decimal: ...
+    @property
+    def volume_bytes(self) -> Decimal: ...
+    @property
+    def strategy(self) -> str: ...
+    @property
+    def cache_subpath(self) -> str: ...
