@@ -249,6 +249,10 @@ class DragonflySource:
             except TransientError as err:
                 self._count_failure(f, got, str(err))
                 raise
+            if f.size is not None and offset + got < f.size:
+                reason = f"dfdaemon: {f.path}: the stream ended after {offset + got} of {f.size} bytes"
+                self._count_failure(f, got, reason)
+                raise TransientError(reason)
             if f.size is not None and f.size >= PIECE_LENGTH:
                 self._say_sources(f, state)
 
@@ -305,6 +309,8 @@ def _pieces(stream, state: dict[str, int]) -> Iterator[tuple[int, bytes]]:  # no
         if not response.HasField("download_piece_finished_response"):
             continue
         piece = response.download_piece_finished_response.piece
+        if piece.length and not piece.content:
+            raise TransientError(f"dfdaemon sent piece {piece.number} without its content (need_piece_content)")
         kind = {0: "origin", 1: "peer", 2: "local"}.get(piece.traffic_type, "peer")
         state[kind] += piece.length
         yield piece.offset, piece.content
