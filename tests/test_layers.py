@@ -10,6 +10,7 @@ knot a reader meets all the same)."""
 from __future__ import annotations
 
 import ast
+import re
 import json
 import subprocess
 import sys
@@ -211,3 +212,17 @@ def test_the_layer_check_finds_an_upward_import_and_a_room_on_no_layer(tmp_path:
     (pkg / "stray.py").write_text("")
     assert upward_imports(pkg, ("pkg", "low", "high")) == [
         "room stray is on no layer: add it to LAYERS", "pkg/low/a.py:3: pkg.low.a -> pkg.high"]
+
+
+def test_docs_architecture_names_every_room_in_its_layer_and_only_paths_that_exist() -> None:
+    """docs/architecture.md's table lists the rooms in LAYERS' order, and every
+    module it names (`webhook/x/y.py`, `x/y.py`, `x/y.name`) exists."""
+    doc = (WEBHOOK.parent / "docs" / "architecture.md").read_text()
+    rows = [line for line in doc.splitlines() if line.startswith("| ") and "`" in line.split("|")[2]]
+    listed = [name.strip(" `/") for row in rows for name in row.split("|")[2].split(", ")]
+    assert [("webhook" if r == "__init__" else r) for r in listed] == list(LAYERS)
+    folders = "|".join(p.name for p in WEBHOOK.iterdir() if p.is_dir() and not p.name.startswith("_"))
+    named = set(re.findall(rf"`(?:webhook/)?((?:{folders})/[\w/]+)", doc))
+    assert len(named) > 20, named
+    for path in named:
+        assert (WEBHOOK / path).is_dir() or (WEBHOOK / f"{path}.py").exists(), f"docs/architecture.md names {path}"

@@ -4,16 +4,21 @@ the namespace's allowed ones, files the kustomization leaves out (issue 12)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import textwrap
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.helpers import MODEL_CACHE, POLICIES
 from webhook import strategies
-from webhook.policy import check_paths, check_texts
+from webhook.errors import Denied
+from webhook.mutate.annotations import InjectionRequest
+from webhook.mutate.pod import mutate
+from webhook.policy import ResolvedModel, check_paths, check_texts, merge_defaults, parse_policy
 HEAD = "apiVersion: model.cache/v1alpha1\nkind: ModelCachePolicy\n"
 
 
@@ -68,6 +73,8 @@ def test_a_single_file_is_merged_with_its_sibling_default(tmp_path: Path) -> Non
     result = run(tmp_path / "ml.yaml")
     assert result.returncode == 1
     assert "models.m.strategy: memory is not in this namespace's allowedStrategies (pvc)" in result.stderr
+    # The summary comes whatever the outcome (docs/cli.md), on stdout.
+    assert result.stdout == f"{tmp_path / 'ml.yaml'}: 1 policy file(s) read, 1 error and 1 warning\n"
 
 
 def test_a_file_the_kustomization_leaves_out_is_an_error(tmp_path: Path) -> None:
@@ -130,6 +137,10 @@ def test_an_hf_revision_that_is_not_a_commit_is_a_warning(tmp_path: Path) -> Non
         f"{tmp_path}/ml.yaml: models.short.revision: '0e9e39f' is a branch or tag, {advice}"]
     result = run(tmp_path / "ml.yaml")
     assert result.returncode == 0  # a warning, not an error
+    assert result.stdout == f"{tmp_path / 'ml.yaml'}: 1 policy file(s) read, 4 warnings; valid\n"
+    strict = subprocess.run([MODEL_CACHE, "policy", "check", "--strict", str(tmp_path / "ml.yaml")],
+                            capture_output=True, text=True)
+    assert strict.returncode == 1 and strict.stdout == result.stdout  # --strict: a warning is a finding
     assert result.stderr.splitlines()[0] == f"warning: {tmp_path}/ml.yaml: models.branch.revision: 'main' is a " \
                                             f"branch or tag, {advice}"
     # The ConfigMap review repeats check_texts without the advice: it stays as it was.
@@ -162,3 +173,24 @@ def test_output_json_and_yaml(tmp_path: Path) -> None:
     assert found["ok"] is True and found["files"] == 1 and found["errors"] == []
     assert [(w["code"], w["message"].split(":")[0]) for w in found["warnings"]] == [
         ("unpinned-revision", f"models.{m}.revision") for m in ("branch", "tag", "unset", "short")]
+
+
+@pytest.mark.parametrize("name", strategies.names())
+def test_policy_check_and_the_mutation_agree_on_what_a_strategy_cannot_serve(name: str) -> None:
+    """A policy that picks strategy NAME with nothing but built-in settings:
+    `policy check` reports what the strategy says makes it unusable (a setting it
+    needs) exactly when the mutation denies a pod for it, in the same words."""
+    source = "oci://r.example.com/m@sha256:" + "0" * 64 if strategies.get(name).oci_source else "hf://a/b"
+    text = HEAD + f"defaults: {{strategy: {name}}}\nmodels:\n  m: {{source: '{source}', size: 1Gi}}\n"
+    report = check_texts({"ml.yaml": text})
+    policy = parse_policy(text, "ml.yaml")
+    model = ResolvedModel("m", "ml", policy.models["m"], merge_defaults(policy.defaults), "ml.yaml")
+    reason = strategies.unusable(name, model)
+    pod = {"metadata": {"annotations": {"model.cache/name": "m"}}, "spec": {"containers": [{"name": "c"}]}}
+    if reason is None:
+        assert report.errors == []
+        assert mutate(pod, InjectionRequest("m"), model)[0] is not None
+    else:
+        assert report.errors == [f"ml.yaml: models.m: {reason}; every pod asking for m would be denied"]
+        with pytest.raises(Denied, match=re.escape(reason)):
+            mutate(pod, InjectionRequest("m"), model)

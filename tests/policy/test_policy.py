@@ -10,6 +10,7 @@ import pytest
 
 from tests.helpers import MODEL_CACHE
 from tests.helpers import POLICIES
+from webhook import strategies
 from webhook.errors import Denied
 from webhook.download.uri import parse_source
 from webhook.policy import PolicyStore, policy_problems
@@ -35,7 +36,8 @@ def test_example_policies_are_valid() -> None:
         (HEAD + "models:\n  m: {source: hf://a/b/c, size: 1Gi}\n", "models.m.source: 'hf://a/b/c': expected hf://ORG/REPO, hf://REPO or hf://datasets/ORG/REPO"),
         (HEAD + "models:\n  m: {source: 's3://', size: 1Gi}\n", "models.m.source: 's3://' names no repository, bucket"),
         (HEAD + "models:\n  m: {source: hf://a/b}\n", "models.m.size: required field is missing"),
-        (HEAD + "defaults: {strategy: nfs}\n", "defaults.strategy: Input should be 'pvc', 'hostpath', 'memory', 'oci' or 'image', got 'nfs'"),
+        (HEAD + "defaults: {strategy: tape}\n", "defaults.strategy: Input should be "
+         + ", ".join(f"'{n}'" for n in strategies.names()[:-1]) + f" or '{strategies.names()[-1]}', got 'tape'"),
         (HEAD + "defaults: {mountPath: models}\n", "defaults.mountPath: 'models' must be an absolute path"),
         (HEAD + "defaults: {pvc: {claimName: Models_PVC}}\n", "defaults.pvc.claimName: 'Models_PVC' is not a valid Kubernetes object name"),
         (HEAD + "defaults: {shmsize: 1Gi}\n", "defaults.shmsize: unknown field"),

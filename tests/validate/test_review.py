@@ -229,7 +229,7 @@ def test_valid_policy_configmap_passes(store: PolicyStore) -> None:
 
 
 def test_bad_policy_is_denied_with_policy_check_messages(store: PolicyStore) -> None:
-    bad = POLICY_ML.replace("size: 16Gi", "size: sixteen").replace("strategy: pvc", "strategy: nfs")
+    bad = POLICY_ML.replace("size: 16Gi", "size: sixteen").replace("strategy: pvc", "strategy: tape")
     outcome = review(store, None, policy_configmap({"ml.yaml": bad, "_default.yaml": "kind: [unclosed"}),
                      kind="ConfigMap", namespace="model-cache", operation="UPDATE")
     assert not outcome.allowed

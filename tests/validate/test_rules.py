@@ -13,7 +13,7 @@ from webhook.facts.finding import Finding
 from webhook.facts.use import describe
 from webhook.mutate import mutate_pod
 from webhook.policy import PolicyStore
-from webhook.strategies.images import tag_findings
+from webhook.strategies.image_source import tag_findings
 from webhook.strategies.pvc import claim_name
 from webhook.validate import warnings
 from webhook.validate import rules as checks

@@ -20,6 +20,11 @@ class LookupKey:
     name: str  # for kind "limits": the namespace (its LimitRanges and ResourceQuotas, listed)
 
 
+def namespace_key(namespace: str) -> LookupKey:
+    """The lookup of NAMESPACE itself (its labels: the Pod Security level it enforces)."""
+    return LookupKey("namespace", namespace, namespace)
+
+
 class FactsSource(Protocol):
     """Where the facts come from (validate.lookups.FactsProvider in the server)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from webhook.download.uri import scheme_of
 from webhook.facts import marker
 from webhook.facts.model import ModelView
 from webhook.vocabulary import DOWNLOADER, INJECTED_CONTAINERS, OCI_COPY, VOLUME, required_credential_keys
@@ -74,7 +75,7 @@ def describe(pod: Mapping[str, Any], model: ModelView, namespace: str) -> CacheU
     inits = {c.get("name") for c in _containers(spec, "initContainers")}
     volume = next((v for v in spec.get("volumes") or [] if v.get("name") == VOLUME), None)
     mounted_by = tuple(c.get("name", "") for c in containers if _mounts(c, VOLUME))
-    scheme = model.spec.source.split("://", 1)[0]
+    scheme = scheme_of(model.spec.source)
     secret = model.spec.authSecretName
     strategy = mark.strategy if mark else model.strategy
     preload = DOWNLOADER in inits

@@ -1,4 +1,4 @@
-"""The pure mutation: request (a pod's annotations), plan (what to inject),
+"""The pure mutation: annotations (a pod's model.cache/* read into a request), plan (what to inject),
 containers (the injected init containers), pod (the pod it gives)."""
 
 from webhook.mutate.plan import Plan, already_injected

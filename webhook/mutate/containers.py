@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from webhook.download.uri import scheme_of
 from webhook.mutate.plan import Plan
-from webhook.strategies.base import init_container_mounts
-from webhook.strategies.images import image_reference
+from webhook.strategies.base import give_downloader_resources, init_container_mounts
+from webhook.strategies.image_source import image_reference
 from webhook.vocabulary import (CREDENTIAL_KEYS, DOWNLOADER, DRAGONFLY_MOUNT, DRAGONFLY_VOLUME, NO_TOKEN_VOLUME, OCI_COPY,
                                 VOLUME_ROOT)
 
@@ -65,7 +66,7 @@ def downloader(plan: Plan) -> dict[str, Any]:
     ]
     if spec.authSecretName:
         env.append({"name": "MODEL_CACHE_AUTH_SECRET", "value": spec.authSecretName})
-        scheme = spec.source.split("://", 1)[0]
+        scheme = scheme_of(spec.source)
         for key, optional in CREDENTIAL_KEYS.get(scheme, ()):
             ref: dict[str, Any] = {"name": spec.authSecretName, "key": key}
             if optional:
@@ -83,8 +84,8 @@ def downloader(plan: Plan) -> dict[str, Any]:
         "volumeMounts": mounts,
         "securityContext": restricted_security_context(d.runAsUser),
     }
-    if d.resources is not None:
-        container["resources"] = d.resources.model_dump(exclude_none=True)
+    give_downloader_resources(container, model)
+    if "resources" in container:
         plan.strategy.grow_downloader(container, model)
     return container
 
@@ -101,6 +102,5 @@ def oci_copy(plan: Plan) -> dict[str, Any]:
         "volumeMounts": init_container_mounts(),
         "securityContext": restricted_security_context(d.runAsUser),
     }
-    if d.resources is not None:
-        container["resources"] = d.resources.model_dump(exclude_none=True)
+    give_downloader_resources(container, plan.model)
     return container

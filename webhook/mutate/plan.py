@@ -10,7 +10,7 @@ from webhook import strategies
 from webhook.errors import Denied
 from webhook.facts import marker
 from webhook.facts.marker import Marker
-from webhook.mutate.request import InjectionRequest
+from webhook.mutate.annotations import InjectionRequest
 from webhook.policy import ResolvedModel
 from webhook.strategies.base import Strategy
 from webhook.vocabulary import INJECTED_CONTAINERS, STRATEGY

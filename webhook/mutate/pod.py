@@ -13,10 +13,10 @@ from typing import Any, Protocol
 from webhook import quantity
 from webhook.errors import Denied
 from webhook.facts import marker
-from webhook.mutate import request as annotations
+from webhook.mutate import annotations
+from webhook.mutate.annotations import InjectionRequest
 from webhook.mutate.containers import downloader, dragonfly_volume, no_token_volume, oci_copy
 from webhook.mutate.plan import Plan, Pod, already_injected, make_plan
-from webhook.mutate.request import InjectionRequest
 from webhook.objects import annotations_of
 from webhook.policy import ResolvedModel
 from webhook.vocabulary import (CACHE_PATH_ENV, DRAGONFLY_VOLUME, INJECTED_CONTAINERS, MIRROR, NO_TOKEN_VOLUME, SHM_PATH,

@@ -10,11 +10,12 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, create_model, model_validator
 
 from webhook.download.errors import UsageError as SourceError
-from webhook.download.uri import parse_source
+from webhook.download.uri import parse_source, scheme_of
 from webhook.grammar import AbsolutePath, EnvMap, ObjectName, Quantity, Section
 from webhook.strategies import names as strategy_names, unfit_source, with_settings
-from webhook.strategies.images import OCI_SCHEME
+from webhook.strategies.image_source import OCI_SCHEME
 from webhook.strategies.hostpath import DragonflySettings
+
 
 # Model names and revisions become path components and annotation values.
 _PATH_COMPONENT = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,126}[A-Za-z0-9])?$")
@@ -27,8 +28,7 @@ _SOURCE_SCHEMES = (*_DOWNLOAD_SCHEMES, OCI_SCHEME)
 def _check_source(value: str) -> str:
     if not value.startswith(_SOURCE_SCHEMES):
         raise ValueError(f"{value!r} has an unsupported scheme; use one of hf://, s3://, https://, http://, oci://")
-    rest = value.split("://", 1)[1]
-    if not rest.strip("/"):
+    if not value.removeprefix(f"{scheme_of(value)}://").strip("/"):
         raise ValueError(f"{value!r} names no repository, bucket, URL or image")
     if value.startswith(_DOWNLOAD_SCHEMES):
         try:

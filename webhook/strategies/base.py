@@ -27,7 +27,7 @@ class Strategy:
     settings_key: str | None = None
     settings_model: type[Section] | None = None
     builtin_settings: Mapping[str, Any] = MappingProxyType({})
-    # One cell each of the table in docs/strategies.md (DESIGN.md, "What a mutation adds").
+    # One cell each of the table in docs/strategies.md, which is generated from them.
     volume_doc: str
     init_doc: str
     serving_doc: str
@@ -96,6 +96,14 @@ class Strategy:
 def downloader_uid(model: ModelView) -> int:
     """The downloader's uid and gid (they are the same)."""
     return model.defaults.downloader.runAsUser or DEFAULT_UID
+
+
+def give_downloader_resources(container: dict[str, Any], model: ModelView) -> None:
+    """The policy's downloader resources (where set) on CONTAINER: every
+    container we inject runs with them."""
+    resources = model.defaults.downloader.resources
+    if resources is not None:
+        container["resources"] = resources.model_dump(exclude_none=True)
 
 
 def init_container_mounts() -> list[dict[str, Any]]:

@@ -9,12 +9,12 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any, Literal, Mapping
 
-from webhook.facts.cluster import ClusterFacts, LookupKey, NamespaceInfo
+from webhook.facts.cluster import ClusterFacts, LookupKey, NamespaceInfo, namespace_key
 from webhook.facts.finding import Finding
 from webhook.facts.model import ModelView
 from webhook.facts.use import CacheUse
 from webhook.grammar import AbsolutePath, Section, setting
-from webhook.strategies.base import Strategy, downloader_uid, init_container_mounts
+from webhook.strategies.base import Strategy, downloader_uid, give_downloader_resources, init_container_mounts
 from webhook.vocabulary import DRAGONFLY_SOCKET, PREPARE, PSA_ENFORCE, VOLUME_ROOT
 
 
@@ -74,14 +74,14 @@ class HostPath(Strategy):
         return settings if settings.enabled else None
 
     def admission_lookups(self, namespace: str) -> tuple[LookupKey, ...]:
-        return (_namespace_key(namespace),)
+        return (namespace_key(namespace),)
 
     def admission_denial(self, namespace: str, found: Mapping[LookupKey, Any]) -> str | None:
-        fact = found.get(_namespace_key(namespace))
+        fact = found.get(namespace_key(namespace))
         return pod_security_denial(fact) if isinstance(fact, NamespaceInfo) else None
 
     def lookups(self, use: CacheUse) -> dict[str, LookupKey]:
-        return {"namespace": _namespace_key(use.namespace)}
+        return {"namespace": namespace_key(use.namespace)}
 
     def findings(self, use: CacheUse, model: ModelView, facts: ClusterFacts) -> list[Finding]:
         out: list[Finding] = []
@@ -123,13 +123,8 @@ def prepare(model: ModelView) -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
-    if d.resources is not None:
-        container["resources"] = d.resources.model_dump(exclude_none=True)
+    give_downloader_resources(container, model)
     return container
-
-
-def _namespace_key(namespace: str) -> LookupKey:
-    return LookupKey("namespace", namespace, namespace)
 
 
 def _pinned(spec: Mapping[str, Any]) -> bool:

@@ -11,7 +11,7 @@ from webhook.facts.finding import Finding
 from webhook.facts.model import ModelView
 from webhook.facts.use import CacheUse
 from webhook.strategies.base import Strategy
-from webhook.strategies.images import image_reference, tag_findings
+from webhook.strategies.image_source import image_reference, tag_findings
 
 
 class Image(Strategy):

@@ -11,7 +11,7 @@ from webhook.facts.finding import Finding
 from webhook.facts.model import ModelView
 from webhook.facts.use import CacheUse
 from webhook.strategies.base import Strategy
-from webhook.strategies.images import tag_findings
+from webhook.strategies.image_source import tag_findings
 from webhook.vocabulary import OCI_COPY
 
 
