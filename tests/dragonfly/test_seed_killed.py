@@ -6,7 +6,6 @@ A swarm of its own: the session's keeps its seed."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -15,7 +14,7 @@ import pytest
 from tests.apiserver.controlplane import wait_for
 from tests.download.origin import Origin
 from tests.download.support import model_files
-from tests.dragonfly.support import COMMIT, MiB, env_for, finish, hub_model, start, through, weights_served
+from tests.dragonfly.support import MiB, env_for, finish, hub_model, start, through, weights_served
 from tests.dragonfly.swarm import Swarm, running_swarm
 
 
@@ -28,13 +27,14 @@ def own_swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swarm]:
 
 def test_seed_killed_mid_download(own_swarm: Swarm, origin: Origin, dl_env: dict[str, str], tmp_path: Path) -> None:
     repo = hub_model(origin, "seedkill", big=32 * MiB)
-    gate = origin.gates.setdefault(f"/org/seedkill/resolve/{COMMIT}/model.safetensors", threading.Event())
+    origin.throttle = 0.02  # about 3 MB/s: the seed is still fetching when it is killed
     env = env_for(dl_env, origin)
     nodes = [own_swarm.daemons["node1"], own_swarm.daemons["node2"]]
     procs = [start(env, "seedkill", tmp_path / n.name / "seedkill" / "main", *through(n)) for n in nodes]
-    wait_for("the seed to start fetching the weights", lambda: weights_served(origin, "seedkill") > 0, timeout=60)
+    wait_for("the seed to fetch a piece of the weights", lambda: weights_served(origin, "seedkill") > 4 * MiB,
+             timeout=60)
     own_swarm.kill(own_swarm.daemons["seed"])
-    gate.set()
+    origin.throttle = 0.0
     for p, n in zip(procs, nodes):
         code, out = finish(p)
         assert code == 0, out
