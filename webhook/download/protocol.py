@@ -46,6 +46,8 @@ class Settings:
     poll: float = 1.0              # waiters' marker poll
     retries: int = 8
     backoff: float = 1.0
+    dragonfly_socket: str | None = None    # the node's dfdaemon socket: fetch through Dragonfly
+    dragonfly_if_unavailable: str = "direct"
     out: TextIO = field(default=sys.stdout)
 
 
@@ -211,7 +213,8 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
 
     try:
         say(s.out, f"downloading {s.source} (revision {s.revision}) into {s.dest}")
-        source = make_source(spec, revision=s.revision, sha256=s.sha256, include=s.include, stall=s.stall, jobs=s.jobs)
+        source = make_source(spec, revision=s.revision, sha256=s.sha256, include=s.include, stall=s.stall, jobs=s.jobs,
+                             dragonfly_socket=s.dragonfly_socket, dragonfly_if_unavailable=s.dragonfly_if_unavailable)
         listing = source.listing()
         poll()
         _clean_leftovers(layout)
