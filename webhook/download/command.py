@@ -45,6 +45,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
         heartbeat=args.heartbeat, stale_after=args.stale_after, progress_interval=args.progress_interval,
         poll=_env_float("MODEL_CACHE_POLL_SECONDS", 1.0),
         retries=int(_env_float("MODEL_CACHE_RETRIES", 8)), backoff=_env_float("MODEL_CACHE_RETRY_BACKOFF", 1.0),
+        dragonfly_socket=args.dragonfly_socket or None, dragonfly_if_unavailable=args.dragonfly_if_unavailable,
     )
     try:
         return run(settings)
@@ -125,7 +126,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--stale-after", type=float, default=_env_float("MODEL_CACHE_STALE_SECONDS", 60),
                    help="seconds without a heartbeat before a lock is taken over (default 60)")
     d.add_argument("--progress-interval", type=float, default=_env_float("MODEL_CACHE_PROGRESS_SECONDS", 5),
-                   help="seconds between progress lines (default 5)")
+                   help="seconds between progress lines, independent of --heartbeat (default 5); on a "
+                        "terminal, stderr shows a live bar instead")
+    d.add_argument("--dragonfly-socket", default=os.environ.get("MODEL_CACHE_DRAGONFLY_SOCKET"), metavar="PATH",
+                   help="fetch through the node's Dragonfly daemon (dfdaemon) at this socket: one origin download "
+                        "for all nodes (docs/dragonfly.md)")
+    d.add_argument("--dragonfly-if-unavailable", choices=("direct", "refuse"),
+                   default=os.environ.get("MODEL_CACHE_DRAGONFLY_IF_UNAVAILABLE", "direct"),
+                   help="the daemon missing or unhealthy: download straight from the origin (default), or fail")
     d.set_defaults(func=_cmd_download)
 
     g = subparsers.add_parser("gc", help="evict least recently used models from a cache volume",
