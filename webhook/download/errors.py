@@ -20,7 +20,7 @@ EXIT_CHECKSUM = 6
 EXIT_NETWORK = 7
 EXIT_LOCK = 8
 EXIT_WONT_FIT = 9  # the volume is too small for the model even when empty: a restart cannot help
-EXIT_ARCHIVE_BUDGET = 12  # an archive unpacks to more than the policy's size allows (10 and 11: issue 26's)
+EXIT_ARCHIVE_BUDGET = 10  # an archive unpacks to more than the policy's size allows
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports
 
 
