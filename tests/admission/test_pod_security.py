@@ -60,7 +60,9 @@ def test_injected_where_allowed_or_unknown(store: PolicyStore, facts: Facts | No
 
 def test_other_strategies_do_not_ask(store: PolicyStore) -> None:
     facts = Facts({"pod-security.kubernetes.io/enforce": "restricted"})
-    answer = answer_mutation(pod_review(golden_pod("vllm-gpu-pvc"), uid="p")["request"], store, facts)
+    pod = golden_pod("vllm-gpu-pvc")
+    del pod["metadata"]["ownerReferences"]  # a bare pod: a replica's warnings would ask for its PVC (issue 30)
+    answer = answer_mutation(pod_review(pod, uid="p")["request"], store, facts)
     assert answer.allowed is True and facts.asked == 0
 
 

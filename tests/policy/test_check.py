@@ -73,6 +73,8 @@ def test_a_single_file_is_merged_with_its_sibling_default(tmp_path: Path) -> Non
     result = run(tmp_path / "ml.yaml")
     assert result.returncode == 1
     assert "models.m.strategy: memory is not in this namespace's allowedStrategies (pvc)" in result.stderr
+    # The summary comes whatever the outcome (docs/cli.md), on stdout.
+    assert result.stdout == f"{tmp_path / 'ml.yaml'}: 1 policy file(s) read, 1 error and 1 warning\n"
 
 
 def test_a_file_the_kustomization_leaves_out_is_an_error(tmp_path: Path) -> None:
@@ -135,6 +137,10 @@ def test_an_hf_revision_that_is_not_a_commit_is_a_warning(tmp_path: Path) -> Non
         f"{tmp_path}/ml.yaml: models.short.revision: '0e9e39f' is a branch or tag, {advice}"]
     result = run(tmp_path / "ml.yaml")
     assert result.returncode == 0  # a warning, not an error
+    assert result.stdout == f"{tmp_path / 'ml.yaml'}: 1 policy file(s) read, 4 warnings; valid\n"
+    strict = subprocess.run([MODEL_CACHE, "policy", "check", "--strict", str(tmp_path / "ml.yaml")],
+                            capture_output=True, text=True)
+    assert strict.returncode == 1 and strict.stdout == result.stdout  # --strict: a warning is a finding
     assert result.stderr.splitlines()[0] == f"warning: {tmp_path}/ml.yaml: models.branch.revision: 'main' is a " \
                                             f"branch or tag, {advice}"
     # The ConfigMap review repeats check_texts without the advice: it stays as it was.

@@ -6,20 +6,14 @@ can gate on it."""
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
-from webhook.cli.inject import load_store, read_objects
 from webhook.cli.output import emit
+from webhook.errors import EXIT_FINDINGS
 from webhook.explain import Verdict, explain_object
 from webhook.objects import pod_kinds
-
-
-def _facts_from_cluster():  # type: ignore[no-untyped-def]
-    """The cluster's PVCs and Secrets (key names only), as the webhook reads them."""
-    from webhook.validate.lookups import create_facts_provider
-
-    return create_facts_provider()
+from webhook.policy import PolicyStore
+from webhook.facts.cluster import FactsSource
 
 
 def format_verdict(v: Verdict) -> str:
@@ -34,17 +28,17 @@ def verdict_document(v: Verdict) -> dict[str, Any]:
     return {**asdict(v), "failed": v.failed}
 
 
-def run_explain(file: str, namespace: str | None, policies: Path, cluster_facts: bool = False,
-                downloader_image: str | None = None, output: str = "text") -> int:
-    store = load_store(policies, downloader_image)
-    facts = _facts_from_cluster() if cluster_facts else None
-    verdicts = [v for obj in read_objects(file) for v in explain_object(obj, namespace, store, facts)]
-    failed = any(v.failed for v in verdicts)
+def run_explain(docs: list[dict[str, Any]], namespace: str, store: PolicyStore, facts: FactsSource | None = None,
+                output: str = "text", strict: bool = False, source: str = "the input") -> int:
+    """STRICT: a validating warning is a finding too (exit 1). SOURCE: what
+    DOCS were read from, for the message when it holds no pod."""
+    verdicts = [v for obj in docs for v in explain_object(obj, namespace, store, facts)]
+    failed = any(v.failed or (strict and v.warnings) for v in verdicts)
 
     def text() -> str:
         if not verdicts:
-            return f"{file}: no Pod or pod template ({', '.join(pod_kinds())})"
+            return f"{source}: no Pod or pod template ({', '.join(pod_kinds())})"
         return "\n".join(format_verdict(v) for v in verdicts)
 
     emit({"ok": not failed, "verdicts": [verdict_document(v) for v in verdicts]}, output, text)
-    return 1 if failed else 0
+    return EXIT_FINDINGS if failed else 0

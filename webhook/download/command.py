@@ -113,7 +113,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--stale-after", type=float, default=_env_float("MODEL_CACHE_STALE_SECONDS", 60),
                    help="seconds without a heartbeat before a lock is taken over (default 60)")
     d.add_argument("--progress-interval", type=float, default=_env_float("MODEL_CACHE_PROGRESS_SECONDS", 5),
-                   help="seconds between progress lines (default 5)")
+                   help="seconds between progress lines, independent of --heartbeat (default 5); on a "
+                        "terminal, stderr shows a live bar instead")
     d.set_defaults(func=_cmd_download)
 
     g = subparsers.add_parser("gc", help="evict least recently used models from a cache volume",

@@ -20,7 +20,7 @@ from webhook.download.verify.checks import how_verified, summary
 from webhook.download.errors import WriteError
 from webhook.download.volume.checked_io import is_disk_full, tree_size, write_file_atomic
 from webhook.download.volume.lock import Lock, StaleWatch, break_lock, current_owner, holder_is_dead, read_lock
-from webhook.download.progress import Progress, Ticker, format_line, read_progress
+from webhook.download.progress import Progress, Ticker, format_line, read_progress, terminal_bar
 from webhook.download.volume.publish import Layout, build_marker, list_tree, publish, read_marker, touch_marker
 from webhook.download.progress import format_duration
 from webhook.download.remote import FileRecord
@@ -200,7 +200,8 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
     progress = Progress()
     listing = None
     label = f"{layout.parent.name}/{s.dest.name}"
-    ticker = Ticker(label, progress, lock.heartbeat, s.heartbeat, s.progress_interval, layout.progress, s.out)
+    ticker = Ticker(label, progress, lock.heartbeat, s.heartbeat, s.progress_interval, layout.progress, s.out,
+                    bar=terminal_bar(label))
     ticker.start()
     started = time.monotonic()
 
@@ -263,7 +264,7 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
             pass
     took = time.monotonic() - started
     snap = progress.snapshot()
-    rate = snap.fetched / took / 1e6 if took > 0 else 0.0
+    rate = snap.fetched / took if took > 0 else 0.0
     say(s.out, f"{s.dest} is complete: {len(records)} files, {format_bytes(marker['total_size'])}; fetched "
-               f"{format_bytes(snap.fetched)} in {format_duration(took)} ({rate:.1f} MB/s)")
+               f"{format_bytes(snap.fetched)} in {format_duration(took)} ({format_bytes(rate)}/s)")
     return 0
