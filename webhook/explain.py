@@ -18,7 +18,7 @@ from webhook.admission.validating import review_template
 from webhook.errors import Denied
 from webhook.facts.cluster import FactsSource
 from webhook.mutate import ModelResolver, mutate_pod
-from webhook.objects import Path, PodTemplate, dig, pod_templates
+from webhook.objects import Path, PodTemplate, annotations_of, dig, pod_templates
 from webhook.vocabulary import INJECTED as INJECTED_KEY, INPUTS, MIRROR, NAME, PREFIX, TYPO_DISTANCE, closest_input
 
 
@@ -98,7 +98,7 @@ def explain_template(template: PodTemplate, namespace: str | None, policies: Mod
     problem = pod_problem(pod, where)
     if problem is not None:
         return _say(verdict, INVALID, problem)
-    annotations = _mapping(_mapping(pod.get("metadata")).get("annotations"))
+    annotations = annotations_of(pod)
     if MIRROR in annotations:
         return _say(verdict, SKIPPED, "a mirror pod: never changed")
     if INJECTED_KEY in annotations:

@@ -72,6 +72,11 @@ INJECTED_CONTAINERS = frozenset({DOWNLOADER, OCI_COPY, PREPARE})
 NO_TOKEN_VOLUME = "model-cache-no-token"
 TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 VOLUME_ROOT = "/model-cache"  # where the downloader and the OCI copy see the whole volume
+# hostpath through Dragonfly: the node's dfdaemon socket directory, read-only
+# (connecting to a unix socket needs no write access to its file system).
+DRAGONFLY_VOLUME = "model-cache-dragonfly"
+DRAGONFLY_MOUNT = "/run/model-cache-dragonfly"
+DRAGONFLY_SOCKET = "/var/run/dragonfly/dfdaemon.sock"  # dfdaemon's default download socket on a node
 SHM_PATH = "/dev/shm"
 CACHE_PATH_ENV = "MODEL_CACHE_PATH"
 DEFAULT_IMAGE = "ghcr.io/model-cache/model-cache:0.1.0"

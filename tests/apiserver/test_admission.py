@@ -26,6 +26,7 @@ STRATEGIES = {  # model of the test policy -> its strategy
     "tiny-memory": "memory",
     "tiny-oci": "oci",
     "tiny-image": "image",
+    "tiny-nfs": "nfs",
 }
 
 
@@ -63,9 +64,11 @@ def check_injected(pod: dict[str, Any], strategy: str) -> None:
         assert cache["emptyDir"]["medium"] == "Memory"
     elif strategy == "oci":
         assert "emptyDir" in cache and "model-cache-oci-copy" in init
+    elif strategy == "nfs":
+        assert cache["nfs"] == {"server": "nfs.example.com", "path": "/exports/models"}
     elif strategy == "image":
         assert cache["image"]["reference"].startswith("ghcr.io/model-cache/tiny-model@sha256:")
-    if strategy in ("pvc", "hostpath", "memory"):
+    if strategy in ("pvc", "hostpath", "memory", "nfs"):
         assert "model-cache-download" in init
     if strategy == "image":
         assert init == []
@@ -245,6 +248,22 @@ def test_the_restricted_level_is_really_enforced(webhook: Webhook, control_plane
     del pod["spec"]["containers"][0]["securityContext"]
     err = refused(control_plane, "restricted", pod)
     assert 'violates PodSecurity "restricted:latest"' in message(err)
+
+
+def test_nfs_in_a_restricted_namespace_is_refused_with_our_message(webhook: Webhook,
+                                                                  control_plane: ControlPlane) -> None:
+    """PodSecurity's restricted level allows no nfs volume: /mutate says so with the fix, before
+    PodSecurity would in its own words; baseline lets it through."""
+    err = refused(control_plane, "restricted", simple_pod("r-nfs", {"model.cache/name": "tiny-nfs"}))
+    text = message(err)
+    assert "denied the request" in text and "forbids nfs volumes" in text and "use strategy pvc" in text, text
+    assert "violates PodSecurity" not in text, text
+    # The control: the same volume without us is refused by PodSecurity itself.
+    own = simple_pod("r-nfs-control")
+    own["spec"]["volumes"] = [{"name": "v", "nfs": {"server": "nfs.example.com", "path": "/exports/models"}}]
+    assert "restricted volume types" in message(refused(control_plane, "restricted", own))
+    stored, _ = create(control_plane, "baseline", simple_pod("b-nfs", {"model.cache/name": "tiny-nfs"}))
+    check_injected(stored, "nfs")
 
 
 def test_hostpath_in_a_baseline_namespace_is_refused(webhook: Webhook, control_plane: ControlPlane) -> None:

@@ -7,14 +7,17 @@ from /mutate."""
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import yaml
 
-from tests.helpers import pod_review
+from tests.helpers import GOLDEN, POLICIES, golden_cases, pod_review
 from tests.mutate.test_mutate import MESH_PROXY, POLICY, by_name, mutate, pod, store  # noqa: F401 - store: a fixture
 from webhook import admission
+from webhook.mutate import mutate_pod
 from webhook.objects import validated_at_apply
 from webhook.policy import PolicyStore
 
@@ -172,3 +175,27 @@ def test_a_controller_made_pod_gets_the_warnings_of_validate_from_mutate(store: 
     # Seen again (a later webhook's change): the warnings again, of the pod as it is now.
     again = _again(owned(mutate(pod({"model.cache/name": "small"}), store)), store)
     assert again.result == "skipped" and again.warnings == validated.warnings
+
+
+VARIANTS = GOLDEN / "policies"
+GOLDEN_CASES = [*golden_cases(), *(f"policies/{p.name.removesuffix('.in.yaml')}" for p in sorted(VARIANTS.glob("*.in.yaml")))]
+
+
+@pytest.mark.parametrize("case", GOLDEN_CASES)
+def test_every_golden_injection_passes_its_own_check(case: str, tmp_path: Path) -> None:
+    """Seen again unchanged (a later webhook touched something else), each
+    golden pod as we inject it, of every strategy (nfs included, under its own
+    policy), passes: the check compares with what the strategy makes, not with
+    one strategy's shape."""
+    pod = yaml.safe_load((GOLDEN / f"{case}.in.yaml").read_text())
+    namespace = pod["metadata"]["namespace"]
+    own = GOLDEN / f"{case}.policy.yaml"
+    if own.exists():
+        (tmp_path / "policies").mkdir()
+        shutil.copy(own, tmp_path / "policies" / f"{namespace}.yaml")
+    policies = PolicyStore(tmp_path / "policies" if own.exists() else POLICIES)
+    mutated, _ = mutate_pod(pod, namespace, policies)
+    assert mutated is not None
+    mutated["metadata"].setdefault("labels", {})["touched"] = "by another webhook"
+    answer = admission.answer_mutation(pod_review(mutated, namespace=namespace)["request"], policies)
+    assert answer.allowed and not answer.would_deny, answer.message

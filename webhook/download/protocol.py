@@ -28,6 +28,7 @@ from webhook.download.remote import FileRecord
 from webhook.quantity import describe as format_bytes
 
 if TYPE_CHECKING:
+    from webhook.download.archive.budget import Budget
     from webhook.download.remote import Listing
     from webhook.download.fetching.transfer import Transfer
 
@@ -38,6 +39,7 @@ class Settings:
     dest: Path
     revision: str = "main"
     sha256: str | None = None
+    size: int | None = None        # the policy's size: an archive's budget, and whether a tar can be kept on the volume
     include: list[str] | None = None
     jobs: int = 16
     stall: float = 60.0            # seconds without a byte before a connection is retried
@@ -47,6 +49,8 @@ class Settings:
     poll: float = 1.0              # waiters' marker poll
     retries: int = 8
     backoff: float = 1.0
+    dragonfly_socket: str | None = None    # the node's dfdaemon socket: fetch through Dragonfly
+    dragonfly_if_unavailable: str = "direct"
     out: TextIO = field(default=sys.stdout)
 
 
@@ -168,23 +172,42 @@ def _clean_leftovers(layout: Layout) -> None:
 
 
 def _fetch(transfer: "Transfer", listing: "Listing", s: Settings, poll: Callable[[], None]) -> list[FileRecord]:
-    """The model's files in the partial directory, verified: fetched, or a
-    tar archive unpacked as it streams in, or a zip fetched and unpacked."""
-    from webhook.download.archive.unpack import is_streamed, unpack_zip
-    from webhook.download.fetching.scheduler import Scheduler
-    from webhook.download.archive.tar_stream import fetch_and_unpack
+    """The model's files in the partial directory, verified: fetched, or an
+    archive fetched and unpacked, or a tar unpacked as it streams in. An
+    archive refused (an unsafe member, past its budget) leaves nothing."""
+    from webhook.download.archive.unpack import Budget, UnsafeArchive
+    from webhook.download.errors import ArchiveTooLarge
+    from webhook.download.volume.checked_io import remove_tree
 
-    partial = transfer.partial
-    if listing.archive is not None and is_streamed(listing.archive):
-        say(s.out, f"unpacking the {listing.archive} archive as it streams in")
-        fetch_and_unpack(transfer, listing.files[0], partial, poll)
+    try:
+        return _fetch_archive(transfer, listing, s, poll, Budget(s.size, s.dest.parent.name)) \
+            if listing.archive is not None else _fetch_files(transfer, listing, poll)
+    except (UnsafeArchive, ArchiveTooLarge):
+        remove_tree(transfer.partial)
+        raise
+
+
+def _fetch_files(transfer: "Transfer", listing: "Listing", poll: Callable[[], None]) -> list[FileRecord]:
+    from webhook.download.fetching.scheduler import Scheduler
+
+    return Scheduler(transfer).run(listing.files, poll)
+
+
+def _fetch_archive(transfer: "Transfer", listing: "Listing", s: Settings, poll: Callable[[], None],
+                   budget: "Budget") -> list[FileRecord]:
+    from webhook.download.archive.tar_stream import fetch_and_unpack
+    from webhook.download.archive.unpack import keeps_archive, streaming_note, unpack_kept
+
+    partial, f = transfer.partial, listing.files[0]
+    assert listing.archive is not None
+    if not keeps_archive(listing.archive, f.size, s.size, partial):
+        say(s.out, f"unpacking the {listing.archive} archive as it streams in ({streaming_note(listing.archive)})")
+        fetch_and_unpack(transfer, f, partial, poll, budget, resumable=listing.archive == ".tar")
         return list_tree(partial)
-    records = Scheduler(transfer).run(listing.files, poll)
-    if listing.archive is None:
-        return records
-    archive = partial / listing.files[0].path
+    _fetch_files(transfer, listing, poll)  # resumable, in parts, verified before a member is read
+    archive = partial / f.path
     say(s.out, f"unpacking {format_bytes(archive.stat().st_size)} archive")
-    unpack_zip(archive, partial)
+    unpack_kept(listing.archive, archive, partial, budget)
     archive.unlink()  # room for nothing else in the publish's write-back
     return list_tree(partial)
 
@@ -212,7 +235,8 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
 
     try:
         say(s.out, f"downloading {s.source} (revision {s.revision}) into {s.dest}")
-        source = make_source(spec, revision=s.revision, sha256=s.sha256, include=s.include, stall=s.stall, jobs=s.jobs)
+        source = make_source(spec, revision=s.revision, sha256=s.sha256, include=s.include, stall=s.stall, jobs=s.jobs,
+                             dragonfly_socket=s.dragonfly_socket, dragonfly_if_unavailable=s.dragonfly_if_unavailable)
         listing = source.listing()
         poll()
         _clean_leftovers(layout)

@@ -60,6 +60,12 @@ class Strategy:
         the downloader is injected."""
         return []
 
+    def dragonfly(self, model: ModelView) -> Any | None:
+        """The Dragonfly settings its downloads follow (DragonflySettings of
+        hostpath: the model's over the namespace's), or None: straight from the
+        origin. Only a strategy whose volume is the node's takes them."""
+        return None
+
     def grow_downloader(self, container: dict[str, Any], model: ModelView) -> None:
         """Changes the downloader container (its resources) for this strategy."""
 
