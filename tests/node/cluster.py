@@ -23,7 +23,7 @@ from tests.apiserver.pods import simple_pod
 from tests.apiserver.served import Webhook, install
 from tests.download.origin import Origin
 from tests.helpers import deployment, free_port, pod_template
-from tests.node.node import Image, Node, build_images, start_node
+from tests.node.node import Image, Node, NodeSet, build_images, node_names, start_nodes
 
 SERVER = "server"  # the model-server container of every test workload
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -47,7 +47,7 @@ def sha256(data: bytes) -> str:
 @dataclass
 class Cluster:
     cp: ControlPlane
-    node: Node
+    fleet: NodeSet
     webhook: Webhook
     root: Path
     origin: Origin = field(init=False)
@@ -67,6 +67,15 @@ class Cluster:
     def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
         self.origin.stop()
         self._moto.stop()
+
+    @property
+    def node(self) -> Node:
+        """The first node (the only one of a single-node cluster)."""
+        return self.fleet.nodes[0]
+
+    @property
+    def nodes(self) -> list[Node]:
+        return self.fleet.nodes
 
     @property
     def images(self) -> dict[str, Image]:
@@ -188,13 +197,15 @@ class Cluster:
 
 
 @contextmanager
-def running_cluster(root: Path) -> Iterator[Cluster]:
+def running_cluster(root: Path, nodes: int = 1) -> Iterator[Cluster]:
     """The whole of it for the length of the block, stopped in reverse order:
-    the images built (or reused), the control plane, the node, the webhook
-    installed as in tests/apiserver, the origins."""
+    the images built (or reused), the control plane, NODES nodes (one, or a
+    fleet of node-a, node-b, ...), the webhook installed as in
+    tests/apiserver, the origins."""
     images = build_images()
-    with running_control_plane(root / "cp") as cp:
-        node = start_node(cp, root / "node", images)
+    names = node_names(nodes)
+    with running_control_plane(root / "cp", node_names=names) as cp:
+        fleet = start_nodes(cp, root, images, names)
         try:
             (root / "webhook").mkdir()
             hook = install(cp, root / "webhook")
@@ -202,9 +213,9 @@ def running_cluster(root: Path) -> Iterator[Cluster]:
             # installed Deployment (whose image is a registry's) runs nowhere.
             cp.kubectl("scale", "deployment/model-cache", "-n", "model-cache", "--replicas=0")
             try:
-                with Cluster(cp, node, hook, root) as cluster:
+                with Cluster(cp, fleet, hook, root) as cluster:
                     yield cluster
             finally:
                 hook.stop()
         finally:
-            node.stop()
+            fleet.stop()

@@ -172,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     from webhook.download.command import register as register_download_commands
 
     register_download_commands(sub)
+    from webhook.cli import agent, status
+
+    agent.register(sub, _Formatter)
+    status.register(sub, _Formatter)
     return parser
 
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from webhook import quantity
 from webhook.errors import Denied
 from webhook.mutate import request as annotations
+from webhook.mutate.affinity import add_cache_affinity
 from webhook.mutate.containers import downloader, downloader_group, no_token_volume, oci_copy, prepare
 from webhook.mutate.plan import Plan, Pod, already_injected, make_plan
 from webhook.mutate.request import InjectionRequest
@@ -49,7 +50,7 @@ def apply_plan(pod: Pod, plan: Plan) -> Pod:
 
     injected: list[dict[str, Any]] = []
     if plan.preload:
-        if strategy.prepares_directory:
+        if strategy.prepares_directory and not model.defaults.hostPath.agent:
             injected.append(prepare(plan))
         injected.append(downloader(plan))
         if strategy.fs_group:
@@ -61,6 +62,9 @@ def apply_plan(pod: Pod, plan: Plan) -> Pod:
         init_containers = spec.setdefault("initContainers", [])
         position = _init_position(init_containers)
         init_containers[position:position] = injected
+
+    if strategy.node_local:
+        add_cache_affinity(spec, model)
 
     if strategy.oci_source and model.spec.authSecretName:
         pull_secrets = spec.setdefault("imagePullSecrets", [])

@@ -19,7 +19,8 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "mountPath": "/model-cache",
     "shmSize": "1Gi",
     "pvc": {"claimName": "model-cache"},
-    "hostPath": {"path": "/var/lib/model-cache", "requireNodePinning": False},
+    "hostPath": {"path": "/var/lib/model-cache", "requireNodePinning": False, "agent": False,
+                 "cacheAffinityWeight": 50},
     "downloader": {
         "image": DEFAULT_IMAGE,
         "imagePullPolicy": "IfNotPresent",

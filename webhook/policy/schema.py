@@ -95,6 +95,12 @@ class HostPathSettings(_Schema):
     # Ask the validator to warn when a hostpath pod has no nodeSelector/affinity:
     # without pinning, replicas land on nodes with a cold cache.
     requireNodePinning: bool | None = None
+    # The node agent (`model-cache agent`) runs on the hostpath nodes and makes
+    # the cache directories the downloader's: no `model-cache-prepare` init container.
+    agent: bool | None = None
+    # Weight (1-100) of the preferred node affinity toward nodes whose agent
+    # reports the model@revision; 0 turns cache-aware placement off.
+    cacheAffinityWeight: int | None = Field(default=None, ge=0, le=100)
 
 
 class ResourceRequirements(_Schema):
@@ -124,6 +130,14 @@ class PolicyDefaults(_Schema):
     pvcHeadroomPercent: float | None = Field(default=None, ge=0, le=1000)
 
 
+class PrewarmSettings(_Schema):
+    """Nodes (by label) whose agent keeps the model downloaded before any pod asks."""
+
+    nodeSelector: dict[str, str] = Field(min_length=1)
+    # Pods of the model may run only on nodes that hold it (a required node affinity).
+    required: bool = False
+
+
 class ModelSpec(_Schema):
     source: Annotated[str, AfterValidator(_check_source)]
     revision: Annotated[str, AfterValidator(lambda v: _check_path_component(v, "revision"))] | None = None
@@ -133,6 +147,7 @@ class ModelSpec(_Schema):
     include: list[str] | None = None
     strategy: Strategy | None = None
     ociPath: AbsolutePath | None = None
+    prewarm: PrewarmSettings | None = None
 
     @model_validator(mode="after")
     def _source_fits_strategy(self) -> "ModelSpec":

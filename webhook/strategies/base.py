@@ -32,6 +32,7 @@ class Strategy:
     # does not start writable by all (emptyDir does):
     fs_group: bool = False  # the kubelet gives the volume to the pod's fsGroup (set when the pod has none)
     prepares_directory: bool = False  # an init container (root, CHOWN only) gives it the model's directory
+    node_local: bool = False  # the cache is the node's own: pods are placed by what the nodes hold
 
     def volume(self, model: ResolvedModel) -> dict[str, Any]:
         """The volume source of the model volume (without its name)."""

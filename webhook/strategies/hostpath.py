@@ -27,7 +27,8 @@ class HostPath(Strategy):
     downloads = True
     # The kubelet creates the directory root-owned (0755) and applies no
     # fsGroup to hostPath volumes: without this the downloader cannot write.
-    prepares_directory = True
+    prepares_directory = True  # unless the policy says the node agent prepares it (hostPath.agent)
+    node_local = True
 
     def volume(self, model: ResolvedModel) -> dict[str, Any]:
         return {"hostPath": {"path": model.defaults.hostPath.path, "type": "DirectoryOrCreate"}}

@@ -1,0 +1,46 @@
+"""The agent's calls to the API server: its own Node (read, and patched with
+our labels and annotation only: a ValidatingAdmissionPolicy holds it to
+that), and the pods bound to it (which models they mount)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client as k8s
+
+from webhook.inventory import Holding, node_patch
+from webhook.vocabulary import INJECTED
+
+_DONE = ("Succeeded", "Failed")
+
+
+def node_labels(core: k8s.CoreV1Api, node: str) -> dict[str, str]:
+    return dict(core.read_node(node).metadata.labels or {})
+
+
+def publish(core: k8s.CoreV1Api, node: str, labels: dict[str, str], holdings: list[Holding]) -> dict[str, Any]:
+    """Our labels and annotation on NODE (whose current labels are LABELS) say HOLDINGS."""
+    patch = node_patch(labels, holdings)
+    core.patch_node(node, patch)
+    return patch
+
+
+def in_use(pods: list[dict[str, Any]]) -> frozenset[tuple[str, str]]:
+    """Pure: the (model, revision) hostpath pods among PODS mount; a pod that
+    has ended mounts nothing."""
+    out = set()
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") in _DONE:
+            continue
+        marker = ((pod.get("metadata") or {}).get("annotations") or {}).get(INJECTED, "")
+        parts = marker.split("/")
+        if len(parts) == 3 and parts[0] == "hostpath":
+            out.add((parts[1], parts[2]))
+    return frozenset(out)
+
+
+def pods_on(core: k8s.CoreV1Api, node: str) -> list[dict[str, Any]]:
+    """The pods bound to NODE, as plain dicts (only what `in_use` reads)."""
+    pods = core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
+    return [{"metadata": {"annotations": p.metadata.annotations or {}}, "status": {"phase": p.status.phase}}
+            for p in pods]
