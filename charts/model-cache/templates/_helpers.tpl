@@ -153,3 +153,8 @@ annotations:
 {{- $found -}}
 {{- end -}}
 {{- end -}}
+
+{{- define "model-cache.agentSelectorLabels" -}}
+app.kubernetes.io/name: model-cache
+app.kubernetes.io/component: agent
+{{- end -}}
