@@ -161,3 +161,20 @@ def test_explain_counts_candidate_nodes_that_hold_the_model() -> None:
     candidates, holders = candidates_holding(nodes, {"pool": "gpu"}, "llama", "abc")
     assert holders_line(candidates, holders, "llama", "abc") == "1 of 2 candidate nodes hold llama@abc (a)"
     assert INVENTORY_ANNOTATION == "model.cache/inventory"
+
+
+def test_explain_says_how_many_candidate_nodes_hold_a_hostpath_model(tmp_path: Path) -> None:
+    from webhook.explain import explain_object
+    from webhook.policy.store import PolicyStore
+
+    (tmp_path / "team.yaml").write_text(POLICY)
+    store = PolicyStore(tmp_path)
+    key = label_key("cold", "main")
+    nodes = [node_view({"metadata": {"name": n, "labels": {"pool": "gpu", **({key: "verified"} if n < "c" else {})}}})
+             for n in ("a", "b", "c")] + [node_view({"metadata": {"name": "d", "labels": {key: "verified"}}})]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "annotations": {"model.cache/name": "cold"}},
+           "spec": {"nodeSelector": {"pool": "gpu"}, "containers": [{"name": "c", "image": "x"}]}}
+    (verdict,) = explain_object(pod, "team", store, None, nodes)
+    assert verdict.placement == "2 of 3 candidate nodes hold cold@main (a, b)"
+    (verdict,) = explain_object(pod, "team", store, None, None)
+    assert verdict.placement is None

@@ -23,9 +23,12 @@ from tests.apiserver.pods import simple_pod
 from tests.apiserver.served import Webhook, install
 from tests.download.origin import Origin
 from tests.helpers import deployment, free_port, pod_template
-from tests.node.node import Image, Node, NodeSet, build_images, node_names, start_nodes
+from tests.node.node import Image, Node, NodeSet, build_images, describe_pods, node_names, start_nodes
 
 SERVER = "server"  # the model-server container of every test workload
+AGENT_OVERLAY = Path(__file__).resolve().parent / "agent"
+AGENT_SELECTOR = "app.kubernetes.io/component=agent"
+WEBHOOK_NS = "model-cache"
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
@@ -194,6 +197,48 @@ class Cluster:
     def run_pod(self, namespace: str, name: str, pod: dict[str, Any]) -> None:
         pod = dict(pod, metadata=dict(pod["metadata"], name=name, labels={"app": name}))
         self.cp.core.create_namespaced_pod(namespace, pod)
+
+    # --- the node agent ---------------------------------------------------------
+
+    def install_agent(self, quota: str = "") -> None:
+        """manifests/components/agent through tests/node/agent (the image
+        built here, the API server on loopback), applied or re-applied with
+        QUOTA; returns when a current agent runs Ready on every node."""
+        text = self.cp.kubectl("kustomize", str(AGENT_OVERLAY)).stdout
+        port = self.cp.url.rsplit(":", 1)[1]
+        text = (text.replace("AGENT_IMAGE", self.images["model-cache"].reference)
+                .replace("API_PORT", port).replace("AGENT_QUOTA", quota))
+        self.cp.kubectl("apply", "-f", "-", input=text)
+        self.wait_agents()
+
+    def wait_agents(self, timeout: float = 120) -> dict[str, k8s.V1Pod]:
+        """Node name -> its agent pod, once the DaemonSet's current pods all run Ready."""
+        def ready() -> dict[str, k8s.V1Pod] | None:
+            ds = self.apps.read_namespaced_daemon_set("model-cache-agent", WEBHOOK_NS)
+            st = ds.status
+            if (st.observed_generation or 0) < ds.metadata.generation or st.updated_number_scheduled != len(self.nodes) \
+                    or st.number_ready != len(self.nodes) or st.number_available != len(self.nodes):
+                return None
+            pods = [p for p in self.cp.core.list_namespaced_pod(WEBHOOK_NS, label_selector=AGENT_SELECTOR).items
+                    if p.metadata.deletion_timestamp is None and p.status.phase == "Running"]
+            by_node = {p.spec.node_name: p for p in pods}
+            return by_node if len(by_node) == len(self.nodes) == len(pods) else None
+
+        try:
+            return wait_for("an agent Ready on every node", ready, timeout=timeout, every=0.5)
+        except RuntimeError as err:
+            raise AssertionError(f"{err}\n{describe_pods(self.cp, WEBHOOK_NS, AGENT_SELECTOR)}\n"
+                                 f"{self.fleet.logs()}") from None
+
+    def agent_log(self, node: str) -> str:
+        pod = self.wait_agents()[node]
+        return self.cp.core.read_namespaced_pod_log(pod.metadata.name, WEBHOOK_NS, container="agent")
+
+    def node_labels(self, node: str) -> dict[str, str]:
+        return dict(self.cp.core.read_node(node).metadata.labels or {})
+
+    def label_node(self, node: str, labels: dict[str, str | None]) -> None:
+        self.cp.core.patch_node(node, {"metadata": {"labels": labels}})
 
 
 @contextmanager
