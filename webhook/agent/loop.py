@@ -36,7 +36,7 @@ class Agent:
         self.prewarmer = Prewarmer(self.root)
 
     def sync(self) -> None:
-        labels = node.node_labels(self.core, self.node)
+        labels, annotations = node.read_node(self.core, self.node)
         wanted = wishes.wishes(wishes.load_policies(self.policies), self.root, labels, self.downloader_image)
         prepare.prepare(self.root, wanted.models, self.uid)
         self._prewarm_ended()
@@ -57,7 +57,7 @@ class Agent:
                     self.prewarmer.start(model)
                     break
         published = [h.holding for h in held]
-        node.publish(self.core, self.node, labels, published)
+        node.publish(self.core, self.node, labels, annotations, published)
         metrics.BYTES.labels(self.node).set(sum(h.size for h in published))
         metrics.MODELS.labels(self.node).set(len(published))
         metrics.PREWARMED.labels(self.node).set(sum(1 for h in published if h.prewarmed))

@@ -8,19 +8,26 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from webhook.inventory import Holding, node_patch
+from webhook.inventory import INVENTORY_ANNOTATION, Holding, node_patch
 from webhook.vocabulary import INJECTED
 
 _DONE = ("Succeeded", "Failed")
 
 
-def node_labels(core: k8s.CoreV1Api, node: str) -> dict[str, str]:
-    return dict(core.read_node(node).metadata.labels or {})
+def read_node(core: k8s.CoreV1Api, node: str) -> tuple[dict[str, str], dict[str, str]]:
+    """NODE's labels and annotations."""
+    metadata = core.read_node(node).metadata
+    return dict(metadata.labels or {}), dict(metadata.annotations or {})
 
 
-def publish(core: k8s.CoreV1Api, node: str, labels: dict[str, str], holdings: list[Holding]) -> dict[str, Any]:
-    """Our labels and annotation on NODE (whose current labels are LABELS) say HOLDINGS."""
+def publish(core: k8s.CoreV1Api, node: str, labels: dict[str, str], annotations: dict[str, str],
+            holdings: list[Holding]) -> dict[str, Any] | None:
+    """Our labels and annotation on NODE (which has LABELS and ANNOTATIONS
+    now) say HOLDINGS; the patch sent, or None when they said so already."""
     patch = node_patch(labels, holdings)
+    meta = patch["metadata"]
+    if not meta["labels"] and annotations.get(INVENTORY_ANNOTATION) == meta["annotations"][INVENTORY_ANNOTATION]:
+        return None
     core.patch_node(node, patch)
     return patch
 
