@@ -16,7 +16,7 @@ import pytest
 from tests.download.origin import Origin
 from tests.download.support import model_files, run_download
 from tests.helpers import REPO, tar_archive, zip_archive
-from webhook.download.archive import volume_size_needed
+from webhook.download.archive.unpack import volume_size_needed
 
 MiB = 1 << 20
 # Debian's python3 (3.11.2) in a venv with the package's dependencies: scripts/oldest-python

@@ -1,6 +1,6 @@
 """The archive checks that must hold on every Python the project claims,
 3.11.0-3.11.3 included (no tarfile filters there). Only the standard library
-and webhook.download.archive: tests/download/test_archive.py runs this file
+and webhook.download.archive.unpack: tests/download/test_archive.py runs this file
 with pytest under Debian's python3 as well."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from webhook.download.archive import UnsafeArchive, member_problem, unpack_tar_stream, volume_size_needed
+from webhook.download.archive.unpack import UnsafeArchive, member_problem, unpack_tar_stream, volume_size_needed
 
 MiB = 1 << 20
 

@@ -58,7 +58,7 @@ def test_dns_failure_message() -> None:
     import requests
     import urllib3
 
-    from webhook.download.netmsg import describe
+    from webhook.download.fetching.network_messages import describe
 
     conn = urllib3.connection.HTTPConnection("models.example.internal", 443)
     gai = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
@@ -125,7 +125,7 @@ def test_s3_large_object_in_parts_and_changed_object(s3, bucket: str, s3_env, tm
         if k.startswith("AWS_"):
             monkeypatch.setenv(k, v)
     src = S3Source(parse_source(f"s3://{bucket}/m"), include=None, stall=10, jobs=2)
-    f = next(x for x in src.plan().files if x.path == "model.bin")
+    f = next(x for x in src.listing().files if x.path == "model.bin")
     s3.put_object(Bucket=bucket, Key="m/model.bin", Body=b"x" * size)
     with pytest.raises(ChangedError):
         src.open(f, 0, None, end=16 << 20)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from tests.helpers import MODEL_CACHE, REPO
-from webhook.download.gc import Entry, choose
+from webhook.download.volume.gc import Entry, choose
 
 
 def _model(root: Path, name: str, size: int, used_ago: float) -> Path:

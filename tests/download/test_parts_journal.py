@@ -7,8 +7,8 @@ import time
 from email.utils import formatdate
 from pathlib import Path
 
-from webhook.download.parts import MAX_PART, MIN_PART, Journal, plan_parts
-from webhook.download.retry import RETRY_AFTER_CAP, RetryPolicy, parse_retry_after
+from webhook.download.fetching.part_journal import MAX_PART, MIN_PART, Journal, plan_parts
+from webhook.download.fetching.retry import RETRY_AFTER_CAP, RetryPolicy, parse_retry_after
 from webhook.download.errors import TransientError
 
 MiB = 1 << 20

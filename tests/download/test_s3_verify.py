@@ -221,7 +221,7 @@ def test_every_read_is_of_the_object_the_check_came_from(s3, bucket: str, s3_env
         if k.startswith("AWS_"):
             monkeypatch.setenv(k, v)
     src = S3Source(parse_source(f"s3://{bucket}/m"), include=None, stall=10, jobs=2)
-    f = src.plan().files[0]
+    f = src.listing().files[0]
     assert f.check is not None and f.check.algorithm == "crc32"
     s3.put_object(Bucket=bucket, Key="m/w.bin", Body=b"new" * 1000)
     with pytest.raises(ChangedError, match="changed on the origin since it was listed"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from webhook.download.errors import UsageError
-from webhook.download.lock import Owner, StaleWatch, holder_is_dead
+from webhook.download.volume.lock import Owner, StaleWatch, holder_is_dead
 from webhook.download.progress import Progress, Snapshot, format_line
 from webhook.download.progress import format_duration
 from webhook.download.uri import archive_suffix, matches, parse_source
@@ -94,7 +94,7 @@ def test_hash_pipe_matches_hashlib() -> None:
     import hashlib
     import os
 
-    from webhook.download.hashing import HashPipe
+    from webhook.download.verify.hashing import HashPipe
 
     data = [os.urandom(100_000) for _ in range(30)]
     pipe = HashPipe(hashlib.sha256())
@@ -110,11 +110,11 @@ def test_fetcher_restarts_a_large_file_when_the_origin_ignores_the_offset(tmp_pa
     import hashlib
     import os
 
-    from webhook.download.checks import Check
-    from webhook.download.fetch import Fetcher
-    from webhook.download.hashing import PIPE_HASH_ABOVE
+    from webhook.download.verify.checks import Check
+    from webhook.download.fetching.stream import Fetcher
+    from webhook.download.verify.hashing import PIPE_HASH_ABOVE
     from webhook.download.remote import Body, FetchOptions, RemoteFile
-    from webhook.download.transfer import Transfer
+    from webhook.download.fetching.transfer import Transfer
 
     data = os.urandom(PIPE_HASH_ABOVE + 3_000_000)  # big enough for the hashing thread
     calls = []

@@ -69,7 +69,7 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from webhook.download.errors import UsageError
-    from webhook.download.gc import run_gc
+    from webhook.download.volume.gc import run_gc
     from webhook import quantity
 
     try:

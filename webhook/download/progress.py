@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, TextIO
 
-from webhook.download.retry import emit
+from webhook.download.lines import emit
 from webhook.quantity import describe as format_bytes
 
 
@@ -131,7 +131,7 @@ class Ticker(threading.Thread):
 
 def write_progress(path: Path, snap: Snapshot) -> None:
     """For waiters; best effort (a waiter's line is a nicety, not a contract)."""
-    from webhook.download.fsutil import write_file_atomic
+    from webhook.download.volume.checked_io import write_file_atomic
 
     try:
         write_file_atomic(path, json.dumps({**asdict(snap), "time": time.time()}).encode(), durable=False)

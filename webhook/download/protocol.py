@@ -16,19 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TextIO
 
-from webhook.download.checks import how_verified, summary
+from webhook.download.verify.checks import how_verified, summary
 from webhook.download.errors import WriteError
-from webhook.download.fsutil import is_disk_full, tree_size, write_file_atomic
-from webhook.download.lock import Lock, StaleWatch, break_lock, current_owner, holder_is_dead, read_lock
+from webhook.download.volume.checked_io import is_disk_full, tree_size, write_file_atomic
+from webhook.download.volume.lock import Lock, StaleWatch, break_lock, current_owner, holder_is_dead, read_lock
 from webhook.download.progress import Progress, Ticker, format_line, read_progress
-from webhook.download.publish import Layout, build_marker, list_tree, publish, read_marker, touch_marker
+from webhook.download.volume.publish import Layout, build_marker, list_tree, publish, read_marker, touch_marker
 from webhook.download.progress import format_duration
 from webhook.download.remote import FileRecord
 from webhook.quantity import describe as format_bytes
 
 if TYPE_CHECKING:
-    from webhook.download.remote import Plan
-    from webhook.download.transfer import Transfer
+    from webhook.download.remote import Listing
+    from webhook.download.fetching.transfer import Transfer
 
 
 @dataclass
@@ -118,7 +118,7 @@ def run(s: Settings) -> int:
 
 def _prepare_partial(layout: Layout, key: str) -> None:
     """Keeps a partial directory only if it was for the same content."""
-    from webhook.download.fsutil import remove_tree
+    from webhook.download.volume.checked_io import remove_tree
     from webhook.download.remote import SCRATCH
 
     keyfile = layout.partial / SCRATCH / "plan-key"
@@ -166,22 +166,22 @@ def _clean_leftovers(layout: Layout) -> None:
             pass
 
 
-def _fetch(transfer: "Transfer", plan: "Plan", s: Settings, poll: Callable[[], None]) -> list[FileRecord]:
+def _fetch(transfer: "Transfer", listing: "Listing", s: Settings, poll: Callable[[], None]) -> list[FileRecord]:
     """The model's files in the partial directory, verified: fetched, or a
     tar archive unpacked as it streams in, or a zip fetched and unpacked."""
-    from webhook.download.archive import is_streamed, unpack_zip
-    from webhook.download.scheduler import Scheduler
-    from webhook.download.tarstream import fetch_and_unpack
+    from webhook.download.archive.unpack import is_streamed, unpack_zip
+    from webhook.download.fetching.scheduler import Scheduler
+    from webhook.download.archive.tar_stream import fetch_and_unpack
 
     partial = transfer.partial
-    if plan.archive is not None and is_streamed(plan.archive):
-        say(s.out, f"unpacking the {plan.archive} archive as it streams in")
-        fetch_and_unpack(transfer, plan.files[0], partial, poll)
+    if listing.archive is not None and is_streamed(listing.archive):
+        say(s.out, f"unpacking the {listing.archive} archive as it streams in")
+        fetch_and_unpack(transfer, listing.files[0], partial, poll)
         return list_tree(partial)
-    records = Scheduler(transfer).run(plan.files, poll)
-    if plan.archive is None:
+    records = Scheduler(transfer).run(listing.files, poll)
+    if listing.archive is None:
         return records
-    archive = partial / plan.files[0].path
+    archive = partial / listing.files[0].path
     say(s.out, f"unpacking {format_bytes(archive.stat().st_size)} archive")
     unpack_zip(archive, partial)
     archive.unlink()  # room for nothing else in the publish's write-back
@@ -189,16 +189,16 @@ def _fetch(transfer: "Transfer", plan: "Plan", s: Settings, poll: Callable[[], N
 
 
 def download(s: Settings, layout: Layout, lock: Lock) -> int:
-    from webhook.download.archive import is_streamed
+    from webhook.download.archive.unpack import is_streamed
     from webhook.download.remote import FetchOptions
     from webhook.download.sources import make_source
-    from webhook.download.space import VolumeSpace, not_enough_before_start, ran_out
-    from webhook.download.transfer import Transfer
+    from webhook.download.volume.space import VolumeSpace, not_enough_before_start, ran_out
+    from webhook.download.fetching.transfer import Transfer
     from webhook.download.uri import parse_source
 
     spec = parse_source(s.source)
     progress = Progress()
-    plan = None
+    listing = None
     label = f"{layout.parent.name}/{s.dest.name}"
     ticker = Ticker(label, progress, lock.heartbeat, s.heartbeat, s.progress_interval, layout.progress, s.out)
     ticker.start()
@@ -211,43 +211,43 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
     try:
         say(s.out, f"downloading {s.source} (revision {s.revision}) into {s.dest}")
         source = make_source(spec, revision=s.revision, sha256=s.sha256, include=s.include, stall=s.stall, jobs=s.jobs)
-        plan = source.plan()
+        listing = source.listing()
         poll()
         _clean_leftovers(layout)
-        done = _interrupted_publish(layout, s, plan.revision)
+        done = _interrupted_publish(layout, s, listing.revision)
         if done is not None:
             say(s.out, "an earlier run was killed while publishing: finishing its publish")
             lock.heartbeat()
             publish(layout, done)
             return 0
-        _prepare_partial(layout, plan.key)
-        progress.set_plan(plan.total, len(plan.files))
-        streamed = plan.archive is not None and is_streamed(plan.archive)
+        _prepare_partial(layout, listing.key)
+        progress.set_plan(listing.total, len(listing.files))
+        streamed = listing.archive is not None and is_streamed(listing.archive)
         # A streamed tar's contents are not its size (headers, compression): ENOSPC tells.
-        if plan.total is not None and not streamed:
-            refused = not_enough_before_start(layout.parent, plan.total - tree_size(layout.partial), plan.total,
+        if listing.total is not None and not streamed:
+            refused = not_enough_before_start(layout.parent, listing.total - tree_size(layout.partial), listing.total,
                                               VolumeSpace.of(layout.parent))
             if refused is not None:
                 raise refused
-        say(s.out, f"{len(plan.files)} file(s), {format_bytes(plan.total) if plan.total is not None else 'size unknown'}"
-                   + (f", revision {plan.revision}" if plan.revision else ""))
+        say(s.out, f"{len(listing.files)} file(s), {format_bytes(listing.total) if listing.total is not None else 'size unknown'}"
+                   + (f", revision {listing.revision}" if listing.revision else ""))
         transfer = Transfer(source, layout.partial, progress,
                             FetchOptions(jobs=s.jobs, retries=s.retries, backoff=s.backoff))
-        records = _fetch(transfer, plan, s, poll)
-        archived = plan.archive is not None
-        say(s.out, f"archive verified: {how_verified(plan.files[0].check)}" if archived
+        records = _fetch(transfer, listing, s, poll)
+        archived = listing.archive is not None
+        say(s.out, f"archive verified: {how_verified(listing.files[0].check)}" if archived
             else summary((r.path, r.check) for r in records))
         poll()
         lock.heartbeat()  # still ours, right before the publish
-        marker = build_marker(source=s.source, revision=s.revision, resolved=plan.revision, records=records,
-                              archive=plan.files[0].check if archived else None, archived=archived)
+        marker = build_marker(source=s.source, revision=s.revision, resolved=listing.revision, records=records,
+                              archive=listing.files[0].check if archived else None, archived=archived)
         publish(layout, marker)
     except OSError as err:
         if is_disk_full(err):
             raise ran_out(layout.parent, layout.partial, VolumeSpace.of(layout.parent),
-                          model_size=plan.total if plan is not None and plan.archive is None else None,
-                          archive=plan.archive if plan is not None else None,
-                          archive_size=plan.total if plan is not None else None) from None
+                          model_size=listing.total if listing is not None and listing.archive is None else None,
+                          archive=listing.archive if listing is not None else None,
+                          archive_size=listing.total if listing is not None else None) from None
         if err.errno not in (errno.EACCES, errno.EPERM) and err.errno is not None:
             raise WriteError(
                 f"writing {err.filename or layout.partial} failed: {os.strerror(err.errno)} "

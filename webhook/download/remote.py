@@ -1,6 +1,6 @@
 """What a source offers the transfer engine: the files of a model (RemoteFile,
-Plan), an open byte stream (Body), the Source protocol, and what a fetched
-file leaves behind (FileRecord). Plain data, shared by fetch.py, parted.py and
+Listing), an open byte stream (Body), the Source protocol, and what a fetched
+file leaves behind (FileRecord). Plain data, shared by stream.py, ranged.py and
 every module of sources/."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol
 
-from webhook.download.checks import Check, Hasher
+from webhook.download.verify.checks import Check, Hasher
 
 CHUNK = 1 << 20  # 1 MiB: big enough for throughput, small enough for bounded memory
 SCRATCH = ".model-cache-tmp"  # inside the partial dir, removed before publishing
@@ -19,7 +19,7 @@ SCRATCH = ".model-cache-tmp"  # inside the partial dir, removed before publishin
 class RemoteFile:
     path: str                   # relative POSIX path inside the model directory
     size: int | None            # None when the origin does not say
-    check: Check | None = None  # what the whole file is verified against (checks.py); None: its size only
+    check: Check | None = None  # what the whole file is verified against (verify/checks.py); None: its size only
     ref: Any = None             # source-specific: URL, S3 key, local path
     etag: str | None = None     # recorded in the marker
 
@@ -31,7 +31,7 @@ class RemoteFile:
 
 
 @dataclass
-class Plan:
+class Listing:
     files: list[RemoteFile]
     revision: str               # resolved revision (a commit for hf)
     key: str                    # identity of the content; a partial dir from another key is discarded
@@ -57,7 +57,7 @@ class Body:
 class Source(Protocol):
     label: str
 
-    def plan(self) -> Plan: ...
+    def listing(self) -> Listing: ...
 
     def open(self, f: RemoteFile, offset: int, validator: str | None, end: int | None = None) -> Body: ...
 

@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 from webhook.download.errors import UsageError
 
 # Archives a URL may name, unpacked into the model's directory: tar (plain,
-# gzip, bzip2, xz) streams in; zip needs the whole file (archive.py).
+# gzip, bzip2, xz) streams in; zip needs the whole file (archive/unpack.py).
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz")
 ZIP_SUFFIXES = (".zip",)
 # Longest first, so that `.tar.gz` is found before `.tar` could be.

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from webhook import quantity
-from webhook.download.archive import volume_size_needed
+from webhook.download.archive.unpack import volume_size_needed
 from webhook.policy.schema import EffectiveDefaults, ModelSpec, PolicyDefaults
 from webhook.strategies import names as strategy_names
 from webhook.vocabulary import DEFAULT_IMAGE, DEFAULT_UID

@@ -30,10 +30,10 @@ from huggingface_hub.errors import (
 from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import build_hf_headers
 
-from webhook.download.checks import Check
+from webhook.download.verify.checks import Check
 from webhook.download.errors import AuthError, DownloadError, NotFoundError, TransientError, secret_hint
-from webhook.download.remote import Body, Plan, RemoteFile
-from webhook.download.retry import with_retries
+from webhook.download.remote import Body, Listing, RemoteFile
+from webhook.download.fetching.retry import with_retries
 from webhook.download.sources import http_common as hc
 from webhook.download.sources.credentials import token, token_var
 from webhook.download.uri import SourceSpec, matches
@@ -87,7 +87,7 @@ class HfSource:
             if status in hc.TRANSIENT_STATUS or status == 0:
                 after = None
                 if err.response is not None:
-                    from webhook.download.retry import parse_retry_after
+                    from webhook.download.fetching.retry import parse_retry_after
 
                     after = parse_retry_after(err.response.headers.get("Retry-After"))
                 return TransientError(f"{repo}: HTTP {status}", retry_after=after)
@@ -111,7 +111,7 @@ class HfSource:
 
     # -- the source protocol -------------------------------------------------
 
-    def plan(self) -> Plan:
+    def listing(self) -> Listing:
         info = self._call(lambda: self.api.repo_info(self.repo_id, repo_type=self.repo_type, revision=self.revision),
                           what=self.label)
         commit = info.sha
@@ -126,7 +126,7 @@ class HfSource:
             files.append(self._remote_file(e, url))
         if not files:
             raise NotFoundError(f"hf://{self.repo_id}@{commit[:12]}: no file matches --include {' '.join(self.include or [])}")
-        return Plan(files, revision=commit, key=f"hf|{self.repo_type}|{self.repo_id}|{commit}")
+        return Listing(files, revision=commit, key=f"hf|{self.repo_type}|{self.repo_id}|{commit}")
 
     @staticmethod
     def _remote_file(e: RepoFile, url: str) -> RemoteFile:

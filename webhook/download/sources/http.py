@@ -1,4 +1,4 @@
-"""https:// and http:// sources: one file, or an archive to unpack (archive.py).
+"""https:// and http:// sources: one file, or an archive to unpack (archive/unpack.py).
 Verified against the policy's sha256, else the digest the origin's HEAD
 states (http_digest.py), else by its size only."""
 
@@ -9,10 +9,10 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
-from webhook.download.checks import Check
+from webhook.download.verify.checks import Check
 from webhook.download.errors import AuthError, secret_hint
-from webhook.download.remote import SCRATCH, Body, Plan, RemoteFile
-from webhook.download.retry import with_retries
+from webhook.download.remote import SCRATCH, Body, Listing, RemoteFile
+from webhook.download.fetching.retry import with_retries
 from webhook.download.sources import http_common as hc
 from webhook.download.sources.credentials import token, token_var
 from webhook.download.sources.http_digest import digest_check
@@ -39,7 +39,7 @@ class HttpSource:
             have = f"the token in {var} was refused" if self.headers else "no token was sent"
             raise AuthError(f"{self.label}: HTTP {resp.status_code}: {have}; {secret_hint(var)}")
 
-    def plan(self) -> Plan:
+    def listing(self) -> Listing:
         path = unquote(urlsplit(self.url).path)
         suffix = archive_suffix(path)
         size, headers = with_retries(lambda: hc.probe(self.session, self.url, self.headers, self.stall, self._on_status),
@@ -51,7 +51,7 @@ class HttpSource:
         else:
             rel = posixpath.basename(path) or "model"
         f = RemoteFile(rel, size, check=check, ref=self.url)
-        return Plan([f], revision="", key=f"http|{self.label}|{check.value if check else ''}", archive=suffix)
+        return Listing([f], revision="", key=f"http|{self.label}|{check.value if check else ''}", archive=suffix)
 
     def open(self, f: RemoteFile, offset: int, validator: str | None, end: int | None = None) -> Body:
         return hc.open_range(self.session, self.url, offset, validator, self.headers, self.stall, self._on_status,

@@ -14,10 +14,10 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 import urllib3
 
-from webhook.download import netmsg
+from webhook.download.fetching import network_messages
 from webhook.download.errors import ChangedError, DownloadError, NotFoundError, TransientError
 from webhook.download.remote import CHUNK, Body
-from webhook.download.retry import parse_retry_after
+from webhook.download.fetching.retry import parse_retry_after
 from webhook.download.sources.ranges import checked_total, content_range_start_total
 
 CONNECT_TIMEOUT = 15.0
@@ -71,7 +71,7 @@ def proxies(url: str) -> dict[str, str]:
 def connect_error(err: BaseException, url: str, setting: str | None = None) -> TransientError:
     """A TransientError that names the cause and the fix (refused, DNS, proxy),
     not urllib3's nested 'Max retries exceeded ... (Caused by ...)'."""
-    text = netmsg.describe(err, url, setting)
+    text = network_messages.describe(err, url, setting)
     return TransientError(text or f"{safe_url(url)}: {type(err).__name__}: {_short(err)}")
 
 
@@ -109,7 +109,7 @@ def stream(resp: requests.Response) -> Iterator[bytes]:
                 return
             yield buf
     except TRANSIENT_EXC as err:
-        kind = netmsg.cause(err)
+        kind = network_messages.cause(err)
         what = "no byte arrived within the stall timeout" if kind == "timeout" else f"{type(err).__name__}: {_short(err)}"
         raise TransientError(f"read failed: {what}") from None
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from webhook.download.checks import Check, from_base64
+from webhook.download.verify.checks import Check, from_base64
 
 # The HTTP Digest Algorithm Values registry's names, lowercase -> ours.
 _ALGORITHMS = {"sha-256": "sha256", "sha-512": "sha512"}

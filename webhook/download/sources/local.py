@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from webhook.download.errors import NotFoundError
-from webhook.download.remote import CHUNK, Body, Plan, RemoteFile
+from webhook.download.remote import CHUNK, Body, Listing, RemoteFile
 from webhook.download.uri import SourceSpec, matches
 
 
@@ -17,10 +17,10 @@ class LocalSource:
         self.include = include
         self.label = spec.uri
 
-    def plan(self) -> Plan:
+    def listing(self) -> Listing:
         if self.root.is_file():
             st = self.root.stat()
-            return Plan([RemoteFile(self.root.name, st.st_size, ref=str(self.root))], revision="",
+            return Listing([RemoteFile(self.root.name, st.st_size, ref=str(self.root))], revision="",
                         key=f"file|{self.root}|{st.st_size}|{st.st_mtime_ns}")
         if not self.root.is_dir():
             raise NotFoundError(f"{self.label}: no such file or directory; is the volume mounted?")
@@ -36,7 +36,7 @@ class LocalSource:
                     files.append(RemoteFile(rel, full.stat().st_size, ref=str(full)))
         if not files:
             raise NotFoundError(f"{self.label}: no files" + (" match --include" if self.include else ""))
-        return Plan(files, revision="", key=f"file|{self.root}")
+        return Listing(files, revision="", key=f"file|{self.root}")
 
     ranged = False  # a local copy gains nothing from parallel parts
 

@@ -20,11 +20,11 @@ import botocore.config
 import botocore.exceptions
 import urllib3
 
-from webhook.download.checks import Check
+from webhook.download.verify.checks import Check
 from webhook.download.errors import AuthError, ChangedError, DownloadError, NotFoundError, TransientError, secret_hint
-from webhook.download.parallel import map_parallel
-from webhook.download.remote import CHUNK, Body, Plan, RemoteFile
-from webhook.download.retry import with_retries
+from webhook.download.fetching.thread_map import map_parallel
+from webhook.download.remote import CHUNK, Body, Listing, RemoteFile
+from webhook.download.fetching.retry import with_retries
 from webhook.download.sources import s3_checks
 from webhook.download.sources.credentials import required_vars_text
 from webhook.download.sources.ranges import checked_total
@@ -60,7 +60,7 @@ class S3Source:
         cfg = botocore.config.Config(
             connect_timeout=15,
             read_timeout=stall,  # the stall watchdog: no byte for this long raises, and we resume
-            # Off: our retry policy (retry.py) is the only one, so that a
+            # Off: our retry policy (fetching/retry.py) is the only one, so that a
             # failure is not retried 3 x 9 times and Retry-After is honoured.
             retries={"total_max_attempts": 1, "mode": "standard"},
             max_pool_connections=max(jobs, 10),
@@ -86,14 +86,14 @@ class S3Source:
                 what = "bucket" if code == "NoSuchBucket" else "object"
                 return NotFoundError(f"{where}: no such {what} ({code or status}); check the model's source in the policy")
             if code in _TRANSIENT_CODES or status >= 500 or status == 429:
-                from webhook.download.retry import parse_retry_after
+                from webhook.download.fetching.retry import parse_retry_after
 
                 headers = err.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
                 return TransientError(f"{where}: {code or status}",
                                       retry_after=parse_retry_after(headers.get("retry-after")))
             return DownloadError(f"{where}: {code}: {err.response.get('Error', {}).get('Message', '')}")
         if isinstance(err, _TRANSIENT_EXC):
-            from webhook.download.netmsg import describe
+            from webhook.download.fetching.network_messages import describe
 
             text = describe(err, getattr(self, "endpoint", "") or "", getattr(self, "endpoint_setting", None))
             return TransientError(f"{where}: {text}" if text else f"{where}: {type(err).__name__}: {str(err)[:200]}")
@@ -141,7 +141,7 @@ class S3Source:
         return RemoteFile(rel, int(head["ContentLength"]), check=self._check(key, head), ref=key,
                           etag=s3_checks.etag_of(head) or None)
 
-    def plan(self) -> Plan:
+    def listing(self) -> Listing:
         folder = f"{self.prefix}/" if self.prefix else ""
         objects = self._call(self._list, what=self.label)
         wanted = []
@@ -161,7 +161,7 @@ class S3Source:
         etags = ",".join(sorted(f"{f.path}={f.etag}" for f in files))
         import hashlib
 
-        return Plan(files, revision="", key=f"s3|{self.label}|{hashlib.sha256(etags.encode()).hexdigest()[:16]}")
+        return Listing(files, revision="", key=f"s3|{self.label}|{hashlib.sha256(etags.encode()).hexdigest()[:16]}")
 
     def open(self, f: RemoteFile, offset: int, validator: str | None, end: int | None = None) -> Body:
         kwargs: dict = {"Bucket": self.bucket, "Key": f.ref}

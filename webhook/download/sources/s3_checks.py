@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
-from webhook.download.checks import Check, from_base64
+from webhook.download.verify.checks import Check, from_base64
 
 FULL_OBJECT_ALGORITHMS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
 _SINGLE_PART = re.compile(r"^[0-9a-f]{32}$")

@@ -22,9 +22,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from webhook.download.checks import SIZE_ONLY, Check
+from webhook.download.verify.checks import SIZE_ONLY, Check
 from webhook.download.remote import SCRATCH, FileRecord
-from webhook.download.fsutil import fsync_dir, sync_filesystem, write_file_atomic
+from webhook.download.volume.checked_io import fsync_dir, sync_filesystem, write_file_atomic
 
 MARKER = ".model-cache.json"
 MARKER_VERSION = 1

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from webhook.download.checks import Hasher
+from webhook.download.verify.checks import Hasher
 from webhook.download.remote import CHUNK
 
 

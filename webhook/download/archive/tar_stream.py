@@ -15,11 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterator
 
-from webhook.download.archive import clear_except_scratch, unpack_tar_stream
+from webhook.download.archive.unpack import clear_except_scratch, unpack_tar_stream
 from webhook.download.errors import ChecksumError, DownloadError, NetworkError, TransientError
 from webhook.download.remote import Body, RemoteFile
-from webhook.download.retry import emit
-from webhook.download.transfer import Transfer
+from webhook.download.lines import emit
+from webhook.download.fetching.transfer import Transfer
 
 MAX_RESTARTS = 3  # starts from zero within one run before giving up
 

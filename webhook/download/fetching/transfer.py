@@ -1,7 +1,7 @@
 """What every file of one download shares: the source, the partial directory,
 progress, options, the retry policy, the cancel flag and the count of
-checksum mismatches. Handed to the single-stream fetch (fetch.py), to the
-parted fetch (parted.py) and to the scheduler that runs both (scheduler.py),
+checksum mismatches. Handed to the single-stream fetch (stream.py), to the
+parted fetch (ranged.py) and to the scheduler that runs both (scheduler.py),
 so that none of them reaches into another."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 from webhook.download.errors import ChecksumError
 from webhook.download.progress import Progress
 from webhook.download.remote import SCRATCH, FetchOptions, RemoteFile, Source
-from webhook.download.retry import RetryPolicy, emit
+from webhook.download.fetching.retry import RetryPolicy
+from webhook.download.lines import emit
 
 
 class Cancelled(Exception):

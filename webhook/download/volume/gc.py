@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from webhook.download.lock import Lock, break_lock, current_owner, read_lock
-from webhook.download.publish import MARKER, Layout, read_marker
+from webhook.download.volume.lock import Lock, break_lock, current_owner, read_lock
+from webhook.download.volume.publish import MARKER, Layout, read_marker
 from webhook.download.progress import format_duration
 from webhook.quantity import describe as format_bytes
 

@@ -7,7 +7,7 @@ need no assembly. A background thread per file
     cache, 1 MiB at a time: memory stays bounded whatever the size), so the
     digest is ready soon after the last byte;
   * every JOURNAL_EVERY seconds fdatasyncs the data and then rewrites the
-    journal (parts.py), so a kill -9 loses at most that much of each part.
+    journal (part_journal.py), so a kill -9 loses at most that much of each part.
 
 Each part is retried on its own (a stall or a reset re-requests the rest of
 that part only). A response that shows the object is not the one we have
@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Callable
 
 from webhook.download.errors import ChangedError, NetworkError, TransientError
-from webhook.download.parts import Journal, journal_path, plan_parts
+from webhook.download.fetching.part_journal import Journal, journal_path, plan_parts
 from webhook.download.remote import Body, FileRecord, RemoteFile
-from webhook.download.retry import emit
-from webhook.download.transfer import Transfer
+from webhook.download.lines import emit
+from webhook.download.fetching.transfer import Transfer
 
 JOURNAL_EVERY = 0.1    # seconds between journal writes: about what a kill -9 loses
 HASH_SPAN = 16 << 20   # bytes hashed between two looks at the journal timer

@@ -1,7 +1,7 @@
 """Runs the files of a download on `--jobs` shared connections, biggest
-first. A large file becomes part tasks (parted.py) queued ahead of the other
+first. A large file becomes part tasks (ranged.py) queued ahead of the other
 files, so every connection works on it until its last parts are taken, then
-moves on; the rest go over one stream each (fetch.py).
+moves on; the rest go over one stream each (stream.py).
 
 Daemon threads rather than a ThreadPoolExecutor: after a failure or a
 SIGTERM a worker blocked in a socket read must not hold up the exit (the
@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Callable, Union
 
 from webhook.download.errors import NetworkError
-from webhook.download.fetch import Fetcher
-from webhook.download.parted import PartedFile
-from webhook.download.parts import PARTS_ABOVE, journal_path
+from webhook.download.fetching.stream import Fetcher
+from webhook.download.fetching.ranged import PartedFile
+from webhook.download.fetching.part_journal import PARTS_ABOVE, journal_path
 from webhook.download.remote import FileRecord, RemoteFile
-from webhook.download.transfer import Cancelled, Transfer
+from webhook.download.fetching.transfer import Cancelled, Transfer
 
 EXIT_GRACE = 2.0  # seconds the workers get to notice a cancel before the lock is released
 

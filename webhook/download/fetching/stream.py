@@ -1,6 +1,6 @@
 """One file over one stream: into an `.incomplete` file, resumed from its
 length, verified, fsynced and renamed to its final name inside the partial
-directory. Large files go as ranged parts instead (parted.py); the scheduler
+directory. Large files go as ranged parts instead (ranged.py); the scheduler
 (scheduler.py) decides which and runs both on the shared connections.
 
 A file at its final name inside the partial directory is complete and
@@ -14,13 +14,13 @@ import json
 import os
 from pathlib import Path
 
-from webhook.download.checks import Hasher
+from webhook.download.verify.checks import Hasher
 from webhook.download.errors import ChecksumError, NetworkError, TransientError
-from webhook.download.fsutil import write_all
-from webhook.download.hashing import FSYNC_ABOVE, PIPE_HASH_ABOVE, WRITEBACK_EVERY, HashPipe, hash_prefix, start_writeback
+from webhook.download.volume.checked_io import write_all
+from webhook.download.verify.hashing import FSYNC_ABOVE, PIPE_HASH_ABOVE, WRITEBACK_EVERY, HashPipe, hash_prefix, start_writeback
 from webhook.download.remote import FileRecord, RemoteFile
-from webhook.download.retry import emit
-from webhook.download.transfer import Transfer
+from webhook.download.lines import emit
+from webhook.download.fetching.transfer import Transfer
 
 
 class Fetcher:
@@ -147,7 +147,7 @@ class Fetcher:
             if f.size is None or f.size >= FSYNC_ABOVE:
                 os.fsync(fd)
             # Smaller files are written back by one syncfs before the marker
-            # (publish.py). Until then a crash of the node (not of the
+            # (volume/publish.py). Until then a crash of the node (not of the
             # process: the page cache survives a kill -9) can leave one short,
             # and the size check at resume fetches it again.
             if os.fstat(fd).st_size != have:

@@ -1,7 +1,7 @@
 """Archives: which kinds there are, what volume each needs, and unpacking.
 
 A tar archive (plain, gzip, bzip2 or xz) is unpacked as it streams in
-(tarstream.py feeds `unpack_tar_stream`): the archive itself is never on the
+(archive/tar_stream.py feeds `unpack_tar_stream`): the archive itself is never on the
 volume, so the volume needs room for the contents only. A zip archive keeps
 its directory at the end, so it must be whole on disk before it can be read:
 it is downloaded, unpacked beside itself, then deleted, and the volume needs

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from webhook.download.fsutil import write_file_atomic
+from webhook.download.volume.checked_io import write_file_atomic
 
 MiB = 1 << 20
 PARTS_ABOVE = 64 * MiB   # smaller files go over one stream (a part's request costs a round trip)

@@ -1,19 +1,19 @@
 """The downloader's one retry policy: exponential backoff with full jitter,
 at least what the origin asked for in Retry-After (429/503), and a budget
 that starts again whenever bytes arrive. Used for the listings and probes
-(`with_retries`) and for every byte stream (fetch.py, parted.py); botocore's
+(`with_retries`) and for every byte stream (stream.py, ranged.py); botocore's
 and urllib3's own retries are off, so a failure is retried here only."""
 
 from __future__ import annotations
 
 import os
 import random
-import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 from webhook.download.errors import NetworkError, TransientError
+from webhook.download.lines import emit
 
 T = TypeVar("T")
 
@@ -68,21 +68,6 @@ class RetryPolicy:
         d = backoff_delay(attempt, self.backoff)
         after = getattr(err, "retry_after", None)
         return max(d, after) if after is not None else d
-
-
-_OUT_LOCK = threading.Lock()
-
-
-def emit(line: str, out=None) -> None:  # noqa: ANN001 - a text stream
-    """Prints one whole line under a lock shared with the progress ticker,
-    so that retry lines and progress lines never interleave (print() writes
-    the text and the newline separately)."""
-    import sys
-
-    stream = out if out is not None else sys.stdout
-    with _OUT_LOCK:
-        stream.write(line + "\n")
-        stream.flush()
 
 
 def with_retries(call: Callable[[], T], what: str, policy: RetryPolicy | None = None) -> T:
