@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from webhook.agent.holdings import Held
-from webhook.download import gc
-from webhook.download.publish import Layout
+from webhook.download.volume import gc
+from webhook.download.volume.publish import Layout
 
 
 def choose(held: list[Held], quota: int, keep: frozenset[tuple[str, str]], busy: frozenset[Path],

@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from webhook.download.checks import SIZE_ONLY as _SIZE_ONLY
-from webhook.download.publish import MARKER, read_marker
+from webhook.download.verify.checks import SIZE_ONLY as _SIZE_ONLY
+from webhook.download.volume.publish import MARKER, read_marker
 from webhook.inventory import Holding
 
 
