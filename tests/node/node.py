@@ -258,11 +258,6 @@ def start_nodes(cp: ControlPlane, root: Path, images: dict[str, Image], names: t
         raise
 
 
-def start_node(cp: ControlPlane, state: Path, images: dict[str, Image]) -> NodeSet:
-    """The single node of old, under STATE."""
-    return start_nodes(cp, state.parent, images, (NODE_NAME,))
-
-
 def _import_images(node: Node) -> None:
     try:
         for image in node.images.values():

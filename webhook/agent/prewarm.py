@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from webhook.download.command import arguments
 from webhook.policy.resolved import ResolvedModel
 
 log = logging.getLogger(__name__)
@@ -21,14 +22,7 @@ log = logging.getLogger(__name__)
 def download_args(model: ResolvedModel, root: Path) -> list[str]:
     """`model-cache download` for MODEL into ROOT/<model>/<revision>, as a pod's downloader runs it."""
     spec = model.spec
-    args = ["download", "--source", spec.source, "--dest", str(root / model.cache_subpath)]
-    if spec.revision:
-        args += ["--revision", spec.revision]
-    if spec.sha256:
-        args += ["--sha256", spec.sha256]
-    if spec.include:
-        args += ["--include", *spec.include]
-    return args
+    return arguments(spec.source, str(root / model.cache_subpath), spec.revision, spec.sha256, spec.include)
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from webhook.download.command import arguments as download_arguments
 from webhook.mutate.plan import Plan
 from webhook.strategies import get as strategy_named
 from webhook.strategies.images import image_reference
@@ -42,13 +43,8 @@ def restricted_security_context(run_as_user: int | None) -> dict[str, Any]:
 def downloader(plan: Plan) -> dict[str, Any]:
     model = plan.model
     spec, d = model.spec, model.defaults.downloader
-    args = ["download", "--source", spec.source, "--dest", f"{VOLUME_ROOT}/{model.cache_subpath}"]
-    if spec.revision:
-        args += ["--revision", spec.revision]
-    if spec.sha256:
-        args += ["--sha256", spec.sha256]
-    if spec.include:
-        args += ["--include", *spec.include]
+    args = download_arguments(spec.source, f"{VOLUME_ROOT}/{model.cache_subpath}", spec.revision, spec.sha256,
+                              spec.include)
 
     env: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
