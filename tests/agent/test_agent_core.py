@@ -178,3 +178,10 @@ def test_explain_says_how_many_candidate_nodes_hold_a_hostpath_model(tmp_path: P
     assert verdict.placement == "2 of 3 candidate nodes hold cold@main (a, b)"
     (verdict,) = explain_object(pod, "team", store, None, None)
     assert verdict.placement is None
+
+
+def test_policies_from_a_configmap_leave_out_a_bad_file_and_other_keys() -> None:
+    from webhook.agent.wishes import parse_policies
+
+    parsed = parse_policies({"team.yaml": POLICY, "bad.yaml": "models: [", "README": "x", "_default.yaml": POLICY})
+    assert sorted(parsed) == ["_default", "team"]

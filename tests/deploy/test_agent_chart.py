@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.render import HelmError, helm_template, one, validate_strictly
-from tests.deploy.test_chart import assert_same_objects, kustomize, overlay, without_namespace
+from tests.deploy.test_chart import assert_same_objects, kustomize, overlay
 
 AGENT = {"agent": {"enabled": True}}
 
@@ -16,7 +16,9 @@ def test_the_agent_renders_the_agent_component(tmp_path: Path) -> None:
     helm = helm_template(values=AGENT, tmp=tmp_path)
     kust = kustomize(overlay(tmp_path / "k", ["manifests"], ["manifests/components/agent"]))
     assert {"DaemonSet", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} <= {d["kind"] for d in kust}
-    assert_same_objects(helm, without_namespace(kust))
+    # Helm makes the agent's namespace (not the release's, which must exist first).
+    webhook_ns = [d for d in kust if d["kind"] == "Namespace" and d["metadata"]["name"] == "model-cache"]
+    assert_same_objects(helm, [d for d in kust if d not in webhook_ns])
     validate_strictly(helm, minimum=11)
 
 
@@ -32,10 +34,19 @@ def test_agent_values_reach_the_daemonset(tmp_path: Path) -> None:
     assert spec["volumes"][0]["hostPath"]["path"] == "/mnt/models"
 
 
-def test_the_own_node_policy_names_the_agents_service_account(tmp_path: Path) -> None:
-    docs = helm_template("--namespace", "platform", values=AGENT, tmp=tmp_path)
+def test_the_agent_runs_in_its_own_privileged_namespace_and_reads_the_webhooks_policies(tmp_path: Path) -> None:
+    docs = helm_template("--namespace", "platform", values={"agent": {"enabled": True, "namespace": {"name": "nodes"}}},
+                         tmp=tmp_path)
     vap = one(docs, "ValidatingAdmissionPolicy", "model-cache-agent-own-node")
-    assert "system:serviceaccount:platform:model-cache-agent" in vap["spec"]["matchConditions"][0]["expression"]
+    assert "system:serviceaccount:nodes:model-cache-agent" in vap["spec"]["matchConditions"][0]["expression"]
+    assert one(docs, "Namespace", "nodes")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    ds = one(docs, "DaemonSet", "model-cache-agent")
+    assert ds["metadata"]["namespace"] == "nodes"
+    assert "--policy-configmap=platform/model-cache-policies" in ds["spec"]["template"]["spec"]["containers"][0]["args"]
+    role = one(docs, "Role", "model-cache-agent-policies")
+    assert role["metadata"]["namespace"] == "platform"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["model-cache-policies"],
+                              "verbs": ["get"]}]
 
 
 @pytest.mark.parametrize("quota", ["lots", "5 GB"])

@@ -28,7 +28,7 @@ from tests.node.node import Image, Node, NodeSet, build_images, describe_pods, n
 SERVER = "server"  # the model-server container of every test workload
 AGENT_OVERLAY = Path(__file__).resolve().parent / "agent"
 AGENT_SELECTOR = "app.kubernetes.io/component=agent"
-WEBHOOK_NS = "model-cache"
+AGENT_NS = "model-cache-agent"
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
@@ -214,12 +214,12 @@ class Cluster:
     def wait_agents(self, timeout: float = 120) -> dict[str, k8s.V1Pod]:
         """Node name -> its agent pod, once the DaemonSet's current pods all run Ready."""
         def ready() -> dict[str, k8s.V1Pod] | None:
-            ds = self.apps.read_namespaced_daemon_set("model-cache-agent", WEBHOOK_NS)
+            ds = self.apps.read_namespaced_daemon_set("model-cache-agent", AGENT_NS)
             st = ds.status
             if (st.observed_generation or 0) < ds.metadata.generation or st.updated_number_scheduled != len(self.nodes) \
                     or st.number_ready != len(self.nodes) or st.number_available != len(self.nodes):
                 return None
-            pods = [p for p in self.cp.core.list_namespaced_pod(WEBHOOK_NS, label_selector=AGENT_SELECTOR).items
+            pods = [p for p in self.cp.core.list_namespaced_pod(AGENT_NS, label_selector=AGENT_SELECTOR).items
                     if p.metadata.deletion_timestamp is None and p.status.phase == "Running"]
             by_node = {p.spec.node_name: p for p in pods}
             return by_node if len(by_node) == len(self.nodes) == len(pods) else None
@@ -227,12 +227,12 @@ class Cluster:
         try:
             return wait_for("an agent Ready on every node", ready, timeout=timeout, every=0.5)
         except RuntimeError as err:
-            raise AssertionError(f"{err}\n{describe_pods(self.cp, WEBHOOK_NS, AGENT_SELECTOR)}\n"
+            raise AssertionError(f"{err}\n{describe_pods(self.cp, AGENT_NS, AGENT_SELECTOR)}\n"
                                  f"{self.fleet.logs()}") from None
 
     def agent_log(self, node: str) -> str:
         pod = self.wait_agents()[node]
-        return self.cp.core.read_namespaced_pod_log(pod.metadata.name, WEBHOOK_NS, container="agent")
+        return self.cp.core.read_namespaced_pod_log(pod.metadata.name, AGENT_NS, container="agent")
 
     def node_labels(self, node: str) -> dict[str, str]:
         return dict(self.cp.core.read_node(node).metadata.labels or {})

@@ -15,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.apiserver.controlplane import wait_for, write_kubeconfig
 from tests.helpers import MODEL_CACHE
-from tests.node.cluster import SERVER, WEBHOOK_NS, Cluster, seeded, sha256
+from tests.node.cluster import AGENT_NS, SERVER, Cluster, seeded, sha256
 from tests.node.node import CACHE_PATH, downloader_log, pod_report, wait_pods_running
 from tests.node.test_strategies import MiB, NOTHING_TO_DOWNLOAD, model_files
 from webhook.inventory import INVENTORY_ANNOTATION, label_key, read_holdings
@@ -174,7 +174,7 @@ def _bound_token(cluster: Cluster, pod: k8s.V1Pod) -> str:
         audiences=[], expiration_seconds=600,
         bound_object_ref=k8s.V1BoundObjectReference(kind="Pod", api_version="v1", name=pod.metadata.name,
                                                     uid=pod.metadata.uid)))
-    return cluster.cp.core.create_namespaced_service_account_token("model-cache-agent", WEBHOOK_NS, req).status.token
+    return cluster.cp.core.create_namespaced_service_account_token("model-cache-agent", AGENT_NS, req).status.token
 
 
 def test_an_agent_may_change_only_our_keys_on_its_own_node(agents: Cluster, tmp_path: Any) -> None:

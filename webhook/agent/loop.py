@@ -24,7 +24,7 @@ class Agent:
     core: k8s.CoreV1Api
     node: str
     root: Path
-    policies: Path
+    policies: Path | str   # a directory of policy files, or a ConfigMap `NAMESPACE/NAME`
     quota: int | None          # bytes; None: no eviction
     uid: int
     min_age: float = 300.0
@@ -37,7 +37,11 @@ class Agent:
 
     def sync(self) -> None:
         labels, annotations = node.read_node(self.core, self.node)
-        wanted = wishes.wishes(wishes.load_policies(self.policies), self.root, labels, self.downloader_image)
+        if isinstance(self.policies, Path):
+            policies = wishes.load_policies(self.policies)
+        else:
+            policies = wishes.parse_policies(node.configmap_data(self.core, self.policies))
+        wanted = wishes.wishes(policies, self.root, labels, self.downloader_image)
         prepare.prepare(self.root, wanted.models, self.uid)
         self._prewarm_ended()
         held = holdings.scan(self.root, wanted.prewarmed)

@@ -46,6 +46,15 @@ def in_use(pods: list[dict[str, Any]]) -> frozenset[tuple[str, str]]:
     return frozenset(out)
 
 
+def configmap_data(core: k8s.CoreV1Api, ref: str) -> dict[str, str]:
+    """The data of ConfigMap REF (`NAMESPACE/NAME`): the policy files. The
+    agent runs in a namespace of its own (its hostPath needs the privileged
+    Pod Security level, the webhook's is restricted), so it reads the
+    webhook's ConfigMap rather than mounting it."""
+    namespace, _, name = ref.partition("/")
+    return dict(core.read_namespaced_config_map(name, namespace).data or {})
+
+
 def pods_on(core: k8s.CoreV1Api, node: str) -> list[dict[str, Any]]:
     """The pods bound to NODE, as plain dicts (only what `in_use` reads)."""
     pods = core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items

@@ -29,14 +29,28 @@ class Wishes:
 
 
 def load_policies(directory: Path) -> dict[str, ModelCachePolicy]:
-    """Every policy file that parses; a bad one is logged and left out (the
-    webhook reports it; the agent keeps serving the others)."""
-    out: dict[str, ModelCachePolicy] = {}
+    """Every policy file in DIRECTORY that parses (see `parse_policies`)."""
+    texts: dict[str, str | bytes] = {}
     for path in policy_files(directory):
         try:
-            out[file_namespace(path.name)] = parse_policy(path.read_bytes(), path.name)
-        except (PolicyError, OSError) as err:
+            texts[path.name] = path.read_bytes()
+        except OSError as err:
             log.warning("policy %s left out: %s", path.name, err)
+    return parse_policies(texts)
+
+
+def parse_policies(texts: Mapping[str, str | bytes]) -> dict[str, ModelCachePolicy]:
+    """Every policy file (name -> text, as a ConfigMap's data) that parses; a
+    bad one is logged and left out (the webhook reports it; the agent keeps
+    serving the others)."""
+    out: dict[str, ModelCachePolicy] = {}
+    for name in sorted(texts):
+        if not name.endswith((".yaml", ".yml")) or "/" in name:
+            continue
+        try:
+            out[file_namespace(name)] = parse_policy(texts[name], name)
+        except PolicyError as err:
+            log.warning("policy %s left out: %s", name, err)
     return out
 
 

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from webhook.errors import UsageError
+from webhook.vocabulary import POLICY_CONFIGMAP
 
 
 def register(sub: argparse._SubParsersAction, formatter: type[argparse.HelpFormatter]) -> None:
@@ -20,7 +21,10 @@ def register(sub: argparse._SubParsersAction, formatter: type[argparse.HelpForma
                    help="this node's name (default: env NODE_NAME, from the downward API)")
     p.add_argument("--root", default="/var/lib/model-cache",
                    help="the cache root, mounted at the policy's hostPath path")
-    p.add_argument("--policies", default="/etc/model-cache/policies", help="directory of the policy files")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--policy-configmap", default=POLICY_CONFIGMAP, metavar="NS/NAME",
+                        help="the webhook's policy ConfigMap, read through the API each pass")
+    source.add_argument("--policies", help="a directory of policy files instead (a mounted ConfigMap)")
     p.add_argument("--quota", default=os.environ.get("MODEL_CACHE_AGENT_QUOTA") or None,
                    help="size the node's cache may hold, e.g. 500Gi; least recently used models go first "
                         "(default: no eviction)")
@@ -52,7 +56,11 @@ def run_agent(args: argparse.Namespace) -> int:
 
     server, _thread = start_http_server(args.metrics_port, addr=args.metrics_host, registry=metrics.REGISTRY)
     logging.getLogger("webhook.agent").info("metrics on %s:%d", args.metrics_host, server.server_port)
-    agent = Agent(k8s.CoreV1Api(api_client(cfg)), args.node, Path(args.root), Path(args.policies), quota, args.uid,
+    namespace, sep, name = args.policy_configmap.partition("/")
+    if not args.policies and not (sep and namespace and name):
+        raise UsageError(f"--policy-configmap {args.policy_configmap!r}: expected NAMESPACE/NAME, e.g. {POLICY_CONFIGMAP}")
+    policies = Path(args.policies) if args.policies else args.policy_configmap
+    agent = Agent(k8s.CoreV1Api(api_client(cfg)), args.node, Path(args.root), policies, quota, args.uid,
                   min_age=args.min_age)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

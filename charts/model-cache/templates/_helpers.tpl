@@ -158,3 +158,9 @@ annotations:
 app.kubernetes.io/name: model-cache
 app.kubernetes.io/component: agent
 {{- end -}}
+
+{{/* The agent's namespace: its hostPath needs the privileged Pod Security
+     level, which the webhook's (restricted) namespace must not have. */}}
+{{- define "model-cache.agentNamespace" -}}
+{{- .Values.agent.namespace.name -}}
+{{- end -}}
