@@ -111,20 +111,26 @@ def test_prewarmed_nodes_get_the_replicas_then_the_cold_one_downloads_once(agent
                                                                                           True, True)
     assert shown["node-c"] == []
 
-    cluster.deploy(ns, "llm", cluster.model_pod("llm"), replicas=2)
+    # One replica per node, as when each needs a node's GPU.
+    pod = cluster.model_pod("llm")
+    pod["spec"]["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "llm"}}}]}}
+    cluster.deploy(ns, "llm", pod, replicas=2)
     pods = wait_pods_running(cluster.cp, ns, "app=llm", 2, cluster.fleet)
     assert sorted(p.spec.node_name for p in pods) == ["node-a", "node-b"]
     assert cluster.origin.served[path] == 2 * len(data), "a replica on a warm node fetched from the origin"
-    for pod in pods:
+    for pod in pods:  # noqa: B020 - the template above is not used again
         assert NOTHING_TO_DOWNLOAD in downloader_log(cluster.cp, ns, pod.metadata.name)
         # Under the agent the pod has no root container: no model-cache-prepare, nothing runs as uid 0.
         containers = pod.spec.init_containers + pod.spec.containers
         assert PREPARE not in [c.name for c in containers]
         for c in pod.spec.init_containers:
             assert c.security_context.run_as_non_root and c.security_context.run_as_user != 0, c.name
+        # The webhook's preference for the nodes that hold the model, beside the pod's own anti-affinity.
         preferred = pod.spec.affinity.node_affinity.preferred_during_scheduling_ignored_during_execution
         assert (label_key("llm", "main"), "Exists") in [(e.key, e.operator) for t in preferred
                                                         for e in t.preference.match_expressions]
+        assert pod.spec.affinity.pod_anti_affinity.required_during_scheduling_ignored_during_execution
 
     cluster.apps.patch_namespaced_deployment_scale("llm", ns, {"spec": {"replicas": 3}})
     pods = wait_pods_running(cluster.cp, ns, "app=llm", 3, cluster.fleet)
