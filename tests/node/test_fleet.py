@@ -21,6 +21,10 @@ from tests.node.test_strategies import MiB, NOTHING_TO_DOWNLOAD, model_files
 from webhook.inventory import INVENTORY_ANNOTATION, label_key, read_holdings
 from webhook.vocabulary import PREPARE
 
+# The first test also starts the fleet (three nodes, each importing its own
+# images), after waiting for the host's node lock if another run holds it.
+pytestmark = pytest.mark.timeout(1800)
+
 AGENT_DEFAULTS = {"hostPath": {"path": CACHE_PATH, "agent": True, "cacheAffinityWeight": 100}}
 
 
