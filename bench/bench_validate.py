@@ -81,9 +81,10 @@ def answer(port: int, cafile: Path, body: bytes) -> dict[str, Any]:
 
 
 def pure_ms(policies: Path) -> dict[str, float]:
-    from webhook.validate import rules as checks, review as validation
-    from webhook.validate.usage import describe
-    from webhook.validate.facts import ClusterFacts, PvcInfo, SecretInfo
+    from webhook.admission import validating as validation
+    from webhook.validate import rules as checks
+    from webhook.facts.use import describe
+    from webhook.facts.cluster import ClusterFacts, PvcInfo, SecretInfo
     from webhook.policy import PolicyStore
 
     store = PolicyStore(policies, interval=3600)

@@ -165,7 +165,7 @@ def measure(port: int, cafile: Path, path: str, body: bytes | None, connections:
 def pure_mutation_ms(policies: Path) -> dict[str, float]:
     from webhook import admission
     from webhook.mutate import mutate
-    from webhook.mutate.request import parse
+    from webhook.mutate.annotations import parse
     from webhook.policy import PolicyStore
 
     store = PolicyStore(policies, interval=3600)

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.admission.shapes import pod_problem
+from webhook.admission.validating import review_template
 from webhook.errors import Denied
 from webhook.inventory import NodeView, candidates_holding, holders_line
+from webhook.facts.cluster import FactsSource
 from webhook.mutate import ModelResolver, mutate_pod
-from webhook.validate.facts import FactsSource
-from webhook.validate.review import review_template
 from webhook.objects import Path, PodTemplate, dig, pod_templates
-from webhook.strategies import get as strategy_named
 from webhook.vocabulary import INJECTED as INJECTED_KEY, INPUTS, MIRROR, NAME, PREFIX
+
 
 MAX_DISTANCE = 3  # edits that still read as a typo of one of our keys
 
@@ -138,15 +138,15 @@ def explain_template(template: PodTemplate, namespace: str | None, policies: Mod
         return _say(verdict, DENIED, f"{who}: {err}")
     if mutated is None or plan is None:
         return _say(verdict, SKIPPED, "left as it is (it carries our volume already)")
-    verdict.injected = _mapping(_mapping(mutated.get("metadata")).get("annotations")).get(INJECTED_KEY)
+    verdict.injected = plan.marker.value
     _say(verdict, INJECTED, (
         f"injected: model {plan.model.name} (revision {plan.model.revision}, {plan.model.spec.size}) from "
-        f"{plan.model.policy_file}, strategy {plan.strategy}, mounted read-only at {plan.mount_path} in "
-        f"{', '.join(plan.targets)}" + ("" if plan.preload or not strategy_named(plan.strategy).downloads
+        f"{plan.model.policy_file}, strategy {plan.strategy.name}, mounted read-only at {plan.mount_path} in "
+        f"{', '.join(plan.targets)}" + ("" if plan.preload or not plan.strategy.downloads
                                          else ", no downloader (preload off)")
     ))
     verdict.warnings = review_template(pod, ns, policies, facts).warnings
-    if nodes is not None and strategy_named(plan.strategy).node_local:
+    if nodes is not None and plan.strategy.node_local:
         selector = _mapping(_mapping(pod.get("spec")).get("nodeSelector"))
         candidates, holders = candidates_holding(nodes, selector, plan.model.name, plan.model.revision)
         verdict.placement = holders_line(candidates, holders, plan.model.name, plan.model.revision)

@@ -151,3 +151,9 @@ def _write_predictor(predictor: dict[str, Any], before: dict[str, Any], after: d
                 predictor["containers"] = others
         elif old_spec.get(key) != value:
             predictor[key] = value
+
+
+def annotations_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """OBJ's metadata.annotations ({} when absent, or not a mapping)."""
+    annotations = dig(obj, ("metadata", "annotations"))
+    return annotations if isinstance(annotations, Mapping) else {}

@@ -11,7 +11,7 @@ import pytest
 from tests.helpers import POLICIES, golden_pod, pod_review
 from webhook.admission import answer_mutation
 from webhook.policy import PolicyStore
-from webhook.validate.facts import LookupKey, NamespaceInfo, Unavailable
+from webhook.facts.cluster import LookupKey, NamespaceInfo, Unavailable
 
 
 class Facts:

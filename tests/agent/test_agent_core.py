@@ -16,9 +16,14 @@ from webhook.agent.prepare import prepare
 from webhook.agent.wishes import wishes
 from webhook.inventory import (INVENTORY_ANNOTATION, LABEL_PREFIX, Holding, candidates_holding, holders_line,
                                label_key, node_patch, node_view, read_holdings)
-from webhook.mutate.affinity import PREFERRED, REQUIRED, add_cache_affinity
+from webhook.strategies.placement import PREFERRED, REQUIRED
 from webhook.policy.files import parse_policy
 from webhook.policy.resolved import ResolvedModel, merge_defaults
+from webhook.strategies import get as strategy_named
+
+
+def add_cache_affinity(spec: dict, model: ResolvedModel) -> None:
+    strategy_named("hostpath").place(spec, model)
 
 LABEL_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 

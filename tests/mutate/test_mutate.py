@@ -300,7 +300,7 @@ def test_oci_credentials_become_image_pull_secrets(tmp_path: Path) -> None:
         ({"model.cache/mount-path": "/dev/shm"}, "would hide a system directory"),
         ({"model.cache/containers": "vllm"}, "model.cache/containers names vllm, not in this pod; its containers are server, proxy"),
         ({"model.cache/strategey": "pvc"}, "unknown annotation model.cache/strategey"),
-        ({"model.cache/name": "car"}, 'strategy "pvc" cannot serve'),
+        ({"model.cache/name": "car"}, 'strategy "pvc" cannot serve an oci:// image'),
     ],
 )
 def test_denials_name_the_problem_and_the_fix(store: PolicyStore, annotations: dict[str, str], expected: str) -> None:

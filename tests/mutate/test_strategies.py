@@ -1,32 +1,43 @@
 """The strategy registry (webhook/strategies/) is the one list of strategies:
 the policy schema, the annotation parser and docs/strategies.md read it.
 
-docs/strategies.md holds a block generated from the registry; after an intended
-change, UPDATE_DOCS=1 rewrites it and fails ("rewritten: review the diff")."""
+docs/strategies.md and docs/policy.md hold a block generated from the registry
+(the strategies; their settings); after an intended change, UPDATE_DOCS=1
+rewrites it and fails ("rewritten: review the diff")."""
 
 from __future__ import annotations
 
 import os
 import sys
 import typing
+from pathlib import Path
+from typing import Callable
 
 import pytest
 
 from tests.helpers import REPO
 from webhook import strategies
 from webhook.errors import AnnotationError
-from webhook.mutate import request
+from webhook.mutate import annotations as request
 from webhook.policy.schema import ModelSpec, PolicyDefaults
 
+
 DOC = REPO / "docs" / "strategies.md"
+POLICY_DOC = REPO / "docs" / "policy.md"
 BEGIN, END = "<!-- generated from webhook/strategies/: begin -->", "<!-- generated from webhook/strategies/: end -->"
 
 
-def test_the_registry_lists_the_five_strategies_in_order() -> None:
-    assert strategies.names() == ("pvc", "hostpath", "memory", "oci", "image")
-    assert all(strategies.get(name).name == name for name in strategies.names())
-    with pytest.raises(KeyError, match="pvc, hostpath, memory, oci, image"):
-        strategies.get("nfs")
+UNKNOWN = "no-such-strategy"  # never a strategy's name: not a Kubernetes volume word
+
+
+def test_the_registry_names_each_strategy_once_and_by_its_module() -> None:
+    names = strategies.names()
+    assert names[0] == "pvc" and len(set(names)) == len(names)  # pvc first: the built-in default
+    for name in names:
+        strategy = strategies.get(name)
+        assert strategy.name == name and type(strategy).__module__ == f"webhook.strategies.{name}"
+    with pytest.raises(KeyError, match=", ".join(names)):
+        strategies.get(UNKNOWN)
 
 
 def test_the_schema_and_the_annotation_take_exactly_the_registry() -> None:
@@ -34,8 +45,8 @@ def test_the_schema_and_the_annotation_take_exactly_the_registry() -> None:
     assert typing.get_args(literal) == strategies.names()
     for name in strategies.names():
         assert request.parse({"model.cache/name": "m", "model.cache/strategy": name}).strategy == name
-    with pytest.raises(AnnotationError, match="use one of pvc, hostpath, memory, oci, image"):
-        request.parse({"model.cache/name": "m", "model.cache/strategy": "nfs"})
+    with pytest.raises(AnnotationError, match="use one of " + ", ".join(strategies.names())):
+        request.parse({"model.cache/name": "m", "model.cache/strategy": UNKNOWN})
 
 
 @pytest.mark.parametrize("name", strategies.names())
@@ -58,11 +69,41 @@ def render() -> str:
     return "\n".join(lines + ["", END])
 
 
-def test_docs_table_is_the_registry() -> None:
-    text = DOC.read_text()
-    assert BEGIN in text and END in text, f"{DOC.name} lost its generated block"
+def _shown(value: object) -> str:
+    return f"`{str(value).lower() if isinstance(value, bool) else value}`"
+
+
+def render_settings() -> str:
+    """The block of docs/policy.md: each strategy's own settings, as its module declares them."""
+    maps = ", ".join(f"`defaults.{s.settings_key}` (strategy `{s.name}`)" for s in strategies.with_settings())
+    lines = [BEGIN, f"The maps: {maps}.", "", "| field | type | built-in | what |", "|---|---|---|---|"]
+    for s in strategies.with_settings():
+        assert s.settings_model is not None
+        for name, info in s.settings_model.model_fields.items():
+            kind = (info.json_schema_extra or {}).get("kind", "")  # type: ignore[union-attr]
+            builtin = _shown(s.builtin_settings[name]) if name in s.builtin_settings else "none"
+            lines.append(f"| `defaults.{s.settings_key}.{name}` | {kind} | {builtin} | {info.description} |")
+    return "\n".join(lines + [END])
+
+
+@pytest.mark.parametrize("doc, rendered", [(DOC, render), (POLICY_DOC, render_settings)], ids=["strategies", "policy"])
+def test_docs_block_is_the_registry(doc: Path, rendered: Callable[[], str]) -> None:
+    text = doc.read_text()
+    assert BEGIN in text and END in text, f"{doc.name} lost its generated block"
     start, end = text.index(BEGIN), text.index(END) + len(END)
-    if text[start:end] != render() and os.environ.get("UPDATE_DOCS"):
-        DOC.write_text(text[:start] + render() + text[end:])
-        pytest.fail(f"{DOC.name} rewritten (UPDATE_DOCS=1): review `git diff docs`, then run again", pytrace=False)
-    assert text[start:end] == render(), "docs/strategies.md differs from webhook/strategies/: run with UPDATE_DOCS=1"
+    if text[start:end] != rendered() and os.environ.get("UPDATE_DOCS"):
+        doc.write_text(text[:start] + rendered() + text[end:])
+        pytest.fail(f"{doc.name} rewritten (UPDATE_DOCS=1): review `git diff docs`, then run again", pytrace=False)
+    assert text[start:end] == rendered(), f"docs/{doc.name} differs from webhook/strategies/: run with UPDATE_DOCS=1"
+
+
+@pytest.mark.parametrize("name", strategies.names())
+def test_every_setting_of_a_strategy_is_documented_and_has_a_builtin_or_none(name: str) -> None:
+    s = strategies.get(name)
+    if s.settings_model is None:
+        assert not s.builtin_settings
+        return
+    for field, info in s.settings_model.model_fields.items():
+        assert info.description and (info.json_schema_extra or {}).get("kind"), f"{name}: {field} says nothing"  # type: ignore[union-attr]
+    assert set(s.builtin_settings) <= set(s.settings_model.model_fields)
+    s.settings_model.model_validate(dict(s.builtin_settings))

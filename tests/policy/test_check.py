@@ -4,15 +4,21 @@ the namespace's allowed ones, files the kustomization leaves out (issue 12)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import textwrap
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.helpers import MODEL_CACHE, POLICIES
-from webhook.policy import check_paths, check_texts
+from webhook import strategies
+from webhook.errors import Denied
+from webhook.mutate.annotations import InjectionRequest
+from webhook.mutate.pod import mutate
+from webhook.policy import ResolvedModel, check_paths, check_texts, merge_defaults, parse_policy
 HEAD = "apiVersion: model.cache/v1alpha1\nkind: ModelCachePolicy\n"
 
 
@@ -96,7 +102,8 @@ def test_an_unknown_field_gets_the_closest_one_and_no_repo_path() -> None:
     assert report.errors == [
         "ml.yaml: defaults.pvc.claimNmae: unknown field; did you mean 'claimName'? fields here: claimName",
         "ml.yaml: defaults.Downloader: unknown field; did you mean 'downloader'? fields here: strategy, "
-        "allowedStrategies, mountPath, shmSize, pvc, hostPath, downloader, env, pvcHeadroomPercent",
+        "allowedStrategies, mountPath, shmSize, downloader, env, pvcHeadroomPercent, "
+        + ", ".join(s.settings_key for s in strategies.with_settings()),
         "ml.yaml: models.m.revison: unknown field; did you mean 'revision'? fields here: source, revision, size, "
         "sha256, authSecretName, include, strategy, ociPath, prewarm",
         "ml.yaml: models.m.zzz: unknown field; fields here: source, revision, size, sha256, authSecretName, include, "
@@ -160,3 +167,24 @@ def test_output_json_and_yaml(tmp_path: Path) -> None:
     assert found["ok"] is True and found["files"] == 1 and found["errors"] == []
     assert [(w["code"], w["message"].split(":")[0]) for w in found["warnings"]] == [
         ("unpinned-revision", f"models.{m}.revision") for m in ("branch", "tag", "unset", "short")]
+
+
+@pytest.mark.parametrize("name", strategies.names())
+def test_policy_check_and_the_mutation_agree_on_what_a_strategy_cannot_serve(name: str) -> None:
+    """A policy that picks strategy NAME with nothing but built-in settings:
+    `policy check` reports what the strategy says makes it unusable (a setting it
+    needs) exactly when the mutation denies a pod for it, in the same words."""
+    source = "oci://r.example.com/m@sha256:" + "0" * 64 if strategies.get(name).oci_source else "hf://a/b"
+    text = HEAD + f"defaults: {{strategy: {name}}}\nmodels:\n  m: {{source: '{source}', size: 1Gi}}\n"
+    report = check_texts({"ml.yaml": text})
+    policy = parse_policy(text, "ml.yaml")
+    model = ResolvedModel("m", "ml", policy.models["m"], merge_defaults(policy.defaults), "ml.yaml")
+    reason = strategies.unusable(name, model)
+    pod = {"metadata": {"annotations": {"model.cache/name": "m"}}, "spec": {"containers": [{"name": "c"}]}}
+    if reason is None:
+        assert report.errors == []
+        assert mutate(pod, InjectionRequest("m"), model)[0] is not None
+    else:
+        assert report.errors == [f"ml.yaml: models.m: {reason}; every pod asking for m would be denied"]
+        with pytest.raises(Denied, match=re.escape(reason)):
+            mutate(pod, InjectionRequest("m"), model)

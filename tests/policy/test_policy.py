@@ -10,6 +10,7 @@ import pytest
 
 from tests.helpers import MODEL_CACHE
 from tests.helpers import POLICIES
+from webhook import strategies
 from webhook.errors import Denied
 from webhook.download.uri import parse_source
 from webhook.policy import PolicyStore, policy_problems
@@ -35,13 +36,14 @@ def test_example_policies_are_valid() -> None:
         (HEAD + "models:\n  m: {source: hf://a/b/c, size: 1Gi}\n", "models.m.source: 'hf://a/b/c': expected hf://ORG/REPO, hf://REPO or hf://datasets/ORG/REPO"),
         (HEAD + "models:\n  m: {source: 's3://', size: 1Gi}\n", "models.m.source: 's3://' names no repository, bucket"),
         (HEAD + "models:\n  m: {source: hf://a/b}\n", "models.m.size: required field is missing"),
-        (HEAD + "defaults: {strategy: nfs}\n", "defaults.strategy: Input should be 'pvc', 'hostpath', 'memory', 'oci' or 'image', got 'nfs'"),
+        (HEAD + "defaults: {strategy: tape}\n", "defaults.strategy: Input should be "
+         + ", ".join(f"'{n}'" for n in strategies.names()[:-1]) + f" or '{strategies.names()[-1]}', got 'tape'"),
         (HEAD + "defaults: {mountPath: models}\n", "defaults.mountPath: 'models' must be an absolute path"),
         (HEAD + "defaults: {pvc: {claimName: Models_PVC}}\n", "defaults.pvc.claimName: 'Models_PVC' is not a valid Kubernetes object name"),
         (HEAD + "defaults: {shmsize: 1Gi}\n", "defaults.shmsize: unknown field"),
         # One formatter for policies and reviews (webhook/pydantic_errors.py): YAML's unquoted scalars.
         (HEAD + "defaults: {pvc: {claimName: 123}}\n", 'defaults.pvc.claimName: expected a string, got 123; quote the value in YAML: "123"'),
-        (HEAD + "models:\n  m: {source: hf://a/b, size: 1Gi, strategy: image}\n", "models.m: strategy image needs an oci:// source"),
+        (HEAD + "models:\n  m: {source: hf://a/b, size: 1Gi, strategy: image}\n", 'models.m: strategy "image" cannot serve a download'),
         (HEAD + "models:\n  m: {source: hf://a/b, size: 1Gi, sha256: xyz}\n", "models.m.sha256: String should match pattern"),
         ("apiVersion: model.cache/v1\nkind: ModelCachePolicy\n", "apiVersion: Input should be 'model.cache/v1alpha1', got 'model.cache/v1'"),
         ("models: [unclosed\n", "x.yaml: not valid YAML: line 2, column 1"),

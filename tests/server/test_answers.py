@@ -9,7 +9,7 @@ import logging
 import pytest
 from prometheus_client import REGISTRY
 
-from webhook.admission.review import Answer
+from webhook.admission.envelope import Answer
 from webhook.server import answers, reporting
 from webhook.server.body import Incomplete, Malformed, too_large
 

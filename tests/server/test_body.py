@@ -12,7 +12,7 @@ from gunicorn.http.body import Body, ChunkedReader, LengthReader
 from gunicorn.http.unreader import IterUnreader
 
 from tests.helpers import golden_pod, pod_review
-from webhook.admission.review import MAX_BODY_BYTES
+from webhook.admission.envelope import MAX_BODY_BYTES
 from webhook.server.body import DRAIN_LIMIT, Incomplete, Malformed, drain, read_review, why_incomplete
 
 

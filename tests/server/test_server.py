@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.helpers import (GOLDEN, MODEL_CACHE, POLICIES, SERVICE_DNS_NAME, TLSClient, apply_response,
-                           assert_schema_valid, golden_cases, golden_pod, pod_review)
+                           assert_schema_valid, golden_pod, pod_review)
 from tests.server_process import RunningServer, start_server, stop_server
 from webhook import strategies
 
@@ -25,22 +25,47 @@ def client(server: RunningServer):
     c.close()
 
 
-def golden_cases_of(strategy: str) -> list[str]:
-    """The cases of tests/golden whose pod the webhook gives STRATEGY."""
-    return [case for case in golden_cases() if (GOLDEN / f"{case}.out.yaml").exists()
-            and injected_strategy(yaml.safe_load((GOLDEN / f"{case}.out.yaml").read_text())) == strategy]
+VARIANTS = GOLDEN / "policies"  # cases with a policy of their own, <case>.policy.yaml
+
+
+def golden_cases_of(strategy: str, directory: Path = GOLDEN) -> list[str]:
+    """The cases of DIRECTORY whose pod the webhook gives STRATEGY."""
+    return [p.name.removesuffix(".out.yaml") for p in sorted(directory.glob("*.out.yaml"))
+            if injected_strategy(yaml.safe_load(p.read_text())) == strategy]
 
 
 def injected_strategy(pod: dict) -> str:
     return ((pod.get("metadata") or {}).get("annotations") or {}).get("model.cache/injected", "").split("/")[0]
 
 
+@pytest.fixture(scope="module")
+def variants_client(tmp_path_factory: pytest.TempPathFactory):
+    """A server of the policies of tests/golden/policies/, each serving its case's
+    namespace: a strategy's golden needs no example policy."""
+    tmp = tmp_path_factory.mktemp("variants")
+    (tmp / "policies").mkdir()
+    for own in sorted(VARIANTS.glob("*.policy.yaml")):
+        namespace = yaml.safe_load(own.with_name(own.name.replace(".policy.", ".in.")).read_text())["metadata"]["namespace"]
+        target = tmp / "policies" / f"{namespace}.yaml"
+        assert not target.exists(), f"two cases of {VARIANTS} use namespace {namespace}: give each its own"
+        shutil.copy(own, target)
+    running = start_server(tmp, tmp / "policies")
+    c = TLSClient(running.port, running.cafile)
+    yield c
+    c.close()
+    stop_server(running)
+
+
 @pytest.mark.parametrize("strategy", strategies.names())
-def test_every_strategy_over_tls_gives_a_patch_that_applies(client: TLSClient, strategy: str) -> None:
-    cases = golden_cases_of(strategy)
-    assert cases, f"tests/golden has no case for strategy {strategy}: add <case>.in.yaml and <case>.out.yaml"
-    for case in cases:
-        pod = golden_pod(case)
+def test_every_strategy_over_tls_gives_a_patch_that_applies(client: TLSClient, variants_client: TLSClient,
+                                                            strategy: str) -> None:
+    cases = [(client, GOLDEN, c) for c in golden_cases_of(strategy)]
+    cases += [(variants_client if (VARIANTS / f"{c}.policy.yaml").exists() else client, VARIANTS, c)
+              for c in golden_cases_of(strategy, VARIANTS)]
+    assert cases, (f"tests/golden has no case for strategy {strategy}: add tests/golden/policies/<case>.in.yaml, "
+                   "<case>.policy.yaml and <case>.out.yaml (UPDATE_GOLDEN=1 writes it)")
+    for client, directory, case in cases:
+        pod = yaml.safe_load((directory / f"{case}.in.yaml").read_text())
         review = pod_review(pod, uid=f"uid-{case}")
         status, answer = client.post_json("/mutate", review)
         assert status == 200
@@ -49,7 +74,7 @@ def test_every_strategy_over_tls_gives_a_patch_that_applies(client: TLSClient, s
         assert response["uid"] == f"uid-{case}" and response["allowed"] is True
         mutated = apply_response(pod, answer)
         assert injected_strategy(mutated) == strategy
-        assert mutated == yaml.safe_load((GOLDEN / f"{case}.out.yaml").read_text()), case
+        assert mutated == yaml.safe_load((directory / f"{case}.out.yaml").read_text()), case
         assert_schema_valid(mutated)
         # Idempotence: the API server may send the mutated pod again (reinvocation).
         _, again = client.post_json("/mutate", pod_review(mutated))

@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 from tests.validate.cluster import make_provider
 from tests.fakes import TOKEN, FakeApiServer
 from webhook.validate import lookups as cluster
-from webhook.validate.facts import MISSING, NamespaceInfo, PvcInfo, SecretInfo, Unavailable
+from webhook.facts.cluster import MISSING, NamespaceInfo, PvcInfo, SecretInfo, Unavailable
 from webhook.validate.lookups import FactsProvider, LookupKey, Settings, load_configuration
 
 PVC = LookupKey("pvc", "ml", "llm-models")

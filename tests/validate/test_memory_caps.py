@@ -12,11 +12,12 @@ from tests.fakes import FakeApiServer
 from tests.helpers import pod_review
 from tests.validate import pods
 from tests.validate.test_rules import GOOD_PVC, run, texts
+from webhook.admission import validating as validation
+from webhook.facts.cluster import ClusterFacts, MemoryCap, NamespaceLimits, limits_from_json
 from webhook.policy import PolicyStore
-from webhook.validate import review as validation
-from webhook.validate.facts import ClusterFacts, MemoryCap, NamespaceLimits, limits_from_json
 from webhook.validate.lookups import FactsProvider
 from webhook.validate.memory_caps import pod_memory
+
 
 GI = Decimal(2**30)
 

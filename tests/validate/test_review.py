@@ -1,4 +1,4 @@
-"""webhook.validate.review.review(): what the server and the admission handlers call, with the real client and the fake API server."""
+"""webhook.admission.validating.review(): what the server and the admission handlers call, with the real client and the fake API server."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from tests.validate import pods
 from tests.validate.cluster import POLICY_ML, make_provider
 from tests.fakes import FakeApiServer
 from tests.helpers import pod_review
-from webhook.validate import review as validation
-from webhook.validate.policy_configmap import MAX_POLICY_PROBLEMS
-from webhook.validate.lookups import FactsProvider
+from webhook.admission import validating as validation
 from webhook.policy import PolicyStore, policy_problems
+from webhook.validate.lookups import FactsProvider
+from webhook.validate.policy_configmap import MAX_POLICY_PROBLEMS
 
 
 def review(store: PolicyStore, facts: FactsProvider | None, obj: dict, namespace: str = "ml",
@@ -229,7 +229,7 @@ def test_valid_policy_configmap_passes(store: PolicyStore) -> None:
 
 
 def test_bad_policy_is_denied_with_policy_check_messages(store: PolicyStore) -> None:
-    bad = POLICY_ML.replace("size: 16Gi", "size: sixteen").replace("strategy: pvc", "strategy: nfs")
+    bad = POLICY_ML.replace("size: 16Gi", "size: sixteen").replace("strategy: pvc", "strategy: tape")
     outcome = review(store, None, policy_configmap({"ml.yaml": bad, "_default.yaml": "kind: [unclosed"}),
                      kind="ConfigMap", namespace="model-cache", operation="UPDATE")
     assert not outcome.allowed

@@ -7,26 +7,29 @@ import pytest
 from kubernetes.utils.quantity import parse_quantity
 
 from tests.validate import pods
+from webhook.facts import marker
+from webhook.facts.cluster import MISSING, ClusterFacts, NamespaceInfo, PvcInfo, SecretInfo, Unavailable
+from webhook.facts.finding import Finding
+from webhook.facts.use import describe
 from webhook.mutate import mutate_pod
-from webhook.strategies.images import tag_findings
-from webhook.validate import rules as checks
-from webhook.validate import warnings
-from webhook.validate.facts import MISSING, ClusterFacts, NamespaceInfo, PvcInfo, SecretInfo, Unavailable
-from webhook.validate.finding import Finding
-from webhook.validate.usage import annotations_of, describe, injected_strategy
 from webhook.policy import PolicyStore
+from webhook.strategies.image_source import tag_findings
+from webhook.strategies.pvc import claim_name
+from webhook.validate import warnings
+from webhook.validate import rules as checks
+
 
 GOOD_PVC = PvcInfo("llm-models", parse_quantity("100Gi"), parse_quantity("100Gi"), ("ReadWriteMany",), "Bound")
 HF_SECRET = SecretInfo("hf-token", frozenset({"HF_TOKEN"}))
 
 
 def run(store: PolicyStore, pod: dict, facts: ClusterFacts = ClusterFacts(), template: bool = False) -> checks.CheckResult:
-    if injected_strategy(annotations_of(pod)) is None:  # a template: what its pods become
+    if marker.read(pod) is None:  # a template: what its pods become
         pod, _ = mutate_pod(pod, "ml", store)
         assert pod is not None
-    marker = injected_strategy(annotations_of(pod))
-    assert marker is not None
-    model = store.resolve("ml", marker[1])
+    mark = marker.read(pod)
+    assert mark is not None
+    model = store.resolve("ml", mark.model)
     return checks.run_checks(describe(pod, model, "ml"), model, facts, template=template)
 
 
@@ -46,7 +49,7 @@ def test_a_well_set_up_pvc_pod_gets_no_warning(store: PolicyStore) -> None:
 def test_describe_reads_the_final_pod(store: PolicyStore) -> None:
     model = store.resolve("ml", "llama-3-8b")
     use = describe(pods.final_pod(), model, "ml")
-    assert (use.final, use.strategy, use.pvc_name, use.preload) == (True, "pvc", "llm-models", True)
+    assert (use.final, use.strategy, claim_name(use), use.preload) == (True, "pvc", "llm-models", True)
     assert use.mounted_by == ("vllm",)
     assert (use.secret_name, use.secret_keys) == ("hf-token", frozenset({"HF_TOKEN"}))
 
@@ -54,7 +57,7 @@ def test_describe_reads_the_final_pod(store: PolicyStore) -> None:
 def test_the_claim_in_the_pod_wins_over_the_policy(store: PolicyStore) -> None:
     model = store.resolve("ml", "llama-3-8b")
     use = describe(pods.final_pod(claim="team-b-models"), model, "ml")
-    assert use.pvc_name == "team-b-models"
+    assert claim_name(use) == "team-b-models"
 
 
 def test_pvc_smaller_than_model_plus_headroom(store: PolicyStore) -> None:
@@ -277,7 +280,7 @@ def test_template_with_strategy_annotation(store: PolicyStore) -> None:
     mutated, _ = mutate_pod(template, "ml", store)
     assert mutated is not None
     use = describe(mutated, store.resolve("ml", "llama-3-8b"), "ml")
-    assert (use.strategy, use.preload, use.pvc_name, use.secret_name) == ("memory", False, None, None)
+    assert (use.strategy, use.preload, claim_name(use), use.secret_name) == ("memory", False, None, None)
 
 
 def test_limits_dedupe_cut_and_cap() -> None:

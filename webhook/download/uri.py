@@ -36,6 +36,11 @@ def archive_suffix(url_path: str) -> str | None:
     return None
 
 
+def scheme_of(uri: str) -> str:
+    """The scheme of URI as written, lower case ("hf", "s3", "https", "oci"); "" for none."""
+    return urlsplit(uri).scheme.lower() if "://" in uri else ""
+
+
 def parse_source(uri: str) -> SourceSpec:
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()

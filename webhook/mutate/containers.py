@@ -1,30 +1,22 @@
-"""The containers a mutation injects: the downloader, the OCI copy and the
-hostpath directory's preparation. Pure."""
+"""The containers a mutation injects for every strategy that fills its volume:
+the downloader and the OCI copy (what a strategy adds to give the downloader
+write access is its own). Pure."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from webhook.download.command import arguments as download_arguments
+from webhook.download.uri import scheme_of
 from webhook.mutate.plan import Plan
-from webhook.strategies import get as strategy_named
-from webhook.strategies.images import image_reference
-from webhook.vocabulary import (CREDENTIAL_KEYS, DEFAULT_UID, DOWNLOADER, NO_TOKEN_VOLUME, OCI_COPY, PREPARE, TOKEN_PATH, VOLUME,
-                                 VOLUME_ROOT)
-
-# What every injected init container mounts: the model volume whole, and
-# nothing at the token path.
-_MOUNTS = ({"name": VOLUME, "mountPath": VOLUME_ROOT}, {"name": NO_TOKEN_VOLUME, "mountPath": TOKEN_PATH, "readOnly": True})
+from webhook.strategies.base import give_downloader_resources, init_container_mounts
+from webhook.strategies.image_source import image_reference
+from webhook.vocabulary import CREDENTIAL_KEYS, DOWNLOADER, NO_TOKEN_VOLUME, OCI_COPY, VOLUME_ROOT
 
 
 def no_token_volume() -> dict[str, Any]:
     """The volume behind the injected init containers' token path: empty, and small."""
     return {"name": NO_TOKEN_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}}
-
-
-def downloader_group(plan: Plan) -> int:
-    """The downloader's uid and gid (they are the same)."""
-    return plan.model.defaults.downloader.runAsUser or DEFAULT_UID
 
 
 def restricted_security_context(run_as_user: int | None) -> dict[str, Any]:
@@ -52,7 +44,7 @@ def downloader(plan: Plan) -> dict[str, Any]:
     ]
     if spec.authSecretName:
         env.append({"name": "MODEL_CACHE_AUTH_SECRET", "value": spec.authSecretName})
-        scheme = spec.source.split("://", 1)[0]
+        scheme = scheme_of(spec.source)
         for key, optional in CREDENTIAL_KEYS.get(scheme, ()):
             ref: dict[str, Any] = {"name": spec.authSecretName, "key": key}
             if optional:
@@ -67,12 +59,12 @@ def downloader(plan: Plan) -> dict[str, Any]:
         "command": ["model-cache"],
         "args": args,
         "env": env,
-        "volumeMounts": [dict(m) for m in _MOUNTS],
+        "volumeMounts": init_container_mounts(),
         "securityContext": restricted_security_context(d.runAsUser),
     }
-    if d.resources is not None:
-        container["resources"] = d.resources.model_dump(exclude_none=True)
-        strategy_named(plan.strategy).grow_downloader(container, model)
+    give_downloader_resources(container, model)
+    if "resources" in container:
+        plan.strategy.grow_downloader(container, model)
     return container
 
 
@@ -85,34 +77,8 @@ def oci_copy(plan: Plan) -> dict[str, Any]:
         "imagePullPolicy": "IfNotPresent",
         # cp is in every modelcar base image (busybox, distroless/base-debug, ubi-micro).
         "command": ["cp", "-R", f"{source_dir}/.", f"{VOLUME_ROOT}/"],
-        "volumeMounts": [dict(m) for m in _MOUNTS],
+        "volumeMounts": init_container_mounts(),
         "securityContext": restricted_security_context(d.runAsUser),
     }
-    if d.resources is not None:
-        container["resources"] = d.resources.model_dump(exclude_none=True)
-    return container
-
-
-def prepare(plan: Plan) -> dict[str, Any]:
-    """Makes the model's directory on the node (`<root>/<model>`, where the
-    downloader keeps its lock and partial download) the downloader's, 0755.
-    Root, because the kubelet created the hostPath root-owned; with no
-    capability but CHOWN and FOWNER, and touching nothing but that directory.
-    `install` is coreutils', in the downloader's image."""
-    d = plan.model.defaults.downloader
-    uid = str(downloader_group(plan))
-    container: dict[str, Any] = {
-        "name": PREPARE,
-        "image": d.image,
-        "imagePullPolicy": d.imagePullPolicy,
-        "command": ["install", "-d", "-o", uid, "-g", uid, "-m", "0755", f"{VOLUME_ROOT}/{plan.model.name}"],
-        "volumeMounts": [dict(m) for m in _MOUNTS],
-        "securityContext": {
-            "runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False, "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "FOWNER"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-    }
-    if d.resources is not None:
-        container["resources"] = d.resources.model_dump(exclude_none=True)
+    give_downloader_resources(container, plan.model)
     return container

@@ -6,13 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from webhook import strategies
 from webhook.errors import Denied
-from webhook.mutate.request import InjectionRequest
+from webhook.facts import marker
+from webhook.facts.marker import Marker
+from webhook.mutate.annotations import InjectionRequest
 from webhook.policy import ResolvedModel
-from webhook.strategies import get as strategy_named
-from webhook.strategies.base import either
-from webhook.strategies.fit import serving
-from webhook.vocabulary import INJECTED, INJECTED_CONTAINERS, STRATEGY
+from webhook.strategies.base import Strategy
+from webhook.vocabulary import INJECTED_CONTAINERS, STRATEGY
+
 
 Pod = dict[str, Any]
 
@@ -22,22 +24,21 @@ class Plan:
     """What to inject, decided from the request and the policy."""
 
     model: ResolvedModel
-    strategy: str
+    strategy: Strategy
     mount_path: str
     targets: tuple[str, ...]
     preload: bool
     shm_size: str
 
     @property
-    def marker(self) -> str:
-        return f"{self.strategy}/{self.model.name}/{self.model.revision}"
+    def marker(self) -> Marker:
+        return Marker(self.strategy.name, self.model.name, self.model.revision)
 
 
 def already_injected(pod: Pod) -> bool:
     """A pod we changed before (our annotation or our init container) is left alone,
     also when another webhook reinvokes us."""
-    metadata = pod.get("metadata") or {}
-    if INJECTED in (metadata.get("annotations") or {}):
+    if marker.is_marked(pod):
         return True
     names = {c.get("name") for c in (pod.get("spec") or {}).get("initContainers") or []}
     return not names.isdisjoint(INJECTED_CONTAINERS)
@@ -54,12 +55,9 @@ def make_plan(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> Plan
             f'strategy "{strategy}" ({origin}) is not allowed in namespace {model.namespace}; '
             f"allowed: {', '.join(d.allowedStrategies)}. Set model.cache/strategy to one of them"
         )
-    if strategy_named(strategy).oci_source != model.spec.is_oci:
-        need = either(serving(model.spec.is_oci))
-        raise Denied(
-            f'model {model.name} comes from {model.spec.source.split("://")[0]}://, which strategy "{strategy}" '
-            f"cannot serve; set model.cache/strategy to {need}"
-        )
+    unusable = strategies.unusable(strategy, model)
+    if unusable is not None:
+        raise Denied(f"model {model.name}: {unusable} (model.cache/strategy)")
     spec = pod.get("spec") or {}
     containers = spec.get("containers") or []
     names = [c.get("name") for c in containers]
@@ -73,10 +71,10 @@ def make_plan(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> Plan
     mount_path = request.mount_path or d.mountPath
     return Plan(
         model=model,
-        strategy=strategy,
+        strategy=strategies.get(strategy),
         mount_path=mount_path,
         targets=tuple(targets),
-        preload=request.preload and strategy_named(strategy).downloads,
+        preload=request.preload and strategies.get(strategy).downloads,
         shm_size=request.shm_size if request.shm_size is not None else d.shmSize,
     )
 

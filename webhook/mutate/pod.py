@@ -12,15 +12,15 @@ from typing import Any, Protocol
 
 from webhook import quantity
 from webhook.errors import Denied
-from webhook.mutate import request as annotations
-from webhook.mutate.affinity import add_cache_affinity
-from webhook.mutate.containers import downloader, downloader_group, no_token_volume, oci_copy, prepare
+from webhook.facts import marker
+from webhook.mutate import annotations
+from webhook.mutate.annotations import InjectionRequest
+from webhook.mutate.containers import downloader, no_token_volume, oci_copy
 from webhook.mutate.plan import Plan, Pod, already_injected, make_plan
-from webhook.mutate.request import InjectionRequest
+from webhook.objects import annotations_of
 from webhook.policy import ResolvedModel
-from webhook.strategies import get as strategy_named
-from webhook.vocabulary import (CACHE_PATH_ENV, INJECTED, INJECTED_CONTAINERS, MIRROR, NO_TOKEN_VOLUME, SHM_PATH,
-                                SHM_VOLUME, VOLUME)
+from webhook.vocabulary import (CACHE_PATH_ENV, INJECTED_CONTAINERS, MIRROR, NO_TOKEN_VOLUME, SHM_PATH, SHM_VOLUME,
+                                VOLUME)
 
 
 class ModelResolver(Protocol):
@@ -40,21 +40,17 @@ def _copy_json(value: Any) -> Any:
 def apply_plan(pod: Pod, plan: Plan) -> Pod:
     """A new pod with the plan applied; the input is not modified."""
     pod = _copy_json(pod)
-    metadata = pod.setdefault("metadata", {})
     spec = pod.setdefault("spec", {})
     model = plan.model
-    strategy = strategy_named(plan.strategy)
+    strategy = plan.strategy
 
     volumes = spec.setdefault("volumes", [])
     volumes.append(_model_volume(plan))
 
     injected: list[dict[str, Any]] = []
     if plan.preload:
-        if strategy.prepares_directory and not model.defaults.hostPath.agent:
-            injected.append(prepare(plan))
+        injected += strategy.give_write_access(spec, model)
         injected.append(downloader(plan))
-        if strategy.fs_group:
-            _give_volume_to_downloader(spec, downloader_group(plan))
     elif strategy.copies:
         injected.append(oci_copy(plan))
     if injected:
@@ -63,8 +59,7 @@ def apply_plan(pod: Pod, plan: Plan) -> Pod:
         position = _init_position(init_containers)
         init_containers[position:position] = injected
 
-    if strategy.node_local:
-        add_cache_affinity(spec, model)
+    strategy.place(spec, model)
 
     if strategy.oci_source and model.spec.authSecretName:
         pull_secrets = spec.setdefault("imagePullSecrets", [])
@@ -99,7 +94,7 @@ def apply_plan(pod: Pod, plan: Plan) -> Pod:
             strategy.grow_serving(container, model)
         first = False
 
-    metadata.setdefault("annotations", {})[INJECTED] = plan.marker
+    marker.write(pod, plan.marker)
     return pod
 
 
@@ -107,7 +102,7 @@ def apply_plan(pod: Pod, plan: Plan) -> Pod:
 
 
 def _model_volume(plan: Plan) -> dict[str, Any]:
-    return {"name": VOLUME, **strategy_named(plan.strategy).volume(plan.model)}
+    return {"name": VOLUME, **plan.strategy.volume(plan.model)}
 
 
 def _init_position(init_containers: list[dict[str, Any]]) -> int:
@@ -138,18 +133,6 @@ def after_native_sidecars(pod: Pod) -> Pod | None:
     moved = _copy_json(pod)
     moved["spec"]["initContainers"] = _copy_json(ordered)
     return moved
-
-
-def _give_volume_to_downloader(spec: dict[str, Any], group: int) -> None:
-    """The kubelet makes a claim's volume group-writable by the pod's fsGroup,
-    which every container of the pod has: without one, the downloader (a
-    non-root user) cannot write a volume that starts root-owned. The pod
-    author's own fsGroup is kept; OnRootMismatch spares a model of many files
-    a recursive chown at every pod start."""
-    context = spec.setdefault("securityContext", {})
-    if "fsGroup" not in context:
-        context["fsGroup"] = group
-        context.setdefault("fsGroupChangePolicy", "OnRootMismatch")
 
 
 def _add_env(container: dict[str, Any], env: list[dict[str, Any]]) -> None:
@@ -213,8 +196,7 @@ def mutate_pod(pod: Pod, namespace: str, policies: ModelResolver) -> tuple[Pod |
     """The whole decision for one pod, as /mutate, /validate and `inject -f`
     make it: the mutated pod and its plan, (None, None) when the pod is left
     as it is (no trigger, a mirror pod, injected already). Raises Denied."""
-    metadata = pod.get("metadata") or {}
-    pod_annotations = metadata.get("annotations") or {}
+    pod_annotations = annotations_of(pod)
     if MIRROR in pod_annotations or already_injected(pod):
         return None, None
     request = annotations.parse(pod_annotations)

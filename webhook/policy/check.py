@@ -17,11 +17,13 @@ from pathlib import Path
 
 import yaml
 
+from webhook import strategies
 from webhook.errors import PolicyError
 from webhook.policy.files import file_namespace, parse_policy, policy_files
-from webhook.policy.resolved import merge_defaults
+from webhook.policy.resolved import ResolvedModel, merge_defaults
 from webhook.policy.schema import ModelCachePolicy
 from webhook.vocabulary import DEFAULT_POLICY
+
 
 KUSTOMIZATION_NAMES = ("Kustomization", "kustomization.yaml", "kustomization.yml")
 PINNED_HF_REVISION = re.compile(r"^[0-9a-f]{40}$")  # a commit; branches and tags move
@@ -151,6 +153,12 @@ def _strategy_problems(namespace: str, file: str, policy: ModelCachePolicy,
             errors.append(Problem(file, f"models.{name}.strategy: {model.strategy} is not in this namespace's "
                                         f"allowedStrategies ({allowed}); every pod asking for {name} would be denied",
                                   "strategy-not-allowed"))
+            continue
+        resolved = ResolvedModel(name, namespace, model, defaults, file)
+        unusable = strategies.unusable(resolved.strategy, resolved)
+        if unusable is not None:
+            errors.append(Problem(file, f"models.{name}: {unusable}; every pod asking for {name} would be denied",
+                                  "strategy-unusable"))
     warnings: list[Problem] = []
     if fallback is not None and namespace != DEFAULT_POLICY:
         for name, model in fallback[1].models.items():

@@ -10,7 +10,7 @@ from typing import Any
 from webhook import quantity
 from webhook.download.archive.unpack import volume_size_needed
 from webhook.policy.schema import EffectiveDefaults, ModelSpec, PolicyDefaults
-from webhook.strategies import names as strategy_names
+from webhook.strategies import names as strategy_names, with_settings
 from webhook.vocabulary import DEFAULT_IMAGE, DEFAULT_UID
 
 BUILTIN_DEFAULTS: dict[str, Any] = {
@@ -18,9 +18,6 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "allowedStrategies": list(strategy_names()),
     "mountPath": "/model-cache",
     "shmSize": "1Gi",
-    "pvc": {"claimName": "model-cache"},
-    "hostPath": {"path": "/var/lib/model-cache", "requireNodePinning": False, "agent": False,
-                 "cacheAffinityWeight": 50},
     "downloader": {
         "image": DEFAULT_IMAGE,
         "imagePullPolicy": "IfNotPresent",
@@ -30,6 +27,8 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     },
     "env": {},
     "pvcHeadroomPercent": 20.0,
+    # Each strategy's own section, as the strategy declares it.
+    **{s.settings_key: dict(s.builtin_settings) for s in with_settings()},
 }
 
 

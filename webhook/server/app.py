@@ -32,7 +32,7 @@ from webhook.admission.handlers import is_pod_create
 from webhook.policy import PolicyStore
 from webhook.server import answers, body, metrics, reporting
 from webhook.server.events import EventRecorder, create_event_recorder
-from webhook.validate.facts import FactsSource
+from webhook.facts.cluster import FactsSource
 from webhook.validate.lookups import create_facts_provider
 
 log = logging.getLogger("webhook.app")

@@ -11,8 +11,10 @@ from typing import Any, Protocol, Union
 from gunicorn.http.errors import ParseException as HttpParseError
 from werkzeug.exceptions import ClientDisconnected
 
-from webhook.admission.review import MAX_BODY_BYTES, parse_review, request_uid
+from webhook.admission import envelope
+from webhook.admission.envelope import MAX_BODY_BYTES, parse_review, request_uid
 from webhook.errors import MalformedReview
+
 
 # A client still sending when we answer 413 sees a reset instead of the answer;
 # read and drop what a sane client sends, up to this much, before answering.
@@ -61,7 +63,7 @@ Unreadable = Union[Malformed, Incomplete]
 
 def too_large(length: int) -> Malformed:
     """A body that announced LENGTH bytes, over the cap: HTTP 413."""
-    return Malformed(f"request body is {length} bytes; the limit is {MAX_BODY_BYTES}", status=413)
+    return Malformed(envelope.too_large(length), status=413)
 
 
 def read_review(stream: Readable, length: int | None) -> dict[str, Any] | Unreadable:

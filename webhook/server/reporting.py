@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
-from webhook.admission.review import Answer
+from webhook.admission.envelope import Answer
 from webhook.server import metrics
 from webhook.server.body import Incomplete, Unreadable
 

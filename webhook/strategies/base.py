@@ -3,24 +3,31 @@ strategy (its volume, what fills it, the checks only it has, what it asks of the
 cluster, its docs); `webhook.strategies` lists them. The defaults here are a
 strategy that adds its volume and nothing else.
 
-Pure, and below mutate/, validate/ and policy/: those read the strategies, so
-the types of theirs used here are imported for the type checker only."""
+Pure, and below policy/, mutate/ and validate/, which read the strategies:
+what a strategy reads (the model, the pod's use of the cache, the cluster
+facts) is in webhook/facts/, below it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping
 
-from webhook.validate.facts import ClusterFacts, LookupKey
-from webhook.validate.finding import Finding
-
-if TYPE_CHECKING:
-    from webhook.policy.resolved import ResolvedModel
-    from webhook.validate.usage import CacheUse
+from webhook.facts.cluster import ClusterFacts, LookupKey
+from webhook.facts.finding import Finding
+from webhook.facts.model import ModelView
+from webhook.facts.use import CacheUse
+from webhook.grammar import Section
+from webhook.vocabulary import DEFAULT_UID, NO_TOKEN_VOLUME, TOKEN_PATH, VOLUME, VOLUME_ROOT
 
 
 class Strategy:
     name: str
-    # One cell each of the table in docs/strategies.md (DESIGN.md, "What a mutation adds").
+    # Its own section of the policy's `defaults` (`defaults.hostPath`), where it
+    # has settings: the key, the pydantic model of the section, its built-in values.
+    settings_key: str | None = None
+    settings_model: type[Section] | None = None
+    builtin_settings: Mapping[str, Any] = MappingProxyType({})
+    # One cell each of the table in docs/strategies.md, which is generated from them.
     volume_doc: str
     init_doc: str
     serving_doc: str
@@ -28,24 +35,39 @@ class Strategy:
     downloads: bool = False  # the downloader init container fills the volume (unless preload is off)
     copies: bool = False  # an init container copies the model image's files into the volume
     oci_source: bool = False  # the model is an oci:// image, pulled with the model's authSecretName
-    # How the downloader's user gets to write the volume, where the volume
-    # does not start writable by all (emptyDir does):
-    fs_group: bool = False  # the kubelet gives the volume to the pod's fsGroup (set when the pod has none)
-    prepares_directory: bool = False  # an init container (root, CHOWN only) gives it the model's directory
     node_local: bool = False  # the cache is the node's own: pods are placed by what the nodes hold
 
-    def volume(self, model: ResolvedModel) -> dict[str, Any]:
+    def settings(self, model: ModelView) -> Any:
+        """Its section of MODEL's merged defaults (an instance of settings_model)."""
+        return getattr(model.defaults, self.settings_key or "")
+
+    def unusable(self, model: ModelView) -> str | None:
+        """Why it cannot serve MODEL as the policy stands (a setting it needs is
+        missing), naming the fix; `policy check` and the mutation both ask."""
+        return None
+
+    def volume(self, model: ModelView) -> dict[str, Any]:
         """The volume source of the model volume (without its name)."""
         raise NotImplementedError
 
-    def sub_path(self, model: ResolvedModel) -> str | None:
+    def sub_path(self, model: ModelView) -> str | None:
         """The subPath of the serving containers' read-only mount."""
         return model.cache_subpath if self.downloads else None
 
-    def grow_downloader(self, container: dict[str, Any], model: ResolvedModel) -> None:
+    def give_write_access(self, spec: dict[str, Any], model: ModelView) -> list[dict[str, Any]]:
+        """Lets the downloader (a non-root user) write the volume, where it does
+        not start writable by all (emptyDir does): changes the pod's SPEC, and/or
+        returns init containers to run before the downloader. Asked only when
+        the downloader is injected."""
+        return []
+
+    def place(self, spec: dict[str, Any], model: ModelView) -> None:
+        """Adds to SPEC's scheduling what this strategy's cache asks for (nothing by default)."""
+
+    def grow_downloader(self, container: dict[str, Any], model: ModelView) -> None:
         """Changes the downloader container (its resources) for this strategy."""
 
-    def grow_serving(self, container: dict[str, Any], model: ResolvedModel) -> None:
+    def grow_serving(self, container: dict[str, Any], model: ModelView) -> None:
         """Changes the first serving container (its resources) for this strategy."""
 
     def admission_lookups(self, namespace: str) -> tuple[LookupKey, ...]:
@@ -64,9 +86,29 @@ class Strategy:
         """The cluster facts its checks read, by ClusterFacts field."""
         return {}
 
-    def findings(self, use: CacheUse, model: ResolvedModel, facts: ClusterFacts) -> list[Finding]:
+    def findings(self, use: CacheUse, model: ModelView, facts: ClusterFacts) -> list[Finding]:
         """Its warnings about a pod (or a workload's pod template)."""
         return []
+
+
+def downloader_uid(model: ModelView) -> int:
+    """The downloader's uid and gid (they are the same)."""
+    return model.defaults.downloader.runAsUser or DEFAULT_UID
+
+
+def give_downloader_resources(container: dict[str, Any], model: ModelView) -> None:
+    """The policy's downloader resources (where set) on CONTAINER: every
+    container we inject runs with them."""
+    resources = model.defaults.downloader.resources
+    if resources is not None:
+        container["resources"] = resources.model_dump(exclude_none=True)
+
+
+def init_container_mounts() -> list[dict[str, Any]]:
+    """What every injected init container mounts: the model volume whole, and
+    nothing at the token path."""
+    return [{"name": VOLUME, "mountPath": VOLUME_ROOT},
+            {"name": NO_TOKEN_VOLUME, "mountPath": TOKEN_PATH, "readOnly": True}]
 
 
 def either(names: Iterable[str]) -> str:

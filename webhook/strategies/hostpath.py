@@ -6,46 +6,87 @@ ask that its pods be pinned to the cache nodes."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from types import MappingProxyType
+from typing import Any, Mapping
 
-from webhook.strategies.base import Strategy
-from webhook.validate.facts import ClusterFacts, LookupKey, NamespaceInfo
-from webhook.validate.finding import Finding
-from webhook.vocabulary import PSA_ENFORCE
+from webhook.facts.cluster import ClusterFacts, LookupKey, NamespaceInfo, namespace_key
+from webhook.facts.finding import Finding
+from webhook.facts.model import ModelView
+from webhook.facts.use import CacheUse
+from pydantic import field_validator
 
-if TYPE_CHECKING:
-    from webhook.policy.resolved import ResolvedModel
-    from webhook.validate.usage import CacheUse
+from webhook.grammar import AbsolutePath, Section, setting
+from webhook.inventory import label_key
+from webhook.strategies.placement import add_cache_affinity
+from webhook.strategies.base import Strategy, downloader_uid, give_downloader_resources, init_container_mounts
+from webhook.vocabulary import PREPARE, PSA_ENFORCE, VOLUME_ROOT
+
+
+class HostPathSettings(Section):
+    path: AbsolutePath | None = setting(
+        "absolute path", "the node directory of strategy `hostpath`; the kubelet creates it, and `model-cache-prepare` "
+        "gives each model's directory in it to the downloader "
+        "([below](#what-the-webhook-adds-so-the-downloader-can-write))")
+    requireNodePinning: bool | None = setting(
+        "bool", "warn when a `hostpath` pod has no nodeSelector or node affinity (its replicas would land on nodes "
+        "with a cold cache)")
+    agent: bool | None = setting(
+        "bool", "the node agent ([agent.md](agent.md)) runs on the hostpath nodes and makes the cache's directories "
+        "the downloader's: `hostpath` pods get no `model-cache-prepare` init container (no root container). Set it "
+        "only where the agent runs")
+    cacheAffinityWeight: int | None = setting(
+        "integer, 0 to 100", "weight of the preferred node affinity the webhook adds to a `hostpath` pod toward the "
+        "nodes whose agent reports the model at its revision (label `cache.model.cache/<model>-<digest>`), beside "
+        "the pod's own affinity; `0` turns it off. A model's `prewarm.required` makes it a required one")
+
+    @field_validator("cacheAffinityWeight")
+    @classmethod
+    def _weight(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value <= 100:
+            raise ValueError(f"cacheAffinityWeight {value} must be 0 to 100 (a node affinity weight; 0: off)")
+        return value
 
 
 class HostPath(Strategy):
     name = "hostpath"
+    settings_key = "hostPath"
+    settings_model = HostPathSettings
+    builtin_settings = MappingProxyType({"path": "/var/lib/model-cache", "requireNodePinning": False, "agent": False,
+                                         "cacheAffinityWeight": 50})
     volume_doc = "`hostPath` (`DirectoryOrCreate`) from the policy"
     init_doc = ("writes `<model>/<revision>/`, after `model-cache-prepare` (root, only CHOWN and FOWNER) "
                 "makes `<model>/` the downloader's")
     serving_doc = "mount it read-only at the mount path (`subPath`)"
     downloads = True
-    # The kubelet creates the directory root-owned (0755) and applies no
-    # fsGroup to hostPath volumes: without this the downloader cannot write.
-    prepares_directory = True  # unless the policy says the node agent prepares it (hostPath.agent)
-    node_local = True
+    node_local = True  # placed by what the nodes hold: place()
 
-    def volume(self, model: ResolvedModel) -> dict[str, Any]:
-        return {"hostPath": {"path": model.defaults.hostPath.path, "type": "DirectoryOrCreate"}}
+    def volume(self, model: ModelView) -> dict[str, Any]:
+        return {"hostPath": {"path": self.settings(model).path, "type": "DirectoryOrCreate"}}
+
+    def give_write_access(self, spec: dict[str, Any], model: ModelView) -> list[dict[str, Any]]:
+        # The kubelet creates the directory root-owned (0755) and applies no
+        # fsGroup to hostPath volumes: without this the downloader cannot write.
+        # The node agent, where it runs, has made it the downloader's already.
+        return [] if self.settings(model).agent else [prepare(model)]
+
+    def place(self, spec: dict[str, Any], model: ModelView) -> None:
+        prewarm = model.spec.prewarm
+        add_cache_affinity(spec, label_key(model.name, model.revision), self.settings(model).cacheAffinityWeight or 0,
+                           required=bool(prewarm and prewarm.required))
 
     def admission_lookups(self, namespace: str) -> tuple[LookupKey, ...]:
-        return (_namespace_key(namespace),)
+        return (namespace_key(namespace),)
 
     def admission_denial(self, namespace: str, found: Mapping[LookupKey, Any]) -> str | None:
-        fact = found.get(_namespace_key(namespace))
+        fact = found.get(namespace_key(namespace))
         return pod_security_denial(fact) if isinstance(fact, NamespaceInfo) else None
 
     def lookups(self, use: CacheUse) -> dict[str, LookupKey]:
-        return {"namespace": _namespace_key(use.namespace)}
+        return {"namespace": namespace_key(use.namespace)}
 
-    def findings(self, use: CacheUse, model: ResolvedModel, facts: ClusterFacts) -> list[Finding]:
+    def findings(self, use: CacheUse, model: ModelView, facts: ClusterFacts) -> list[Finding]:
         out: list[Finding] = []
-        if model.defaults.hostPath.requireNodePinning and not _pinned(use.spec):
+        if self.settings(model).requireNodePinning and not _pinned(use.spec):
             out.append(Finding("hostpath-unpinned", (
                 f"model {model.name} uses hostpath but the pod has no nodeSelector or nodeAffinity: "
                 f"pin it to the cache nodes (policy rule)"
@@ -63,8 +104,28 @@ class HostPath(Strategy):
 STRATEGY = HostPath()
 
 
-def _namespace_key(namespace: str) -> LookupKey:
-    return LookupKey("namespace", namespace, namespace)
+def prepare(model: ModelView) -> dict[str, Any]:
+    """Makes the model's directory on the node (`<root>/<model>`, where the
+    downloader keeps its lock and partial download) the downloader's, 0755.
+    Root, because the kubelet created the hostPath root-owned; with no
+    capability but CHOWN and FOWNER, and touching nothing but that directory.
+    `install` is coreutils', in the downloader's image."""
+    d = model.defaults.downloader
+    uid = str(downloader_uid(model))
+    container: dict[str, Any] = {
+        "name": PREPARE,
+        "image": d.image,
+        "imagePullPolicy": d.imagePullPolicy,
+        "command": ["install", "-d", "-o", uid, "-g", uid, "-m", "0755", f"{VOLUME_ROOT}/{model.name}"],
+        "volumeMounts": init_container_mounts(),
+        "securityContext": {
+            "runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False, "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "FOWNER"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    give_downloader_resources(container, model)
+    return container
 
 
 def _pinned(spec: Mapping[str, Any]) -> bool:

@@ -4,16 +4,14 @@ subPath is the policy's ociPath. Warned about: an image by tag."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from webhook.facts.cluster import ClusterFacts
+from webhook.facts.finding import Finding
+from webhook.facts.model import ModelView
+from webhook.facts.use import CacheUse
 from webhook.strategies.base import Strategy
-from webhook.strategies.images import image_reference, tag_findings
-from webhook.validate.facts import ClusterFacts
-from webhook.validate.finding import Finding
-
-if TYPE_CHECKING:
-    from webhook.policy.resolved import ResolvedModel
-    from webhook.validate.usage import CacheUse
+from webhook.strategies.image_source import image_reference, tag_findings
 
 
 class Image(Strategy):
@@ -23,14 +21,14 @@ class Image(Strategy):
     serving_doc = "mount read-only"
     oci_source = True
 
-    def volume(self, model: ResolvedModel) -> dict[str, Any]:
+    def volume(self, model: ModelView) -> dict[str, Any]:
         return {"image": {"reference": image_reference(model.spec.source), "pullPolicy": "IfNotPresent"}}
 
-    def sub_path(self, model: ResolvedModel) -> str | None:
+    def sub_path(self, model: ModelView) -> str | None:
         # An image volume shows the whole image filesystem; the model is under ociPath.
         return (model.spec.ociPath or "").strip("/") or None
 
-    def findings(self, use: CacheUse, model: ResolvedModel, facts: ClusterFacts) -> list[Finding]:
+    def findings(self, use: CacheUse, model: ModelView, facts: ClusterFacts) -> list[Finding]:
         return tag_findings(model)
 
 

@@ -7,19 +7,17 @@ a serving container with no memory limit. Denied: no downloader to fill it."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from webhook import quantity
 from webhook.errors import Denied, QuantityError
+from webhook.facts.cluster import ClusterFacts
+from webhook.facts.finding import Finding
+from webhook.facts.model import ModelView
+from webhook.facts.use import CacheUse
 from webhook.quantity import describe as format_size
 from webhook.strategies.base import Strategy
-from webhook.validate.facts import ClusterFacts
-from webhook.validate.finding import Finding
 from webhook.vocabulary import DOWNLOADER, PRELOAD
-
-if TYPE_CHECKING:
-    from webhook.policy.resolved import ResolvedModel
-    from webhook.validate.usage import CacheUse
 
 
 class Memory(Strategy):
@@ -30,15 +28,15 @@ class Memory(Strategy):
                    "(where set) grow by the model size")
     downloads = True
 
-    def volume(self, model: ResolvedModel) -> dict[str, Any]:
+    def volume(self, model: ModelView) -> dict[str, Any]:
         return {"emptyDir": {"medium": "Memory", "sizeLimit": quantity.exact(model.volume_bytes)}}
 
-    def grow_downloader(self, container: dict[str, Any], model: ResolvedModel) -> None:
+    def grow_downloader(self, container: dict[str, Any], model: ModelView) -> None:
         # The downloader writes the model into tmpfs: its memory limit must hold
         # it, and a zip beside its contents while it unpacks them.
         grow_memory(container, model.volume_bytes, ("limits",))
 
-    def grow_serving(self, container: dict[str, Any], model: ResolvedModel) -> None:
+    def grow_serving(self, container: dict[str, Any], model: ModelView) -> None:
         # The tmpfs pages are charged to the pod: without this the server is OOM-killed
         # as soon as it maps the weights.
         grow_memory(container, model.size_bytes, ("requests", "limits"))
@@ -51,7 +49,7 @@ class Memory(Strategy):
             f"volume starts empty and nothing fills it; drop {PRELOAD}: \"false\" or use strategy pvc"
         )
 
-    def findings(self, use: CacheUse, model: ResolvedModel, facts: ClusterFacts) -> list[Finding]:
+    def findings(self, use: CacheUse, model: ModelView, facts: ClusterFacts) -> list[Finding]:
         out: list[Finding] = []
         size = format_size(model.size_bytes, round_up=True)
         if use.preload:

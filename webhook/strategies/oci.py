@@ -4,17 +4,15 @@ downloader. Warned about: an image by tag. Denied: no copy container to fill it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from webhook.facts.cluster import ClusterFacts
+from webhook.facts.finding import Finding
+from webhook.facts.model import ModelView
+from webhook.facts.use import CacheUse
 from webhook.strategies.base import Strategy
-from webhook.strategies.images import tag_findings
-from webhook.validate.facts import ClusterFacts
-from webhook.validate.finding import Finding
+from webhook.strategies.image_source import tag_findings
 from webhook.vocabulary import OCI_COPY
-
-if TYPE_CHECKING:
-    from webhook.policy.resolved import ResolvedModel
-    from webhook.validate.usage import CacheUse
 
 
 class Oci(Strategy):
@@ -25,7 +23,7 @@ class Oci(Strategy):
     copies = True
     oci_source = True
 
-    def volume(self, model: ResolvedModel) -> dict[str, Any]:
+    def volume(self, model: ModelView) -> dict[str, Any]:
         return {"emptyDir": {"sizeLimit": model.spec.size}}
 
     def denial(self, use: CacheUse) -> str | None:
@@ -36,7 +34,7 @@ class Oci(Strategy):
             f"empty and nothing fills it; recreate the pod or fix the webhook that removed it"
         )
 
-    def findings(self, use: CacheUse, model: ResolvedModel, facts: ClusterFacts) -> list[Finding]:
+    def findings(self, use: CacheUse, model: ModelView, facts: ClusterFacts) -> list[Finding]:
         return tag_findings(model)
 
 

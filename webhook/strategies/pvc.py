@@ -5,54 +5,83 @@ for the model plus headroom, unusable, or mountable by one node only."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import Any
 
+from webhook.facts.cluster import MISSING, ClusterFacts, LookupKey, PvcInfo, Unavailable
+from webhook.facts.finding import Finding
+from webhook.facts.model import ModelView
+from webhook.facts.use import CacheUse
+from webhook.grammar import ObjectName, Section, setting
 from webhook.quantity import describe as format_size
-from webhook.strategies.base import Strategy
-from webhook.validate.facts import MISSING, ClusterFacts, LookupKey, PvcInfo, Unavailable
-from webhook.validate.finding import Finding
+from webhook.strategies.base import Strategy, downloader_uid
 from webhook.vocabulary import DOWNLOADER
 
-if TYPE_CHECKING:
-    from webhook.policy.resolved import ResolvedModel
-    from webhook.validate.usage import CacheUse
+
+class PvcSettings(Section):
+    claimName: ObjectName | None = setting(
+        "object name", "the ReadWriteMany PVC of strategy `pvc`, in the pod's namespace; the platform team creates it")
 
 
 class Pvc(Strategy):
     name = "pvc"
+    settings_key = "pvc"
+    settings_model = PvcSettings
+    builtin_settings = MappingProxyType({"claimName": "model-cache"})
     volume_doc = "the policy's RWX PVC"
     init_doc = ("writes `<model>/<revision>/`; a pod without `fsGroup` gets the downloader's group as "
                 "`fsGroup` (`OnRootMismatch`), so that the volume is writable")
     serving_doc = "mount it read-only at the mount path (`subPath`)"
     downloads = True
-    # The claim's volume starts root-owned; the kubelet hands it to fsGroup
-    # (local, most block and CSI volumes; NFS exports must be writable by it).
-    fs_group = True
 
-    def volume(self, model: ResolvedModel) -> dict[str, Any]:
-        return {"persistentVolumeClaim": {"claimName": model.defaults.pvc.claimName}}
+    def volume(self, model: ModelView) -> dict[str, Any]:
+        return {"persistentVolumeClaim": {"claimName": self.settings(model).claimName}}
+
+    def give_write_access(self, spec: dict[str, Any], model: ModelView) -> list[dict[str, Any]]:
+        # The claim's volume starts root-owned; the kubelet hands it to fsGroup
+        # (local, most block and CSI volumes; NFS exports must be writable by it).
+        give_volume_to_group(spec, downloader_uid(model))
+        return []
 
     def lookups(self, use: CacheUse) -> dict[str, LookupKey]:
-        return {"pvc": LookupKey("pvc", use.namespace, use.pvc_name)} if use.pvc_name else {}
+        claim = claim_name(use)
+        return {"pvc": LookupKey("pvc", use.namespace, claim)} if claim else {}
 
-    def findings(self, use: CacheUse, model: ResolvedModel, facts: ClusterFacts) -> list[Finding]:
+    def findings(self, use: CacheUse, model: ModelView, facts: ClusterFacts) -> list[Finding]:
         return pvc_findings(use, model, facts.pvc)
 
 
 STRATEGY = Pvc()
 
 
-def _needed(model: ResolvedModel) -> tuple[Decimal, str]:
+def give_volume_to_group(spec: dict[str, Any], group: int) -> None:
+    """The kubelet makes a claim's volume group-writable by the pod's fsGroup,
+    which every container of the pod has: without one, the downloader (a
+    non-root user) cannot write a volume that starts root-owned. The pod
+    author's own fsGroup is kept; OnRootMismatch spares a model of many files
+    a recursive chown at every pod start."""
+    context = spec.setdefault("securityContext", {})
+    if "fsGroup" not in context:
+        context["fsGroup"] = group
+        context.setdefault("fsGroupChangePolicy", "OnRootMismatch")
+
+
+def claim_name(use: CacheUse) -> str | None:
+    """The claim of the pod's model volume, when it is a PVC."""
+    return (use.volume.get("persistentVolumeClaim") or {}).get("claimName")
+
+
+def _needed(model: ModelView) -> tuple[Decimal, str]:
     headroom = model.defaults.pvcHeadroomPercent
     needed = model.volume_bytes * (1 + Decimal(str(headroom)) / 100)
     return needed, format_size(needed, round_up=True)
 
 
-def pvc_findings(use: CacheUse, model: ResolvedModel, pvc: Any) -> list[Finding]:
-    if use.pvc_name is None or pvc is None or isinstance(pvc, Unavailable):
+def pvc_findings(use: CacheUse, model: ModelView, pvc: Any) -> list[Finding]:
+    name = claim_name(use)
+    if name is None or pvc is None or isinstance(pvc, Unavailable):
         return []
     needed, needed_text = _needed(model)
-    name = use.pvc_name
     if pvc is MISSING:
         return [Finding("pvc-missing", (
             f"PVC {name} not found in namespace {use.namespace}: the pod will stay Pending; "

@@ -1,4 +1,6 @@
-"""The validating half: facts (what the cluster holds), usage (what a pod does
-with the cache), rules (pure: warnings and denials), warnings (Kubernetes'
-limits), review (the orchestration), policy_configmap, lookups (the API server,
-cached: the only part that talks to the cluster; lookup_config its settings)."""
+"""The validating rules: rules (pure: warnings and denials on a pod the
+mutation gave), memory_caps (a namespace's memory bounds), warnings
+(Kubernetes' limits on them), outcome (what /validate answers),
+policy_configmap (a policy ConfigMap's review), lookups (the API server,
+cached: the only part that talks to the cluster; lookup_config its settings).
+admission/validating.py runs them."""

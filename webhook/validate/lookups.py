@@ -42,7 +42,7 @@ from prometheus_client import Counter, Histogram
 
 from webhook import kube
 from webhook.validate.lookup_config import Settings, load_configuration
-from webhook.validate.facts import (
+from webhook.facts.cluster import (
     MISSING,
     LookupKey,
     Unavailable,

@@ -15,16 +15,17 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from webhook import quantity
-from webhook.policy import ResolvedModel
-from webhook.validate.facts import NamespaceLimits
-from webhook.validate.finding import Finding
-from webhook.validate.usage import CacheUse
+from webhook.facts.cluster import NamespaceLimits
+from webhook.facts.finding import Finding
+from webhook.facts.model import ModelView
+from webhook.facts.use import CacheUse
 from webhook.vocabulary import INJECTED_CONTAINERS
+
 
 MEMORY_STRATEGY = "memory"
 
 
-def memory_cap_findings(use: CacheUse, model: ResolvedModel, limits: Any) -> list[Finding]:
+def memory_cap_findings(use: CacheUse, model: ModelView, limits: Any) -> list[Finding]:
     """A warning for each bound of LIMITS (a NamespaceLimits; anything else:
     nothing known, nothing said) that a pod of USE exceeds."""
     if not isinstance(limits, NamespaceLimits) or not limits.caps:

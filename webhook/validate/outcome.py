@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from webhook.validate.finding import Finding
+from webhook.facts.finding import Finding
 from webhook.validate.warnings import limit_findings
 
 

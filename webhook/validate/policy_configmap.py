@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from webhook.policy import check_texts
 from webhook.validate.outcome import ValidationOutcome, outcome
-from webhook.validate.finding import Finding
+from webhook.facts.finding import Finding
 from webhook.vocabulary import POLICY_LABEL
 
 MAX_POLICY_PROBLEMS = 20  # in one denial message; `model-cache policy check` lists them all

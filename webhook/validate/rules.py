@@ -10,18 +10,19 @@ where it can.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from webhook.policy import ResolvedModel
+from webhook.facts.cluster import MISSING, ClusterFacts, LookupKey, SecretInfo, Unavailable
+from webhook.facts.finding import Finding
+from webhook.facts.model import ModelView
+from webhook.facts.use import CacheUse
 from webhook.strategies import REGISTRY
-from webhook.validate.facts import MISSING, ClusterFacts, SecretInfo, Unavailable
-from webhook.validate.finding import Finding
-from webhook.validate.memory_caps import memory_cap_findings
-from webhook.validate.usage import CacheUse
+from webhook.validate.memory_caps import memory_cap_findings, sizes_memory
 from webhook.vocabulary import INJECTED, VOLUME
 
-__all__ = ["CheckResult", "Finding", "denial_for", "run_checks", "secret_findings", "unavailable_finding"]
+
+__all__ = ["CheckResult", "Finding", "denial_for", "lookups_for", "run_checks", "secret_findings", "unavailable_finding"]
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,21 @@ def unavailable_finding(items: list[tuple[str, str, Unavailable]]) -> list[Findi
     return [Finding("cluster-unavailable", f"could not check {'; '.join(parts)}; allowed unchecked")]
 
 
-def run_checks(use: CacheUse, model: ResolvedModel, facts: ClusterFacts, template: bool = False) -> CheckResult:
+def lookups_for(use: CacheUse) -> dict[str, LookupKey]:
+    """The cluster facts the rules need for USE, by ClusterFacts field."""
+    strategy = REGISTRY.get(use.strategy)  # a marker may name a strategy this version does not know
+    keys = dict(strategy.lookups(use)) if strategy is not None else {}
+    if use.secret_name:
+        keys["secret"] = LookupKey("secret", use.namespace, use.secret_name)
+    if sizes_memory(use):
+        keys["limits"] = LookupKey("limits", use.namespace, use.namespace)
+    return {name: keys[name] for name in _FACT_ORDER if name in keys}
+
+
+_FACT_ORDER = tuple(f.name for f in fields(ClusterFacts))
+
+
+def run_checks(use: CacheUse, model: ModelView, facts: ClusterFacts, template: bool = False) -> CheckResult:
     """All rules on one pod, or on a workload's pod TEMPLATE (never denied: its pods
     are checked when they are created). A denial stops the rest: the pod will not run."""
     denial = None if template else denial_for(use)
@@ -103,15 +118,7 @@ def run_checks(use: CacheUse, model: ResolvedModel, facts: ClusterFacts, templat
     findings: list[Finding] = strategy.findings(use, model, facts) if strategy is not None else []
     findings += secret_findings(use, facts.secret)
     findings += memory_cap_findings(use, model, facts.limits)
-    failed = [
-        (kind, name, fact)
-        for kind, name, fact in (
-            ("pvc", use.pvc_name, facts.pvc),
-            ("secret", use.secret_name, facts.secret),
-            ("namespace", use.namespace, facts.namespace),
-            ("limits", use.namespace, facts.limits),
-        )
-        if isinstance(fact, Unavailable)
-    ]
-    findings += unavailable_finding(failed)  # type: ignore[arg-type]
+    failed = [(key.kind, key.name, getattr(facts, name)) for name, key in lookups_for(use).items()
+              if isinstance(getattr(facts, name), Unavailable)]
+    findings += unavailable_finding(failed)
     return CheckResult(findings=tuple(findings))

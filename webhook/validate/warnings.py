@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from webhook.validate.finding import Finding
+from webhook.facts.finding import Finding
 
 MAX_WARNING_CHARS = 256
 MAX_WARNINGS_BYTES = 4096

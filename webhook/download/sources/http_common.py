@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -93,6 +93,18 @@ def transient_status(url: str, resp: requests.Response) -> TransientError:
     return TransientError(f"{safe_url(url)}: HTTP {resp.status_code}{hint}", retry_after=after)
 
 
+def raise_for_status(url: str, resp: requests.Response, on_status: Callable[[requests.Response], None]) -> NoReturn:
+    """The one mapping of an HTTP error status to our errors, for GET and HEAD:
+    the source's own 401/403/404 first (`on_status`), then 429/5xx to retry,
+    404/410 as not found, anything else as a plain failure."""
+    on_status(resp)
+    if resp.status_code in TRANSIENT_STATUS:
+        raise transient_status(url, resp)
+    if resp.status_code in (404, 410):
+        raise NotFoundError(f"{safe_url(url)}: HTTP {resp.status_code}: not found; check the model's source URL")
+    raise DownloadError(f"{safe_url(url)}: HTTP {resp.status_code} {resp.reason}")
+
+
 def _short(err: BaseException) -> str:
     text = str(err).splitlines()[0] if str(err) else ""
     return text[:200]
@@ -136,12 +148,7 @@ def open_range(session: requests.Session, url: str, offset: int, validator: str 
         offset = -1
     if resp.status_code >= 400:
         resp.close()
-        on_status(resp)
-        if resp.status_code in TRANSIENT_STATUS:
-            raise transient_status(url, resp)
-        if resp.status_code in (404, 410):
-            raise NotFoundError(f"{safe_url(url)}: HTTP {resp.status_code}: not found; check the model's source URL")
-        raise DownloadError(f"{safe_url(url)}: HTTP {resp.status_code} {resp.reason}")
+        raise_for_status(url, resp, on_status)
     restarted = False
     total = None
     if ranged and resp.status_code == 206:
@@ -176,12 +183,7 @@ def probe(session: requests.Session, url: str, headers: dict[str, str], stall: f
         resp = get(session, url, {**headers, "Range": "bytes=0-0"}, stall, setting)
         resp.close()
     if resp.status_code >= 400:
-        on_status(resp)
-        if resp.status_code in TRANSIENT_STATUS:
-            raise transient_status(url, resp)
-        if resp.status_code in (404, 410):
-            raise NotFoundError(f"{safe_url(url)}: HTTP {resp.status_code}: not found; check the model's source URL")
-        raise DownloadError(f"{safe_url(url)}: HTTP {resp.status_code} {resp.reason}")
+        raise_for_status(url, resp, on_status)
     if resp.status_code == 206:
         cr = content_range_start_total(resp.headers.get("Content-Range"))
         return (cr[1] if cr else None), resp.headers

@@ -3,12 +3,9 @@ the image reference, and the warning for an image named by tag."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from webhook.facts.finding import Finding
+from webhook.facts.model import ModelView
 
-from webhook.validate.finding import Finding
-
-if TYPE_CHECKING:
-    from webhook.policy.resolved import ResolvedModel
 
 OCI_SCHEME = "oci://"
 
@@ -17,7 +14,7 @@ def image_reference(source: str) -> str:
     return source.removeprefix(OCI_SCHEME)
 
 
-def tag_findings(model: ResolvedModel) -> list[Finding]:
+def tag_findings(model: ModelView) -> list[Finding]:
     """A warning when the policy names the model image by tag: a tag can move,
     so replicas may serve different weights."""
     ref = image_reference(model.spec.source)

@@ -1,12 +1,14 @@
 """AdmissionReview in and out: the body read into a request whose shape has been
-checked, and the answer written back as an AdmissionReview."""
+checked (at most MAX_BODY_BYTES), and the answer, made by one named
+constructor per kind (as controller-runtime's admission package has
+Allowed, Denied and Errored), written back as an AdmissionReview."""
 
 from __future__ import annotations
 
 import base64
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from webhook.admission.shapes import check_request
 from webhook.errors import MalformedReview, TooLarge
@@ -45,9 +47,46 @@ class Answer:
         return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}
 
 
-def malformed_answer(reason: str, uid: str = "", code: int = 400) -> dict[str, Any]:
-    """A well-formed AdmissionReview for a request that was not one."""
-    return Answer(uid=uid, allowed=False, message=reason, code=code, result="malformed").review()
+def allowed(uid: str, warnings: Sequence[str] = (), result: str = "allowed", rules: Sequence[str] = ()) -> Answer:
+    """Let the object through, with WARNINGS for whoever sent it (RULES: the rule behind each)."""
+    return Answer(uid=uid, allowed=True, warnings=list(warnings), result=result, rules=list(rules))
+
+
+def skipped(uid: str) -> Answer:
+    """Let the object through untouched: not ours to change or check."""
+    return Answer(uid=uid)
+
+
+def patched(uid: str, patch: list[dict[str, Any]], strategy: str) -> Answer:
+    """Let the pod through as PATCH changes it (a pod given a model by STRATEGY)."""
+    return Answer(uid=uid, patch=patch, result="mutated", strategy=strategy)
+
+
+def denied(uid: str, message: str, code: int = 403, result: str = "denied") -> Answer:
+    """Refuse the object; MESSAGE is what the user sees from the API server."""
+    return Answer(uid=uid, allowed=False, message=message, code=code, result=result)
+
+
+def would_deny(uid: str, warning: str, warnings: Sequence[str] = (), rules: Sequence[str] = ()) -> Answer:
+    """Warn-only mode: let through what would be denied, the denial said as WARNING
+    after the other WARNINGS (and counted by the server)."""
+    return Answer(uid=uid, warnings=[*warnings, warning], rules=[*rules, "warn-only-denial"], result="warn-only",
+                  would_deny=True)
+
+
+def errored(uid: str, message: str, code: int = 500) -> Answer:
+    """Refuse the object because the webhook failed, not the object."""
+    return denied(uid, message, code, result="error")
+
+
+def malformed(reason: str, uid: str = "", status: int = 400) -> Answer:
+    """A well-formed AdmissionReview answering a request that was not one."""
+    return denied(uid, reason, status, result="malformed")
+
+
+def too_large(length: int) -> str:
+    """Why a body of LENGTH bytes is refused (HTTP 413)."""
+    return f"request body is {length} bytes; the limit is {MAX_BODY_BYTES}"
 
 
 def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
@@ -67,7 +106,7 @@ def parse_review(body: bytes) -> dict[str, Any]:
     """The review's `request`, its shape checked; MalformedReview (or TooLarge)
     saying what is wrong otherwise."""
     if len(body) > MAX_BODY_BYTES:
-        raise TooLarge(f"request body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+        raise TooLarge(too_large(len(body)))
     try:
         review = json.loads(body)
     except RecursionError:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from webhook.policy import ResolvedModel
-from webhook.vocabulary import DOWNLOADER, INJECTED, INJECTED_CONTAINERS, OCI_COPY, VOLUME, required_credential_keys
+from webhook.download.uri import scheme_of
+from webhook.facts import marker
+from webhook.facts.model import ModelView
+from webhook.vocabulary import DOWNLOADER, INJECTED_CONTAINERS, OCI_COPY, VOLUME, required_credential_keys
 
 
 @dataclass(frozen=True)
@@ -19,30 +21,14 @@ class CacheUse:
     final: bool
     namespace: str
     has_volume: bool
-    volume: Mapping[str, Any]
+    volume: Mapping[str, Any]  # the model volume ({} when there is none)
     mounted_by: tuple[str, ...]  # containers of spec.containers that mount the volume
     serving: tuple[Mapping[str, Any], ...]  # the containers that get the model
     preload: bool  # a downloader init container is (or will be) there
     oci_copy: bool
-    pvc_name: str | None  # the claim of the model volume, when it is a PVC
     secret_name: str | None  # the authSecretName, when this pod uses it
     secret_keys: frozenset[str]  # keys of it the injected containers cannot start without
     spec: Mapping[str, Any]
-
-
-def annotations_of(pod: Mapping[str, Any]) -> Mapping[str, str]:
-    return ((pod.get("metadata") or {}).get("annotations")) or {}
-
-
-def injected_strategy(annotations: Mapping[str, str]) -> tuple[str, str] | None:
-    """(strategy, model) from `model.cache/injected: <strategy>/<model>/<revision>`."""
-    value = annotations.get(INJECTED)
-    if not value:
-        return None
-    parts = value.split("/")
-    if len(parts) < 2 or not parts[0]:
-        return None
-    return parts[0], parts[1]
 
 
 def _containers(spec: Mapping[str, Any], key: str = "containers") -> list[Mapping[str, Any]]:
@@ -80,29 +66,26 @@ def _secret_refs(spec: Mapping[str, Any], secret: str) -> tuple[bool, frozenset[
     return used, frozenset(keys)
 
 
-def describe(pod: Mapping[str, Any], model: ResolvedModel, namespace: str) -> CacheUse:
+def describe(pod: Mapping[str, Any], model: ModelView, namespace: str) -> CacheUse:
     """What POD, as the mutation gave it (it carries model.cache/injected), does
     with MODEL's cache. A pod whose marker is unreadable counts as not injected."""
-    annotations = annotations_of(pod)
     spec = pod.get("spec") or {}
-    marker = injected_strategy(annotations)
+    mark = marker.read(pod)
     containers = _containers(spec)
     inits = {c.get("name") for c in _containers(spec, "initContainers")}
     volume = next((v for v in spec.get("volumes") or [] if v.get("name") == VOLUME), None)
     mounted_by = tuple(c.get("name", "") for c in containers if _mounts(c, VOLUME))
-    scheme = model.spec.source.split("://", 1)[0]
+    scheme = scheme_of(model.spec.source)
     secret = model.spec.authSecretName
-    strategy = marker[0] if marker else model.strategy
+    strategy = mark.strategy if mark else model.strategy
     preload = DOWNLOADER in inits
-    claim = ((volume or {}).get("persistentVolumeClaim") or {}).get("claimName")
     used, keys = _secret_refs(spec, secret) if secret else (False, frozenset())
     if secret and preload and not used:
         # A downloader that carries no reference to the Secret: expect the keys its source needs.
         used, keys = True, required_credential_keys(scheme)
     return CacheUse(
-        model=model.name, strategy=strategy, final=marker is not None, namespace=namespace,
+        model=model.name, strategy=strategy, final=mark is not None, namespace=namespace,
         has_volume=volume is not None, volume=volume or {}, mounted_by=mounted_by,
         serving=tuple(c for c in containers if _mounts(c, VOLUME)), preload=preload, oci_copy=OCI_COPY in inits,
-        pvc_name=claim,
         secret_name=secret if used else None, secret_keys=keys, spec=spec,
     )

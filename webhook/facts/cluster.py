@@ -20,8 +20,13 @@ class LookupKey:
     name: str  # for kind "limits": the namespace (its LimitRanges and ResourceQuotas, listed)
 
 
+def namespace_key(namespace: str) -> LookupKey:
+    """The lookup of NAMESPACE itself (its labels: the Pod Security level it enforces)."""
+    return LookupKey("namespace", namespace, namespace)
+
+
 class FactsSource(Protocol):
-    """Where the facts come from (lookups.FactsProvider in the server)."""
+    """Where the facts come from (validate.lookups.FactsProvider in the server)."""
 
     def gather(self, keys: Iterable[LookupKey]) -> dict[LookupKey, Any]: ...
 

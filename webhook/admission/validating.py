@@ -1,5 +1,7 @@
-"""The validating half (`POST /validate`), orchestrated: the pod as the mutation
-gives it, described, its cluster facts gathered, the rules run.
+"""The validating review (`POST /validate`), orchestrated: the pod as the
+mutation gives it, described, its cluster facts gathered, the rules of
+validate/ run. Here, above both mutate/ and validate/, because a template is
+checked as the mutation would make its pods.
 
 A Pod is checked as it arrives (the mutating webhook ran before). A workload's
 pod template (Deployment, StatefulSet, ...) is checked so that whoever applies
@@ -11,20 +13,18 @@ Pure but for the policy lookups and the facts source passed in.
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any, Mapping
 
 from webhook.errors import Denied
+from webhook.facts import marker
+from webhook.facts.cluster import ClusterFacts, FactsSource
+from webhook.facts.finding import Finding
+from webhook.facts.use import CacheUse, describe
 from webhook.mutate import ModelResolver, mutate_pod
-from webhook.objects import dig, namespace_of
-from webhook.strategies import REGISTRY
+from webhook.objects import annotations_of, dig, namespace_of
 from webhook.validate import rules
-from webhook.validate.facts import ClusterFacts, FactsSource, LookupKey
-from webhook.validate.memory_caps import sizes_memory
 from webhook.validate.outcome import ValidationOutcome, outcome
 from webhook.validate.policy_configmap import review_policy_configmap
-from webhook.validate.finding import Finding
-from webhook.validate.usage import CacheUse, annotations_of, describe, injected_strategy
 from webhook.vocabulary import MIRROR, NAME, TEMPLATE_PATHS
 
 
@@ -63,8 +63,8 @@ def review_pod(pod: dict[str, Any], namespace: str, policies: ModelResolver,
     """A Pod being created: the mutating webhook has run (or failed open)."""
     if not _asks_for_a_model(pod):
         return ValidationOutcome()
-    marker = injected_strategy(annotations_of(pod))
-    if marker is None:
+    mark = marker.read(pod)
+    if mark is None:
         # model.cache/name but no marker: the mutating webhook failed open or does
         # not cover this namespace. Say so, and what the mutation would have said.
         missed = Finding("not-injected", (
@@ -74,10 +74,10 @@ def review_pod(pod: dict[str, Any], namespace: str, policies: ModelResolver,
         predicted = review_template(pod, namespace, policies, facts)
         return outcome(None, [missed, *predicted.findings])
     try:
-        model = policies.resolve(namespace, marker[1])  # what was mounted wins over what was asked
+        model = policies.resolve(namespace, mark.model)  # what was mounted wins over what was asked
     except Denied:
         return outcome(None, [Finding("model-unknown", (
-            f'model "{marker[1]}" is not in the model-cache policy for namespace {namespace}: checks skipped'
+            f'model "{mark.model}" is not in the model-cache policy for namespace {namespace}: checks skipped'
         ))])
     use = describe(pod, model, namespace)
     denial = rules.denial_for(use)
@@ -101,11 +101,11 @@ def review_template(template: dict[str, Any], namespace: str, policies: ModelRes
         pod, model = mutated, plan.model
     else:  # left as it is: a template that carries our marker already
         pod = template
-        marker = injected_strategy(annotations_of(pod))
-        if marker is None:
+        mark = marker.read(pod)
+        if mark is None:
             return ValidationOutcome()
         try:
-            model = policies.resolve(namespace, marker[1])
+            model = policies.resolve(namespace, mark.model)
         except Denied:
             return ValidationOutcome()
     use = describe(pod, model, namespace)
@@ -113,22 +113,8 @@ def review_template(template: dict[str, Any], namespace: str, policies: ModelRes
     return outcome(None, list(result.findings))
 
 
-def lookups_for(use: CacheUse) -> dict[str, LookupKey]:
-    """The cluster facts the rules need for USE, by ClusterFacts field."""
-    strategy = REGISTRY.get(use.strategy)  # a marker may name a strategy this version does not know
-    keys = dict(strategy.lookups(use)) if strategy is not None else {}
-    if use.secret_name:
-        keys["secret"] = LookupKey("secret", use.namespace, use.secret_name)
-    if sizes_memory(use):
-        keys["limits"] = LookupKey("limits", use.namespace, use.namespace)
-    return {name: keys[name] for name in _FACT_ORDER if name in keys}
-
-
-_FACT_ORDER = tuple(f.name for f in fields(ClusterFacts))
-
-
 def gather(use: CacheUse, facts: FactsSource | None) -> ClusterFacts:
-    keys = lookups_for(use)
+    keys = rules.lookups_for(use)
     if facts is None or not keys:
         return ClusterFacts()
     found = facts.gather(keys.values())
