@@ -207,7 +207,7 @@ class Cluster:
         text = self.cp.kubectl("kustomize", str(AGENT_OVERLAY)).stdout
         port = self.cp.url.rsplit(":", 1)[1]
         text = (text.replace("AGENT_IMAGE", self.images["model-cache"].reference)
-                .replace("API_PORT", f'"{port}"').replace("AGENT_QUOTA", f'"{quota}"'))
+                .replace("API_PORT", f'"{port}"').replace("QUOTA_VALUE", f'"{quota}"'))
         self.cp.kubectl("apply", "-f", "-", input=text)
         self.wait_agents()
 
