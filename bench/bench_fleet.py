@@ -49,19 +49,22 @@ def run(cluster: Cluster, state: str, size: int) -> dict[str, Any]:
     if state == "prewarmed":
         spec["prewarm"] = {"nodeSelector": {"bench-fleet": "yes"}}
     weight = 100 if state in ("affinity", "prewarmed") else 0
-    ns = cluster.namespace(f"bench-{name}", {"llm": spec},
+    # A model name of its own: the cache directory is <model>/<revision> on
+    # every node, whatever the namespace.
+    model = f"llm-{state}"
+    ns = cluster.namespace(f"bench-{name}", {model: spec},
                            hostPath={"path": CACHE_PATH, "agent": True, "cacheAffinityWeight": weight})
-    pod = cluster.model_pod("llm")
+    pod = cluster.model_pod(model)
     pod["spec"]["containers"][0]["resources"]["limits"]["memory"] = "256Mi"
-    key = label_key("llm", "main")
+    key = label_key(model, "main")
     if state in ("warm-1", "affinity"):
         first = dict(pod, spec=dict(pod["spec"], nodeSelector={"kubernetes.io/hostname": "node-a"}))
         cluster.run_pod(ns, "first", first)
         _wait_running(cluster, ns, "app=first", 1, time.monotonic())
         cluster.cp.core.delete_namespaced_pod("first", ns, grace_period_seconds=0)
-        wait_for("node-a's agent reporting llm", lambda: key in cluster.node_labels("node-a"), timeout=120)
+        wait_for(f"node-a's agent reporting {model}", lambda: key in cluster.node_labels("node-a"), timeout=120)
     if state == "prewarmed":
-        wait_for("llm prewarmed on every node",
+        wait_for(f"{model} prewarmed on every node",
                  lambda: all(key in cluster.node_labels(n.name) for n in cluster.nodes), timeout=1800, every=0.5)
     served = cluster.origin.served[path]
     start = time.monotonic()
