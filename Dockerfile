@@ -5,28 +5,28 @@
 # to the webhook as MODEL_CACHE_DOWNLOADER_IMAGE. Released for linux/amd64
 # and linux/arm64 by .github/workflows/release.yml on a tag.
 
-ARG PYTHON_VERSION=3.12
+# The base, pinned by digest so that a rebuild starts from the same bytes
+# (the tag beside it says what it is; refresh both together:
+#   docker buildx imagetools inspect python:3.12-slim-bookworm --format '{{json .Manifest.Digest}}').
 # Any Debian-based image with python (and python -m venv, useradd). tests/node
 # builds this Dockerfile with a base made by mmdebstrap (Debian 12, Python
 # 3.11.2, the oldest Python the project claims): scripts/node-images.
-ARG BASE_IMAGE=python:${PYTHON_VERSION}-slim-bookworm
+ARG BASE_IMAGE=python:3.12-slim-bookworm@sha256:782412e85d0f0984994c290652577d4018aff08145c85b262bb63dc0c7522254
 
-# --- build: a wheel and its dependencies in a virtualenv --------------------
+# --- build: the locked dependencies, then the package, in a virtualenv ------
 FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/model-cache
 WORKDIR /src
-# Dependencies first, so that a code change does not reinstall them.
+# Dependencies first, so that a code change does not reinstall them: exactly
+# the versions and files of requirements.lock (scripts/lock), nothing newer.
+COPY requirements.lock ./
+RUN /opt/model-cache/bin/pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
-# The stub package and everything setuptools made from it go again: a stale
-# build/lib/webhook/__init__.py newer than the real one would otherwise be
-# the one the second install ships (issue 20).
-RUN mkdir webhook && touch webhook/__init__.py \
- && /opt/model-cache/bin/pip install . \
- && /opt/model-cache/bin/pip uninstall -y model-cache \
- && rm -rf webhook build *.egg-info
 COPY webhook ./webhook
+# --no-deps: the lock is the whole set; pip check proves it is complete.
 RUN /opt/model-cache/bin/pip install --no-deps . \
+ && /opt/model-cache/bin/pip check \
  && rm -rf build *.egg-info
 
 # --- run: no compiler, no pip cache, not root --------------------------------

@@ -9,10 +9,17 @@ each with its own exit code.
 from __future__ import annotations
 
 
+# The command line's exit codes (docs/cli.md), so that CI can tell a finding
+# from a mistake in the command from a tool that could not get an answer.
+EXIT_FINDINGS = 1  # denied, missed, invalid; a policy error; a warning under --strict
+EXIT_USAGE = 2  # the command line or its input files: argparse's own code
+EXIT_RUNTIME = 3  # no kubeconfig, the API server unreachable or refusing
+
+
 class ModelCacheError(Exception):
     """Base of every error this project raises on purpose."""
 
-    exit_code: int = 1
+    exit_code: int = EXIT_FINDINGS
 
 
 # --- policies --------------------------------------------------------------------
@@ -60,23 +67,27 @@ class QuantityError(ModelCacheError, ValueError):
 class UsageError(ModelCacheError):
     """A command-line option or input file that cannot work."""
 
+    exit_code = EXIT_USAGE
+
 
 class ServeError(UsageError):
     """`model-cache serve` cannot start as asked."""
 
 
-class InjectError(UsageError):
-    """`model-cache inject` cannot read its input, or a pod in it is denied."""
-
-
 # --- the API server --------------------------------------------------------------
 
 
-class KubeConfigError(ModelCacheError):
+class RuntimeFailure(ModelCacheError):
+    """The command was right, but the tool could not get its answer."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class KubeConfigError(RuntimeFailure):
     """No usable kubernetes client configuration."""
 
 
-class KubeAccessError(ModelCacheError):
+class KubeAccessError(RuntimeFailure):
     """The API server refused or failed a call the webhook needs."""
 
     def __init__(self, what: str, status: int | None, detail: str) -> None:

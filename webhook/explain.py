@@ -20,10 +20,7 @@ from webhook.inventory import NodeView, candidates_holding, holders_line
 from webhook.facts.cluster import FactsSource
 from webhook.mutate import ModelResolver, mutate_pod
 from webhook.objects import Path, PodTemplate, dig, pod_templates
-from webhook.vocabulary import INJECTED as INJECTED_KEY, INPUTS, MIRROR, NAME, PREFIX
-
-
-MAX_DISTANCE = 3  # edits that still read as a typo of one of our keys
+from webhook.vocabulary import INJECTED as INJECTED_KEY, INPUTS, MIRROR, NAME, PREFIX, TYPO_DISTANCE, closest_input
 
 
 # What explain says of a pod template. FAILED ones make `explain` exit 1: the
@@ -66,17 +63,6 @@ class Verdict:
         return self.outcome in FAILED
 
 
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance: insertions, deletions and substitutions."""
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
-
-
 def near_misses(keys: list[str]) -> list[tuple[str, str, int]]:
     """(key, the key of ours it is close to, distance) for keys that look like a
     typo of a model.cache/ annotation: `model.cache/nmae`, `model-cache/name`."""
@@ -84,9 +70,8 @@ def near_misses(keys: list[str]) -> list[tuple[str, str, int]]:
     for key in keys:
         if key in INPUTS or key == INJECTED_KEY:
             continue
-        best = min(INPUTS, key=lambda ours: edit_distance(key, ours))
-        distance = edit_distance(key, best)
-        if distance <= MAX_DISTANCE or (key.startswith(PREFIX) and distance <= 6):
+        best, distance = closest_input(key)
+        if distance <= TYPO_DISTANCE or (key.startswith(PREFIX) and distance <= 6):
             out.append((key, best, distance))
     return out
 
@@ -140,7 +125,9 @@ def explain_template(template: PodTemplate, namespace: str | None, policies: Mod
         return _say(verdict, SKIPPED, "left as it is (it carries our volume already)")
     verdict.injected = plan.marker.value
     _say(verdict, INJECTED, (
-        f"injected: model {plan.model.name} (revision {plan.model.revision}, {plan.model.spec.size}) from "
+        f"injected: model {plan.model.name} ("
+        + (f"revision {plan.model.revision}, " if plan.model.has_revisions else "")
+        + f"{plan.model.spec.size}) from "
         f"{plan.model.policy_file}, strategy {plan.strategy.name}, mounted read-only at {plan.mount_path} in "
         f"{', '.join(plan.targets)}" + ("" if plan.preload or not plan.strategy.downloads
                                          else ", no downloader (preload off)")

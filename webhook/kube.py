@@ -22,37 +22,91 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from webhook import version
-from webhook.errors import KubeConfigError
+from webhook.errors import KubeConfigError, UsageError
 
 IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
-def load_configuration(env: Mapping[str, str] = os.environ) -> k8s.Configuration | None:
-    """The client configuration, from the first of: MODEL_CACHE_KUBECONFIG, the
-    pod's ServiceAccount (in a cluster), KUBECONFIG, ~/.kube/config. None when
-    there is none of them; KubeConfigError when the one found cannot be used."""
+IN_CLUSTER_NAMESPACE = IN_CLUSTER_TOKEN.parent / "namespace"
+IN_CLUSTER = "the pod's ServiceAccount"
+
+
+def kubeconfig_source(env: Mapping[str, str] = os.environ, kubeconfig: str | None = None) -> str | None:
+    """Where the client's configuration comes from, the first of: KUBECONFIG
+    (the --kubeconfig option), MODEL_CACHE_KUBECONFIG, the pod's ServiceAccount
+    (IN_CLUSTER), the KUBECONFIG variable (a file or a list of them, as
+    kubectl reads it), ~/.kube/config. None when there is none of them."""
+    explicit = kubeconfig or env.get("MODEL_CACHE_KUBECONFIG")
+    if explicit:
+        return explicit
+    if env.get("KUBERNETES_SERVICE_HOST"):
+        return IN_CLUSTER
+    if env.get("KUBECONFIG"):
+        return env["KUBECONFIG"]
+    default = Path(env.get("HOME") or Path.home()) / ".kube" / "config"
+    return str(default) if default.is_file() else None
+
+
+def load_configuration(env: Mapping[str, str] = os.environ, kubeconfig: str | None = None,
+                       context: str | None = None) -> k8s.Configuration | None:
+    """The client configuration from kubeconfig_source, with CONTEXT (kubectl's
+    --context) instead of the file's current one. None when there is none;
+    KubeConfigError when the one found cannot be used."""
+    source = kubeconfig_source(env, kubeconfig)
+    if source is None:
+        if context:
+            raise KubeConfigError(f"--context {context}: no kubeconfig found; pass --kubeconfig FILE or set KUBECONFIG")
+        return None
     cfg = k8s.Configuration()
-    explicit = env.get("MODEL_CACHE_KUBECONFIG")
-    source = explicit
     try:
-        if explicit:
-            k8s_config.load_kube_config(config_file=explicit, client_configuration=cfg, persist_config=False)
-            return _harden(cfg)
-        if env.get("KUBERNETES_SERVICE_HOST"):
-            source = "the pod's ServiceAccount"
+        if source == IN_CLUSTER and not context:
             k8s_config.load_incluster_config(client_configuration=cfg)
             return _harden(cfg)
-        default = env.get("KUBECONFIG") or str(Path(env.get("HOME") or Path.home()) / ".kube" / "config")
-        if env.get("KUBECONFIG") or Path(default).is_file():
-            source = default
-            k8s_config.load_kube_config(config_file=default, client_configuration=cfg, persist_config=False)
-            return _harden(cfg)
+        _check_context(source, context)
+        k8s_config.load_kube_config(config_file=source, context=context, client_configuration=cfg,
+                                    persist_config=False)
+        return _harden(cfg)
     except (ConfigException, OSError, ValueError, TypeError, yaml.YAMLError) as err:
         raise KubeConfigError(
             f"cannot load the kubernetes client configuration from {source}: {err}; "
-            "fix that file, or point MODEL_CACHE_KUBECONFIG at a working kubeconfig"
+            "fix that file, or pass --kubeconfig FILE (MODEL_CACHE_KUBECONFIG) naming a working one"
         ) from None
-    return None
+
+
+def context_namespace(env: Mapping[str, str] = os.environ, kubeconfig: str | None = None,
+                      context: str | None = None) -> str | None:
+    """The namespace kubectl would use with no -n: the context's (CONTEXT, else
+    the current one), in a pod its ServiceAccount's; None when none is set."""
+    source = kubeconfig_source(env, kubeconfig)
+    if source is None:
+        if context:
+            raise KubeConfigError(f"--context {context}: no kubeconfig found; pass --kubeconfig FILE or set KUBECONFIG")
+        return None
+    try:
+        if source == IN_CLUSTER and not context:
+            if not IN_CLUSTER_NAMESPACE.is_file():
+                return None
+            return IN_CLUSTER_NAMESPACE.read_text().strip() or None
+        contexts, current = _check_context(source, context)
+        chosen = next((c for c in contexts if c.get("name") == context), None) if context else current
+        return ((chosen or {}).get("context") or {}).get("namespace") or None
+    except (ConfigException, OSError, ValueError, TypeError, AttributeError, yaml.YAMLError) as err:
+        raise KubeConfigError(f"cannot read the kubeconfig {source}: {err}; fix that file, or pass --kubeconfig FILE") from None
+
+
+def _check_context(source: str, context: str | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The contexts of SOURCE and its current one; KubeConfigError naming the
+    ones there are when CONTEXT is not among them."""
+    try:
+        contexts, current = k8s_config.list_kube_config_contexts(config_file=source)
+    except ConfigException:
+        if context:
+            raise
+        return [], {}  # no contexts, or no current one: load_kube_config says what is wrong
+    if context and context not in [c.get("name") for c in contexts]:
+        names = ", ".join(str(c.get("name")) for c in contexts) or "none"
+        raise UsageError(f"--context {context}: no such context in {source}; its contexts: {names}")
+    return contexts, current or {}
 
 
 def api_client(configuration: k8s.Configuration) -> k8s.ApiClient:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
 from webhook.vocabulary import (KSERVE_CONTAINER, PREDICTOR_IMPLEMENTATION_ONLY, PREDICTOR_IMPLEMENTATIONS,
-                                PREDICTOR_ONLY, PREDICTOR_PATHS, TEMPLATE_PATHS)
+                                PREDICTOR_ONLY, PREDICTOR_PATHS, TEMPLATE_PATHS, VALIDATED_AT_APPLY)
 
 Path = tuple[str, ...]
 
@@ -29,6 +29,15 @@ def dig(obj: Any, path: tuple[str, ...]) -> Any:
             return None
         obj = obj.get(part)
     return obj
+
+
+def validated_at_apply(pod: Mapping[str, Any]) -> bool:
+    """Whether POD was made by a controller whose workload /validate checked at
+    apply time, so the API server does not send it to /validate (the
+    matchCondition not-made-by-a-checked-workload)."""
+    return any(isinstance(ref, dict) and ref.get("controller") is True
+               and (ref.get("apiVersion"), ref.get("kind")) in VALIDATED_AT_APPLY
+               for ref in (pod.get("metadata") or {}).get("ownerReferences") or [])
 
 
 def pod_kinds() -> list[str]:

@@ -19,6 +19,31 @@ SHM_SIZE = PREFIX + "shm-size"
 INJECTED = PREFIX + "injected"  # output: "<strategy>/<model>/<revision>"
 
 INPUTS: tuple[str, ...] = (NAME, STRATEGY, MOUNT_PATH, CONTAINERS, PRELOAD, SHM_SIZE)
+TYPO_DISTANCE = 3  # edits that still read as a typo of one of our keys
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance: insertions, deletions and substitutions."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def closest_input(key: str) -> tuple[str, int]:
+    """The annotation of ours KEY is closest to, and how many edits away."""
+    best = min(INPUTS, key=lambda ours: edit_distance(key, ours))
+    return best, edit_distance(key, best)
+
+
+def did_you_mean(key: str) -> str | None:
+    """The input annotation an unknown `model.cache/` KEY most likely meant
+    (`model.cache/stratgy` -> `model.cache/strategy`), None when none is close."""
+    best, distance = closest_input(key)
+    return best if distance <= TYPO_DISTANCE else None
 
 MIRROR = "kubernetes.io/config.mirror"  # static pods' mirrors: never touched
 PSA_ENFORCE = "pod-security.kubernetes.io/enforce"  # a namespace's Pod Security level
@@ -30,6 +55,7 @@ POLICY_KIND = "ModelCachePolicy"
 DEFAULT_POLICY = "_default"  # `_default.yaml` serves every namespace
 POLICY_LABEL = "model.cache/policy"  # on the ConfigMap that carries the policy files
 POLICY_CONFIGMAP = "model-cache/model-cache-policies"  # NAMESPACE/NAME as manifests/ installs it
+POLICIES_ENV = "MODEL_CACHE_POLICIES"  # the policy directory where --policies is not given
 
 # --- what a mutation adds ------------------------------------------------------------
 
@@ -46,6 +72,11 @@ INJECTED_CONTAINERS = frozenset({DOWNLOADER, OCI_COPY, PREPARE})
 NO_TOKEN_VOLUME = "model-cache-no-token"
 TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 VOLUME_ROOT = "/model-cache"  # where the downloader and the OCI copy see the whole volume
+# hostpath through Dragonfly: the node's dfdaemon socket directory, read-only
+# (connecting to a unix socket needs no write access to its file system).
+DRAGONFLY_VOLUME = "model-cache-dragonfly"
+DRAGONFLY_MOUNT = "/run/model-cache-dragonfly"
+DRAGONFLY_SOCKET = "/var/run/dragonfly/dfdaemon.sock"  # dfdaemon's default download socket on a node
 SHM_PATH = "/dev/shm"
 CACHE_PATH_ENV = "MODEL_CACHE_PATH"
 DEFAULT_IMAGE = "ghcr.io/model-cache/model-cache:0.1.0"
@@ -78,6 +109,16 @@ TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
     "Job": ("spec", "template"),
     "CronJob": ("spec", "jobTemplate", "spec", "template"),
 }
+
+# The controllers (apiVersion, kind) whose pods skip /validate: their workload's
+# template was checked when it was applied (workloads.validate.model.cache; a
+# Deployment's for its ReplicaSets, a CronJob's for its Jobs), and /mutate
+# checks such a pod and writes its warnings as Events. The matchCondition
+# not-made-by-a-checked-workload of pods.validate.model.cache says the same in
+# CEL (manifests/base/webhooks.yaml, the chart); tests/deploy holds them equal.
+VALIDATED_AT_APPLY: frozenset[tuple[str, str]] = frozenset({
+    ("apps/v1", "ReplicaSet"), ("apps/v1", "StatefulSet"), ("apps/v1", "DaemonSet"), ("batch/v1", "Job"),
+})
 
 # A KServe InferenceService keeps no pod template: its predictor is a pod spec
 # inline (containers, volumes...) with the pods' annotations and labels beside

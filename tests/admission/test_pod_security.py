@@ -4,11 +4,13 @@ hostPath, with the fix: PodSecurity runs before the validating webhooks, so
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterable
 
 import pytest
+import yaml
 
-from tests.helpers import POLICIES, golden_pod, pod_review
+from tests.helpers import GOLDEN, POLICIES, golden_pod, pod_review
 from webhook.admission import answer_mutation
 from webhook.policy import PolicyStore
 from webhook.facts.cluster import LookupKey, NamespaceInfo, Unavailable
@@ -58,5 +60,20 @@ def test_injected_where_allowed_or_unknown(store: PolicyStore, facts: Facts | No
 
 def test_other_strategies_do_not_ask(store: PolicyStore) -> None:
     facts = Facts({"pod-security.kubernetes.io/enforce": "restricted"})
-    answer = answer_mutation(pod_review(golden_pod("vllm-gpu-pvc"), uid="p")["request"], store, facts)
+    pod = golden_pod("vllm-gpu-pvc")
+    del pod["metadata"]["ownerReferences"]  # a bare pod: a replica's warnings would ask for its PVC (issue 30)
+    answer = answer_mutation(pod_review(pod, uid="p")["request"], store, facts)
     assert answer.allowed is True and facts.asked == 0
+
+
+@pytest.mark.parametrize("level, denied", [("restricted", True), ("baseline", False)])
+def test_nfs_is_denied_with_the_fix_only_where_pod_security_is_restricted(tmp_path: Path, level: str, denied: bool) -> None:
+    case = GOLDEN / "policies" / "nfs-efs-vllm"
+    pod = yaml.safe_load(case.with_suffix(".in.yaml").read_text())
+    (tmp_path / f"{pod['metadata']['namespace']}.yaml").write_text(case.with_suffix(".policy.yaml").read_text())
+    answer = answer_mutation(pod_review(pod, uid="n")["request"], PolicyStore(tmp_path),
+                             Facts({"pod-security.kubernetes.io/enforce": level}))
+    assert answer.allowed is not denied
+    if denied:
+        assert answer.message.startswith(f"namespace {pod['metadata']['namespace']} enforces Pod Security restricted, "
+                                         "which forbids nfs volumes, so model.cache strategy nfs cannot work here")

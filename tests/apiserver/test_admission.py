@@ -145,6 +145,36 @@ def test_an_annotated_pod_costs_one_mutate_and_one_validate_call(webhook: Webhoo
     assert {m["mountPath"]: m["name"] for m in server["volumeMounts"]}[token].startswith("kube-api-access-")
 
 
+def test_a_deployments_pod_costs_one_call(webhook: Webhook, control_plane: ControlPlane) -> None:
+    """Issue 30: a pod the ReplicaSet controller makes skips /validate (the
+    matchCondition on its ownerReferences): its Deployment's template was
+    checked at apply, its ReplicaSet (made by the Deployment) is not sent, and
+    each pod costs one /mutate call. A bare pod still costs two."""
+    cp = control_plane
+
+    def count(endpoint: str) -> float:
+        return webhook.reviews(endpoint)
+
+    mutates, validates = count("mutate"), count("validate")
+    k8s.AppsV1Api(cp.api_client()).create_namespaced_deployment(
+        "deploy", annotated_deployment("one-call", "one-call", "tiny", replicas=3))
+
+    def pods() -> list[dict[str, Any]]:
+        items = json.loads(cp.core.list_namespaced_pod("deploy", label_selector="app=one-call",
+                                                       _preload_content=False).data)["items"]
+        return items if len(items) == 3 else []
+
+    for pod in wait_for("3 pods of deployment one-call", pods, timeout=60, procs=tuple(cp.procs)):
+        assert pod["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
+        check_injected(pod, "pvc")
+    # A pod is stored after its last admission call: the counts are final.
+    assert count("mutate") == mutates + 3
+    assert count("validate") == validates + 1, "only the Deployment's template: no ReplicaSet, no pod"
+    # A bare pod: /mutate, then /validate.
+    create(cp, "deploy", simple_pod("one-call-bare", {"model.cache/name": "tiny"}))
+    assert (count("mutate"), count("validate")) == (mutates + 4, validates + 2)
+
+
 def test_warnings_come_back_as_warning_headers(webhook: Webhook, control_plane: ControlPlane) -> None:
     stored, warnings = create(control_plane, "warnings", simple_pod("w-memory", {"model.cache/name": "tiny-memory"}))
     assert stored["metadata"]["annotations"]["model.cache/injected"].startswith("memory/")

@@ -148,3 +148,118 @@ def test_a_webhook_slower_than_its_timeout_gets_its_failure_policy(paused: Webho
     # failurePolicy: Ignore on workloads: the Deployment is created, after the timeout.
     deployment = annotated_deployment("slow-deploy", "slow-deploy", "tiny", replicas=0)
     k8s.AppsV1Api(cp.api_client()).create_namespaced_deployment("failure", deployment)
+
+
+# --- a later webhook that breaks our injection (issue 30) ------------------------------
+
+
+def _index(items: list[dict[str, Any]], name: str) -> int:
+    return next(i for i, item in enumerate(items) if item.get("name") == name)
+
+
+def _mount(pod: dict[str, Any]) -> str:
+    return f"/spec/containers/0/volumeMounts/{_index(pod['spec']['containers'][0]['volumeMounts'], 'model-cache')}"
+
+
+# What the breaker does to a pod we injected, by the pod's label `break`; what our denial says.
+BREAKS: dict[str, tuple[Any, str]] = {
+    "volume-removed": (lambda pod: [{"op": "remove", "path": f"/spec/volumes/{_index(pod['spec']['volumes'], 'model-cache')}"},
+                                    {"op": "remove", "path": _mount(pod)}],
+                       "but has no volume model-cache (removed by a later webhook?)"),
+    "mount-removed": (lambda pod: [{"op": "remove", "path": _mount(pod)}],
+                      "but no container mounts volume model-cache (removed by a later webhook?)"),
+    "mount-writable": (lambda pod: [{"op": "replace", "path": _mount(pod) + "/readOnly", "value": False}],
+                       "container server mounts volume model-cache writable at /model-cache, not read-only"),
+    "mount-moved": (lambda pod: [{"op": "replace", "path": _mount(pod) + "/mountPath", "value": "/data"}],
+                    "container server mounts volume model-cache at /data, not at /model-cache"),
+    "conflicting-mount": (lambda pod: [{"op": "add", "path": "/spec/volumes/-", "value": {"name": "scratch", "emptyDir": {}}},
+                                       {"op": "add", "path": "/spec/containers/0/volumeMounts/-",
+                                        "value": {"name": "scratch", "mountPath": "/model-cache"}}],
+                          "container server mounts volume scratch at /model-cache, where model-cache mounted model"),
+    "downloader-removed": (lambda pod: [{"op": "remove", "path": "/spec/initContainers/"
+                                         f"{_index(pod['spec']['initContainers'], 'model-cache-download')}"}],
+                           "uses strategy memory but the pod has no init container model-cache-download"),
+}
+
+
+class Breaker(LoopbackWebhook):
+    """Another team's mutating webhook, run after ours, that undoes part of
+    what we injected (the change its pod's label `break` names)."""
+
+    def __init__(self, certs: Path) -> None:
+        super().__init__(certs, self._break)
+
+    def _break(self, request: dict[str, Any]) -> dict[str, Any]:
+        pod = request["object"]
+        case = pod["metadata"].get("labels", {}).get("break", "")
+        if case == "probe":
+            patch = [{"op": "add", "path": "/metadata/labels/seen-by-breaker", "value": "yes"}]
+        elif case in BREAKS and "model.cache/injected" in (pod["metadata"].get("annotations") or {}):
+            patch = BREAKS[case][0](pod)
+        else:
+            return {}
+        return {"patchType": "JSONPatch", "patch": base64.b64encode(json.dumps(patch).encode()).decode()}
+
+
+@pytest.fixture(scope="module")
+def breaker(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Breaker]:
+    hook = Breaker(tmp_path_factory.mktemp("breaker-certs"))
+    adm = k8s.AdmissionregistrationV1Api(control_plane.api_client())
+    config = {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "zz-breaker"},  # after ours: configurations are called in the order of their names
+        "webhooks": [{
+            "name": "break.other.example.com", "admissionReviewVersions": ["v1"],
+            "clientConfig": hook.client_config("/mutate"),
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}],
+            "objectSelector": {"matchExpressions": [{"key": "break", "operator": "Exists"}]},
+            "sideEffects": "None", "failurePolicy": "Fail", "timeoutSeconds": 5,
+        }],
+    }
+    adm.create_mutating_webhook_configuration(config)
+    probe = simple_pod("break-probe")
+    probe["metadata"]["labels"] = {"break": "probe"}
+    wait_for("the breaker in force", lambda: json.loads(control_plane.core.create_namespaced_pod(
+        "denials", probe, dry_run="All", _preload_content=False).data)["metadata"]["labels"].get("seen-by-breaker"),
+             timeout=30)
+    try:
+        yield hook
+    finally:
+        adm.delete_mutating_webhook_configuration("zz-breaker")
+        hook.close()
+
+
+def _owned(pod: dict[str, Any]) -> dict[str, Any]:
+    """POD as the ReplicaSet controller would create it (a ReplicaSet that does not
+    exist: the pod is refused anyway, or collected by the garbage collector)."""
+    pod["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "broken-rs",
+                                           "uid": "0f1e2d3c-0000-4000-8000-00000000b2e4", "controller": True}]
+    return pod
+
+
+@pytest.mark.parametrize("case", list(BREAKS))
+@pytest.mark.parametrize("owner", ["replicaset", "bare"])
+def test_what_a_later_webhook_breaks_is_refused_by_our_reinvocation(
+        webhook: Webhook, control_plane: ControlPlane, breaker: Breaker, case: str, owner: str) -> None:
+    """What the pod-level /validate caught (our volume or mount removed, the memory
+    volume's downloader removed) and what it did not (a mount made writable or
+    moved, another volume at the model's path) is refused by /mutate, called again
+    after the breaker's change: for a ReplicaSet's pod, which never reaches
+    /validate, as for a bare one."""
+    cp = control_plane
+    model = "tiny-memory" if case == "downloader-removed" else "tiny"
+    pod = simple_pod(f"broken-{case}-{owner}", {"model.cache/name": model})
+    pod["metadata"]["labels"] = {"break": case}
+    if owner == "replicaset":
+        _owned(pod)
+    validates = webhook.reviews("validate")
+    with pytest.raises(ApiException) as err:
+        cp.core.create_namespaced_pod("denials", pod)
+    text = json.loads(err.value.body)["message"]
+    assert text.startswith('admission webhook "pods.mutate.model.cache" denied the request: '), text
+    assert BREAKS[case][1] in text, text
+    assert webhook.reviews("validate") == validates  # refused before any validating webhook
+    # The same pod without the breaker's label is created injected: the denial was about its change.
+    del pod["metadata"]["labels"]
+    stored, _ = created_with_headers(cp.api_client(), "denials", pod)
+    assert stored["metadata"]["annotations"]["model.cache/injected"].startswith(("pvc/", "memory/"))

@@ -122,6 +122,7 @@ def test_workload_templates_are_warned_at_apply_and_their_pods_injected(webhook:
     cp = control_plane
     name = f"wl-{kind.lower()}"
     template = pod_template(simple_pod("x", {"model.cache/name": "tiny-memory"}), {"app": name})
+    validates = webhook.reviews("validate")
     out = cp.kubectl("-n", "deploy", "apply", "-f", "-", input=yaml.safe_dump(workload(kind, name, template)))
     assert f"Warning: {MEMORY_WARNING}" in out.stderr, out.stderr
     if kind == "DaemonSet":
@@ -132,6 +133,8 @@ def test_workload_templates_are_warned_at_apply_and_their_pods_injected(webhook:
     [pod] = pods_of(cp, "deploy", f"app={name}", 1)
     assert pod["metadata"]["ownerReferences"][0]["kind"] == ("StatefulSet" if kind == "StatefulSet" else "Job")
     assert_injected(pod, "memory")
+    # The workload at apply (and a CronJob's Job), never its pod (issue 30).
+    assert webhook.reviews("validate") == validates + (2 if kind == "CronJob" else 1)
 
 
 def test_server_side_apply_twice_has_no_drift_and_no_field_fight(webhook: Webhook, control_plane: ControlPlane) -> None:

@@ -57,6 +57,6 @@ def test_a_missing_configmap_is_named_with_the_fix(tmp_path: Path) -> None:
         kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
         result = _run(["inject", "-f", str(REPO / "examples/vllm-deployment.yaml"), "--from-cluster",
                        "--policy-configmap", "ops/policies"], kubeconfig)
-        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert result.returncode == 3 and "Traceback" not in result.stderr  # runtime: not a finding
         assert result.stderr.startswith("model-cache: reading ConfigMap ops/policies: 404 ")
         assert "(is model-cache installed there? see --policy-configmap)" in result.stderr

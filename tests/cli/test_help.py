@@ -19,7 +19,7 @@ def test_version() -> None:
 
 # Options with no value of their own: flags that are off, required ones, and one
 # whose absence is the setting ("off when absent").
-NO_DEFAULT = ("--from-cluster", "--warn-only", "-f", "--out", "--tls-secret")
+NO_DEFAULT = ("--from-cluster", "--warn-only", "-f", "--out", "--tls-secret", "-R,", "--strict")
 
 
 @pytest.mark.parametrize("command", [["serve"], ["inject"], ["explain"], ["policy", "check"], ["certs", "generate"]])

@@ -117,12 +117,14 @@ def test_denial_names_the_object_and_exits_1(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
-def test_missing_file_and_bad_yaml_are_one_line_errors(tmp_path: Path) -> None:
+def test_missing_file_and_bad_yaml_are_one_line_usage_errors(tmp_path: Path) -> None:
+    """Exit 2, not the 1 of a finding: CI must tell a broken call from a denied pod."""
     missing = run("-f", str(tmp_path / "nope.yaml"), "--policies", str(POLICIES))
-    assert missing.returncode == 1 and "cannot read" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 2 and "no such file or directory" in missing.stderr
+    assert "Traceback" not in missing.stderr
     (tmp_path / "bad.yaml").write_text("kind: [\n")
     bad = run("-f", str(tmp_path / "bad.yaml"), "--policies", str(POLICIES))
-    assert bad.returncode == 1 and "is not valid YAML" in bad.stderr
+    assert bad.returncode == 2 and "is not valid YAML" in bad.stderr
 
 
 def _file(tmp_path: Path, text: str) -> str:

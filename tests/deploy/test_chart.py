@@ -385,7 +385,9 @@ def test_pod_settings_reach_the_pod(tmp_path: Path) -> None:
     assert meta["annotations"] == {"x.example.com/y": "z"}
     assert pod["securityContext"]["runAsUser"] == 20002 and pod["securityContext"]["runAsNonRoot"] is True
     assert container(docs)["securityContext"]["privileged"] is False
-    assert pod["nodeSelector"] == {"pool": "system"} and pod["tolerations"][0]["key"] == "k"
+    # Helm merges maps: the default kubernetes.io/os stays unless set to null.
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux", "pool": "system"}
+    assert pod["tolerations"][0]["key"] == "k"
     assert list(pod["affinity"]) == ["nodeAffinity"]
     assert pod["topologySpreadConstraints"][0]["topologyKey"] == "zone"
     assert pod["priorityClassName"] == "my-existing-class"
@@ -444,6 +446,13 @@ def test_a_made_priority_class_is_the_named_one(tmp_path: Path) -> None:
     ({"priorityClassName": "Not A Name"}, "priorityClassName"),
     ({"commonLabels": {"app.kubernetes.io/name": "x"}}, "invalid propertyName 'app.kubernetes.io/name'"),
     ({"timeoutSeconds": 31}, "timeoutSeconds"),
+    ({"port": 443}, "port"),  # below 1024: the non-root webhook cannot bind it
+    ({"dnsPolicy": "ClusterFirstWithHostnet"}, "dnsPolicy"),
+    ({"updateStrategy": {"type": "OnDelete"}}, "updateStrategy"),
+    ({"readinessProbe": {"httpGet": {"path": "/readyz"}, "periodSecond": 5}}, "periodSecond"),
+    ({"serviceAccount": {"create": "yes"}}, "create"),
+    ({"certificates": {"issuerRef": {"kind": "ClusterIssuer"}}}, "name"),
+    ({"tests": {"affinity": {"nodeAfinity": {}}}}, "nodeAfinity"),
 ])
 def test_the_schema_refuses(values: dict, message: str, tmp_path: Path) -> None:
     with pytest.raises(HelmError, match=message):
@@ -461,9 +470,9 @@ def test_helm_test_asks_for_a_model_of_the_test_namespace(tmp_path: Path) -> Non
         docs = helm_template(values=values, tmp=tmp_path, tests=True)
         pod = one(docs, "Pod", "model-cache-test")
         assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-        assert one(docs, "Role", "model-cache-test")["metadata"]["namespace"] == values.get("tests", {}).get(
-            "namespace", "default")
-        return {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+        env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+        assert one(docs, "Role", "model-cache-test")["metadata"]["namespace"] == env["TEST_NAMESPACE"]
+        return env
 
     assert test_pod({})["TEST_MODEL"] == "qwen2-0.5b"  # the first model of the example _default.yaml
     team = {"models": {"zeta": {"source": "hf://a/z", "size": "1Gi"}, "alpha": {"source": "hf://a/a", "size": "1Gi"}}}
@@ -472,4 +481,86 @@ def test_helm_test_asks_for_a_model_of_the_test_namespace(tmp_path: Path) -> Non
     assert test_pod({**files, "tests": {"namespace": "team-b"}})["TEST_MODEL"] == "beta"
     assert test_pod({"tests": {"model": "mine"}, "policies": {"existingConfigMap": "x"}})["TEST_MODEL"] == "mine"
     assert test_pod({"policies": {"existingConfigMap": "x"}})["TEST_MODEL"] == ""
+    # The README's quick start replaces the examples with one team's file and
+    # sets no tests.*: the test pod goes to that team's namespace (issue 29).
+    llm = (REPO / "policies" / "llm.yaml").read_text()
+    only_llm = test_pod({"policies": {"files": {"llm.yaml": llm}}})
+    assert (only_llm["TEST_NAMESPACE"], only_llm["TEST_MODEL"]) == ("llm", "llama-3-8b")
+    assert test_pod({**files})["TEST_NAMESPACE"] == "default"  # _default.yaml has models
+    no_default = {"policies": {"files": {"zz.yaml": team, "aa.yaml": "defaults: {}\n"}}}
+    assert (test_pod(no_default)["TEST_NAMESPACE"], test_pod(no_default)["TEST_MODEL"]) == ("zz", "alpha")
+
+
+def test_helm_test_pod_takes_affinity(tmp_path: Path) -> None:
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["system"]}]}]}}}
+    docs = helm_template(values={"tests": {"affinity": affinity}}, tmp=tmp_path, tests=True)
+    pod = one(docs, "Pod", "model-cache-test")["spec"]
+    assert pod["affinity"] == affinity and pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert "affinity" not in one(helm_template(tests=True), "Pod", "model-cache-test")["spec"]
+
+
+def test_port_host_network_and_dns_policy(tmp_path: Path) -> None:
+    """For control planes that cannot reach pod IPs: the node's network, its DNS
+    policy to match, and a port of the platform's choosing everywhere it is named."""
+    values = {"hostNetwork": True, "port": 9443, "networkPolicy": {"enabled": True}}
+    docs = helm_template(values=values, tmp=tmp_path)
+    validate_strictly(docs, minimum=11)
+    pod = one(docs, "Deployment", "model-cache")["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    assert "--port=9443" in container(docs)["args"]
+    assert container(docs)["ports"] == [{"name": "https", "containerPort": 9443, "protocol": "TCP"}]
+    assert one(docs, "Service", "model-cache")["spec"]["ports"][0]["targetPort"] == "https"
+    assert one(docs, "NetworkPolicy", "model-cache")["spec"]["ingress"][0]["ports"][0]["port"] == 9443
+    own = helm_template(values={"hostNetwork": True, "dnsPolicy": "Default"}, tmp=tmp_path)
+    assert one(own, "Deployment", "model-cache")["spec"]["template"]["spec"]["dnsPolicy"] == "Default"
+    default = one(helm_template(), "Deployment", "model-cache")["spec"]["template"]["spec"]
+    assert "hostNetwork" not in default and "dnsPolicy" not in default
+
+
+def test_probes_and_update_strategy(tmp_path: Path) -> None:
+    values = {"readinessProbe": {"httpGet": {"path": "/readyz", "port": "https", "scheme": "HTTPS"},
+                                 "periodSeconds": 2, "timeoutSeconds": 3},
+              "livenessProbe": {"tcpSocket": {"port": "https"}, "periodSeconds": 20},
+              "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}}
+    docs = helm_template(values=values, tmp=tmp_path)
+    validate_strictly(docs, minimum=11)
+    webhook = container(docs)
+    # Helm merges maps: the defaults' failureThreshold stays.
+    assert webhook["readinessProbe"]["periodSeconds"] == 2 and webhook["readinessProbe"]["failureThreshold"] == 2
+    assert webhook["livenessProbe"]["tcpSocket"] == {"port": "https"} and webhook["livenessProbe"]["periodSeconds"] == 20
+    assert one(docs, "Deployment", "model-cache")["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0,
+                                                                                           "maxUnavailable": 1}
+    recreate = helm_template(values={"updateStrategy": {"type": "Recreate", "rollingUpdate": None}}, tmp=tmp_path)
+    assert one(recreate, "Deployment", "model-cache")["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_service_account_create_name_automount(tmp_path: Path) -> None:
+    docs = helm_template(values={"serviceAccount": {"name": "platform-webhooks", "automount": False}}, tmp=tmp_path)
+    validate_strictly(docs, minimum=11)
+    account = one(docs, "ServiceAccount", "platform-webhooks")
+    assert account["automountServiceAccountToken"] is False
+    pod = one(docs, "Deployment", "model-cache")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "platform-webhooks" and pod["automountServiceAccountToken"] is False
+    bindings = [d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")]
+    assert bindings and all(b["subjects"] == [{"kind": "ServiceAccount", "name": "platform-webhooks",
+                                               "namespace": "model-cache"}] for b in bindings)
+    existing = helm_template(values={"serviceAccount": {"create": False, "name": "made-elsewhere"}}, tmp=tmp_path)
+    assert not [d for d in existing if d["kind"] == "ServiceAccount"]
+    assert one(existing, "Deployment", "model-cache")["spec"]["template"]["spec"]["serviceAccountName"] == \
+        "made-elsewhere"
+
+
+def test_cert_manager_with_the_platforms_issuer(tmp_path: Path) -> None:
+    values = {"certificates": {"mode": "cert-manager", "issuerRef": {"name": "platform-ca", "kind": "ClusterIssuer"}}}
+    docs = helm_template(values=values, tmp=tmp_path)
+    assert not [d for d in docs if d["kind"] == "Issuer"] and [d["metadata"]["name"] for d in docs
+                                                             if d["kind"] == "Certificate"] == ["model-cache-serving"]
+    serving = one(docs, "Certificate", "model-cache-serving")
+    assert serving["spec"]["issuerRef"] == {"name": "platform-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+    hook = one(docs, "MutatingWebhookConfiguration", "model-cache")
+    assert hook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "model-cache/model-cache-serving"
+    own = helm_template(values={"certificates": {"mode": "cert-manager"}}, tmp=tmp_path)
+    assert one(own, "Certificate", "model-cache-serving")["spec"]["issuerRef"] == {"name": "model-cache-ca",
+                                                                                   "kind": "Issuer"}
     compile((CHART / "files" / "helm-test.py").read_text(), "helm-test.py", "exec")

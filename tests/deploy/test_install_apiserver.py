@@ -102,6 +102,48 @@ def test_the_chart_installs_with_non_default_values(cluster: Any, tmp_path: Path
     assert get("serviceaccount", "mc2", "-n", "chart-ns2")["metadata"]["annotations"]["iam.example.com/role"] == "arn:x"
 
 
+PLATFORM = {
+    "fullnameOverride": "mc3", "namespace": {"name": "chart-ns3", "create": True},
+    "port": 9443, "hostNetwork": True,
+    "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+    "readinessProbe": {"periodSeconds": 3, "timeoutSeconds": 2},
+    "livenessProbe": {"httpGet": None, "tcpSocket": {"port": "https"}},
+    "serviceAccount": {"name": "platform-webhooks", "automount": False},
+    "networkPolicy": {"enabled": True},
+    "tests": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["system"]}]}]}}}},
+}
+
+
+def test_the_chart_installs_with_the_platform_settings(cluster: Any, tmp_path: Path) -> None:
+    """Issue 29's settings (Kyverno's and cert-manager's charts have them), as
+    the API server validates and stores them: port, hostNetwork with its DNS
+    policy, probes, update strategy, a named ServiceAccount without an
+    automounted token, the default Linux nodeSelector, the test pod's affinity."""
+    applied = apply(cluster, helm_template(values=PLATFORM, tmp=tmp_path, tests=True))
+    assert ("ServiceAccount", "chart-ns3", "platform-webhooks") in applied
+    assert_stored(cluster, applied)
+    get = lambda *a: yaml.safe_load(cluster.kubectl("get", *a, "-o", "yaml").stdout)  # noqa: E731
+    deployment = get("deployment", "mc3", "-n", "chart-ns3")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert pod["serviceAccountName"] == "platform-webhooks" and pod["automountServiceAccountToken"] is False
+    (webhook,) = pod["containers"]
+    assert webhook["ports"][0]["containerPort"] == 9443  # the pods get hostPort 9443 from it
+    assert "--port=9443" in webhook["args"]
+    assert webhook["readinessProbe"]["periodSeconds"] == 3 and webhook["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert webhook["livenessProbe"]["tcpSocket"]["port"] == "https" and "httpGet" not in webhook["livenessProbe"]
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    assert get("serviceaccount", "platform-webhooks", "-n", "chart-ns3")["automountServiceAccountToken"] is False
+    binding = get("clusterrolebinding", "mc3-read")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "platform-webhooks", "namespace": "chart-ns3"}]
+    policy = get("networkpolicy", "mc3", "-n", "chart-ns3")
+    assert policy["spec"]["ingress"][0]["ports"][0]["port"] == 9443
+    test_pod = get("pod", "mc3-test", "-n", "chart-ns3")["spec"]
+    assert test_pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+
+
 def test_the_notes_say_how_to_check_the_install(cluster: Any) -> None:
     """NOTES.txt, as `helm install` prints it (Helm asks the API server its
     version for the chart's kubeVersion, hence here)."""

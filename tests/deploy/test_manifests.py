@@ -5,6 +5,7 @@ the certificate manager really makes (recorded by the fake API server)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 from tests.deploy.render import REPO, SCHEMA_VERSIONS, kinds, kustomize, one, validate_strictly
+from webhook.vocabulary import VALIDATED_AT_APPLY
 
 VERSIONS = SCHEMA_VERSIONS
 CEL = "has(object.metadata.annotations) && 'model.cache/name' in object.metadata.annotations"
@@ -172,14 +174,31 @@ def _check_pod_webhook(hook: dict[str, Any], path: str, side_effects: str = "Non
     assert hook["timeoutSeconds"] == 5 and hook["admissionReviewVersions"] == ["v1"]
 
 
+def _owners_in(expression: str) -> set[tuple[str, str]]:
+    """The (apiVersion, kind) pairs a matchCondition on ownerReferences names."""
+    out = set()
+    for match in re.finditer(r"r\.apiVersion == '([^']+)' && r\.kind (?:in \[([^\]]+)\]|== '([^']+)')", expression):
+        kinds = match.group(2) or f"'{match.group(3)}'"
+        out |= {(match.group(1), k.strip().strip("'")) for k in kinds.split(",")}
+    return out
+
+
 def test_webhook_configurations(default: list[dict[str, Any]]) -> None:
     (mut,) = one(default, "MutatingWebhookConfiguration", "model-cache")["webhooks"]
-    _check_pod_webhook(mut, "/mutate")
+    # /mutate writes the warnings of a pod that skips /validate as Events, never for a dry run.
+    _check_pod_webhook(mut, "/mutate", side_effects="NoneOnDryRun")
     assert mut["reinvocationPolicy"] == "IfNeeded"
+    assert [c["name"] for c in mut["matchConditions"]] == ["asks-for-a-model", "not-a-mirror-pod"]
 
     pods, policies, workloads = one(default, "ValidatingWebhookConfiguration", "model-cache")["webhooks"]
     # /validate writes an Event on a pod's controller, never for a dry run.
     _check_pod_webhook(pods, "/validate", side_effects="NoneOnDryRun")
+    # Pods of the controllers whose workloads are checked at apply skip /validate (issue 30):
+    # the CEL names exactly the controllers webhook.objects.validated_at_apply knows.
+    skip = pods["matchConditions"][2]
+    assert skip["name"] == "not-made-by-a-checked-workload"
+    assert _owners_in(skip["expression"]) == set(VALIDATED_AT_APPLY)
+    assert "r.controller" in skip["expression"]
     assert policies["clientConfig"]["service"]["path"] == "/validate"
     assert policies["rules"][0]["resources"] == ["configmaps"]
     assert policies["rules"][0]["operations"] == ["CREATE", "UPDATE"]
@@ -190,7 +209,13 @@ def test_webhook_configurations(default: list[dict[str, Any]]) -> None:
     # Workload templates, for warnings at `kubectl apply`: advisory, never blocking.
     assert workloads["clientConfig"]["service"]["path"] == "/validate"
     assert {r for rule in workloads["rules"] for r in rule["resources"]} == {
-        "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs"}
+        "deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "cronjobs"}
+    # A ReplicaSet is checked when applied on its own; one a Deployment made, on the Deployment.
+    assert workloads["matchConditions"][1]["name"] == "not-made-by-a-deployment"
+    assert _owners_in(workloads["matchConditions"][1]["expression"]) == {("apps/v1", "Deployment")}
+    # Every owner whose pods skip /validate is a kind this webhook checks (a ReplicaSet's own, or its Deployment's).
+    resources = {(rule["apiGroups"][0], r) for rule in workloads["rules"] for r in rule["resources"]}
+    assert all((v.split("/")[0] if "/" in v else "", k.lower() + "s") in resources for v, k in VALIDATED_AT_APPLY)
     assert all(rule["operations"] == ["CREATE", "UPDATE"] for rule in workloads["rules"])
     assert workloads["failurePolicy"] == "Ignore"
     assert workloads["namespaceSelector"] == pods["namespaceSelector"]

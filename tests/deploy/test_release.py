@@ -147,3 +147,21 @@ def test_every_third_party_import_is_declared() -> None:
                 if not owners & declared:
                     missing.setdefault(top, set()).add(str(path.relative_to(REPO)))
     assert not missing, f"imported but not in pyproject.toml's dependencies: {missing}"
+
+
+def test_builds_the_wheel_and_sdist_and_pipx_installs_the_wheel() -> None:
+    """The command line on its own (issue 29): the tag's version (checked equal
+    to pyproject.toml's by the test job), built after the tests, smoke-tested
+    through pipx outside the checkout, attached to the release, published."""
+    job = workflow()["jobs"]["python"]
+    assert job["needs"] == "test" and job["env"]["VERSION"] == "${{ needs.test.outputs.version }}"
+    assert job["permissions"] == {"contents": "write", "id-token": "write"}
+    run = "\n".join(s.get("run", "") for s in steps("python"))
+    assert "python -m build --outdir dist" in run
+    assert 'model_cache-$VERSION.tar.gz' in run and 'model_cache-$VERSION-py3-none-any.whl' in run
+    assert 'pipx install "dist/model_cache-$VERSION-py3-none-any.whl"' in run
+    assert 'cd "$RUNNER_TEMP"' in run and "model-cache explain -f" in run
+    assert "gh release upload" in run
+    uses("python", "pypa/gh-action-pypi-publish")
+    install = (REPO / "docs" / "install.md").read_text()
+    assert "pipx install model-cache" in install and "MODEL_CACHE_POLICIES" in install

@@ -39,7 +39,7 @@ class HubRepo:
 
 
 class Origin:
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.files: dict[str, bytes] = {}        # URL path -> bytes
         self.repos: dict[str, HubRepo] = {}      # "org/name" -> repo
         self.served: Counter[str] = Counter()    # URL path -> body bytes sent
@@ -65,10 +65,11 @@ class Origin:
         self.shift_ranges: Counter[str] = Counter()  # path -> ranged GETs still served from SHIFT bytes further on
         self.lock = threading.Lock()
         self.release_stall = threading.Event()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        # HOST: another address only inside a network namespace a benchmark made (bench/bench_dragonfly.py).
+        self.server = ThreadingHTTPServer((host, 0), _handler(self))
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def start(self) -> "Origin":

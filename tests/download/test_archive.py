@@ -122,7 +122,8 @@ def test_archive_checks_pass_on_the_oldest_python() -> None:
     version = subprocess.run([str(OLDEST_PYTHON), "-c", "import sys; print(sys.version_info[:3])"],
                              capture_output=True, text=True, check=True).stdout.strip()
     r = subprocess.run([str(OLDEST_PYTHON), "-m", "pytest", "-q", "--noconftest", "-o", "addopts=",
-                        "-p", "no:cacheprovider", "tests/download/test_archive_members.py"],
+                        "-p", "no:cacheprovider", "tests/download/test_archive_members.py",
+                        "tests/download/test_archive_attacks.py"],
                        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, f"under Python {version}:\n{r.stdout}\n{r.stderr}"
@@ -147,3 +148,85 @@ def test_the_downloader_unpacks_on_the_oldest_python(origin: Origin, dl_env, tmp
     assert r.returncode == 7 and "unsafe member, refused: ../escape.txt: '..' in the path" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "e" / "escape.txt").exists()
+
+
+def _wait_for(cond, what: str, timeout: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def _bytes_under(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and ".model-cache-tmp" not in p.parts)
+
+
+@pytest.mark.parametrize("kill_at", [0.3, 0.75])  # inside small members; inside the large one
+def test_a_killed_plain_tar_resumes_where_its_bytes_end(origin: Origin, dl_env, tmpfs, kill_at: float) -> None:
+    from tests.download.support import start_download
+
+    files = {f"shard-{i}.bin": os.urandom(MiB) for i in range(6)} | {"model.bin": os.urandom(10 * MiB)}
+    archive = tar_archive(files, "w")
+    origin.files["/m.tar"] = archive
+    origin.throttle = 0.02  # ~3 MB/s: time to kill it half-way
+    size = _model_size(files)
+    volume = tmpfs(size)  # no room to keep the archive beside its contents: it streams
+    dest = volume / "m" / "main"
+    args = ("--sha256", hashlib.sha256(archive).hexdigest(), "--size", str(size))
+    p = start_download(dl_env, f"{origin.url}/m.tar", dest, *args)
+    partial = dest.parent / "main.partial"
+    _wait_for(lambda: partial.exists() and _bytes_under(partial) > kill_at * sum(map(len, files.values())),
+              what=f"{kill_at:.0%} unpacked")
+    p.kill()  # SIGKILL
+    p.wait()
+    first = origin.total_served()
+    origin.throttle = 0
+    r = run_download(dl_env, f"{origin.url}/m.tar", dest, *args)
+    assert r.returncode == 0, r.stderr
+    assert "resuming at byte" in r.stdout, r.stdout
+    assert model_files(dest) == files
+    total = origin.total_served()
+    print(f"origin bytes: {first} before the kill, {total} in all, archive {len(archive)}: {total / len(archive):.3f}x")
+    assert total <= 1.1 * len(archive), f"{total} bytes from the origin for a {len(archive)}-byte archive ({first} before the kill)"
+
+
+def test_a_killed_compressed_tar_with_room_resumes_its_download(origin: Origin, dl_env, tmpfs) -> None:
+    from tests.download.support import start_download
+
+    files = {f"shard-{i}.bin": os.urandom(MiB) for i in range(6)} | {"model.bin": os.urandom(10 * MiB)}
+    archive = tar_archive(files, "w:gz")
+    origin.files["/m.tar.gz"] = archive
+    origin.throttle = 0.02
+    size = _model_size(files)
+    volume = tmpfs(size + len(archive) + MiB)  # room for the archive beside its contents: it is kept
+    dest = volume / "m" / "main"
+    args = ("--sha256", hashlib.sha256(archive).hexdigest(), "--size", str(size))
+    p = start_download(dl_env, f"{origin.url}/m.tar.gz", dest, *args)
+    incomplete = dest.parent / "main.partial" / ".model-cache-tmp" / "incomplete"
+    _wait_for(lambda: incomplete.exists() and _bytes_under(incomplete.parent.parent) == 0 and
+              sum(q.stat().st_size for q in incomplete.rglob("*") if q.is_file()) > len(archive) // 2,
+              what="half the archive on the volume")
+    p.kill()
+    p.wait()
+    first = origin.total_served()
+    origin.throttle = 0
+    r = run_download(dl_env, f"{origin.url}/m.tar.gz", dest, *args)
+    assert r.returncode == 0, r.stderr
+    assert "as it streams in" not in r.stdout and "archive" in r.stdout
+    assert model_files(dest) == files
+    total = origin.total_served()
+    print(f"origin bytes: {first} before the kill, {total} in all, archive {len(archive)}: {total / len(archive):.3f}x")
+    assert total <= 1.1 * len(archive)
+
+
+def test_a_compressed_tar_without_room_streams_and_says_what_a_kill_costs(origin: Origin, dl_env, tmpfs) -> None:
+    files = _files(2)
+    archive = tar_archive(files, "w:gz")
+    origin.files["/m.tar.gz"] = archive
+    volume = tmpfs(_model_size(files))
+    r = run_download(dl_env, f"{origin.url}/m.tar.gz", volume / "m" / "main", "--size", str(_model_size(files)))
+    assert r.returncode == 0, r.stderr
+    assert "as it streams in (no room on the volume to keep it beside its contents: a killed run starts a " \
+           "compressed archive over)" in r.stdout

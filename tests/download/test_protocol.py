@@ -130,7 +130,7 @@ def test_live_holder_is_waited_for_and_its_progress_shown(origin: Origin, dl_env
     assert holder.returncode == 0 and waiter.returncode == 0, text
     # The waiter shows the holder's own progress: paused at its half-way gate (the origin
     # pauses at the first 64 KiB boundary past half of the file), with a rate.
-    shown = re.findall(r"waiting for .+ \(pid \d+\) to download .+: (\d+)Ki / 976.5Ki \(([\d.]+)%\), ([\d.]+) MB/s",
+    shown = re.findall(r"waiting for .+ \(pid \d+\) to download .+: (\d+)Ki / 976.5Ki \(([\d.]+)%\), ([\d.]+(?:Ki|Mi|Gi)?)/s",
                        text)
     assert len(shown) >= 6, text
     done_ki, percent, _ = shown[-1]

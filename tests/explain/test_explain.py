@@ -12,7 +12,8 @@ import yaml
 
 from tests.helpers import MODEL_CACHE, POLICIES
 from tests.validate import pods
-from webhook.explain import edit_distance, explain_object, near_misses
+from webhook.explain import explain_object, near_misses
+from webhook.vocabulary import edit_distance
 from webhook.policy import PolicyStore
 
 
@@ -257,3 +258,12 @@ def test_namespace_option_for_objects_that_name_none(tmp_path: Path) -> None:
     assert explain("-f", str(file), "--namespace", "llm").returncode == 0
     elsewhere = explain("-f", str(file), "-n", "nowhere")
     assert elsewhere.returncode == 1 and "Pod nowhere/p: it would be denied" in elsewhere.stdout
+
+
+def test_only_a_hub_model_is_said_to_have_a_revision(store: PolicyStore) -> None:
+    """An s3 model has no revision: "revision main" (its cache directory's name) would mislead."""
+    s3 = explain_object(deployment({"model.cache/name": "phi-2"}), None, store)[0]
+    hub = explain_object(deployment({"model.cache/name": "llama-3-8b"}), None, store)[0]
+    assert s3.outcome == hub.outcome == "injected"
+    assert "injected: model phi-2 (6Gi) from" in s3.summary and "revision" not in s3.summary
+    assert "injected: model llama-3-8b (revision 0e9e39f2" in hub.summary

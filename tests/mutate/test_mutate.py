@@ -299,7 +299,9 @@ def test_oci_credentials_become_image_pull_secrets(tmp_path: Path) -> None:
         ({"model.cache/mount-path": "models"}, 'model.cache/mount-path: "models" must be an absolute path'),
         ({"model.cache/mount-path": "/dev/shm"}, "would hide a system directory"),
         ({"model.cache/containers": "vllm"}, "model.cache/containers names vllm, not in this pod; its containers are server, proxy"),
-        ({"model.cache/strategey": "pvc"}, "unknown annotation model.cache/strategey"),
+        ({"model.cache/strategey": "pvc"}, "unknown annotation model.cache/strategey (did you mean model.cache/strategy?);"),
+        ({"model.cache/stratgy": "pvc"}, "unknown annotation model.cache/stratgy (did you mean model.cache/strategy?);"),
+        ({"model.cache/gpu-count": "2"}, "unknown annotation model.cache/gpu-count; model-cache reads"),
         ({"model.cache/name": "car"}, 'strategy "pvc" cannot serve an oci:// image'),
     ],
 )

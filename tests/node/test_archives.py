@@ -35,3 +35,31 @@ def test_a_memory_pod_with_an_archive_source_starts(cluster: Cluster, suffix: st
     assert model_files(report) == {name: sha256(data) for name, data in CONTENTS.items()}
     downloader = next(s for s in pod.status.init_container_statuses if s.name == "model-cache-download")
     assert downloader.restart_count == 0
+
+
+def test_an_archive_bomb_stops_at_its_budget_with_exit_10(cluster: Cluster) -> None:
+    """A 64 MiB run of zeros (64 KiB gzipped) for a model whose policy says
+    6Mi: the downloader stops at 6.3Mi with exit 10 and says why in the
+    pod's status; the memory volume is never filled."""
+    from tests.apiserver.controlplane import wait_for
+
+    bomb = tar_archive({"config.json": b"{}", "zeros.bin": bytes(64 * MiB)})
+    path = "/archives/bomb.tar.gz"
+    cluster.origin.files[path] = bomb
+    ns = cluster.namespace("node-archive-bomb", {"packed": {
+        "source": f"{cluster.origin.url}{path}", "sha256": sha256(bomb), "size": SIZE, "strategy": "memory"}})
+    cluster.run_pod(ns, "bomb", cluster.model_pod("packed"))
+
+    def refused() -> object:
+        pod = cluster.cp.core.read_namespaced_pod("bomb", ns)
+        for s in pod.status.init_container_statuses or []:
+            done = s.state.terminated or s.last_state.terminated
+            if s.name == "model-cache-download" and done is not None:
+                return done
+        return None
+
+    done = wait_for("the downloader of bomb to end", refused, timeout=180, every=0.5)
+    assert done.exit_code == 10, done
+    assert "the archive of model packed unpacks to more than its budget of 6.3Mi (the policy's `size` 6Mi + 5%)" \
+        in done.message, done.message
+    assert "zeros.bin" in done.message and "nothing was published" in done.message

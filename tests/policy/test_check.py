@@ -73,6 +73,8 @@ def test_a_single_file_is_merged_with_its_sibling_default(tmp_path: Path) -> Non
     result = run(tmp_path / "ml.yaml")
     assert result.returncode == 1
     assert "models.m.strategy: memory is not in this namespace's allowedStrategies (pvc)" in result.stderr
+    # The summary comes whatever the outcome (docs/cli.md), on stdout.
+    assert result.stdout == f"{tmp_path / 'ml.yaml'}: 1 policy file(s) read, 1 error and 1 warning\n"
 
 
 def test_a_file_the_kustomization_leaves_out_is_an_error(tmp_path: Path) -> None:
@@ -105,9 +107,9 @@ def test_an_unknown_field_gets_the_closest_one_and_no_repo_path() -> None:
         "allowedStrategies, mountPath, shmSize, downloader, env, pvcHeadroomPercent, "
         + ", ".join(s.settings_key for s in strategies.with_settings()),
         "ml.yaml: models.m.revison: unknown field; did you mean 'revision'? fields here: source, revision, size, "
-        "sha256, authSecretName, include, strategy, ociPath, prewarm",
+        "sha256, authSecretName, include, strategy, ociPath, prewarm, dragonfly",
         "ml.yaml: models.m.zzz: unknown field; fields here: source, revision, size, sha256, authSecretName, include, "
-        "strategy, ociPath, prewarm",
+        "strategy, ociPath, prewarm, dragonfly",
         "ml.yaml: modles: unknown field; did you mean 'models'? fields here: apiVersion, kind, defaults, models"]
     assert not any("policies/" in e or ".md" in e for e in report.errors)
 
@@ -135,6 +137,10 @@ def test_an_hf_revision_that_is_not_a_commit_is_a_warning(tmp_path: Path) -> Non
         f"{tmp_path}/ml.yaml: models.short.revision: '0e9e39f' is a branch or tag, {advice}"]
     result = run(tmp_path / "ml.yaml")
     assert result.returncode == 0  # a warning, not an error
+    assert result.stdout == f"{tmp_path / 'ml.yaml'}: 1 policy file(s) read, 4 warnings; valid\n"
+    strict = subprocess.run([MODEL_CACHE, "policy", "check", "--strict", str(tmp_path / "ml.yaml")],
+                            capture_output=True, text=True)
+    assert strict.returncode == 1 and strict.stdout == result.stdout  # --strict: a warning is a finding
     assert result.stderr.splitlines()[0] == f"warning: {tmp_path}/ml.yaml: models.branch.revision: 'main' is a " \
                                             f"branch or tag, {advice}"
     # The ConfigMap review repeats check_texts without the advice: it stays as it was.
@@ -153,7 +159,7 @@ def test_output_json_and_yaml(tmp_path: Path) -> None:
             {"path": f"{tmp_path}/ml.yaml", "code": "invalid", "message": "models.branch.size: required field is missing"},
             {"path": f"{tmp_path}/ml.yaml", "code": "invalid",
              "message": "models.branch.sise: unknown field; did you mean 'size'? fields here: source, revision, size, "
-                        "sha256, authSecretName, include, strategy, ociPath, prewarm"},
+                        "sha256, authSecretName, include, strategy, ociPath, prewarm, dragonfly"},
             {"path": f"{tmp_path}/missing", "code": "not-found", "message": "no such file or directory"}],
         "warnings": []}
     as_yaml = subprocess.run([MODEL_CACHE, "policy", "check", "--output", "yaml", str(tmp_path / "ml.yaml"),

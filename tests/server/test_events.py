@@ -27,10 +27,19 @@ def replica(dry_run: bool = False, owner: dict[str, Any] | None = OWNER) -> dict
                                      "model.cache/injected": "pvc/llama-3-8b/0e9e39f249a16976918f6564b8830bc894c89659"}},
         "spec": {"volumes": [{"name": "model-cache", "persistentVolumeClaim": {"claimName": "llm-models"}}],
                  "containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.6.3",
-                                 "volumeMounts": [{"name": "model-cache", "mountPath": "/model-cache",
-                                                   "readOnly": True}]}]},
+                                 "volumeMounts": [{"name": "model-cache", "mountPath": "/model-cache", "readOnly": True,
+                                                   "subPath": "llama-3-8b/0e9e39f249a16976918f6564b8830bc894c89659"}]}]},
     }
     return pod_review(pod, namespace="llm", uid="e", dryRun=dry_run)
+
+
+def asking(dry_run: bool = False, owner: dict[str, Any] | None = OWNER) -> dict[str, Any]:
+    """The same replica as the ReplicaSet controller sends it to /mutate: not injected yet."""
+    review = replica(dry_run, owner)
+    pod = review["request"]["object"]
+    del pod["metadata"]["annotations"]["model.cache/injected"]
+    pod["spec"] = {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.6.3"}]}
+    return review
 
 
 @pytest.fixture()
@@ -73,6 +82,24 @@ def test_a_replicas_warning_becomes_one_event_on_its_replicaset(cluster: tuple) 
     assert fake.count(r"/apis/events.k8s.io/v1/namespaces/llm/events", "POST") == 1
 
 
+def test_mutate_writes_the_event_for_a_pod_that_skips_validate(cluster: tuple) -> None:
+    """A ReplicaSet's pod never reaches /validate (issue 30): /mutate gives its
+    warnings and writes the one Event; not for a dry run, not for a bare pod."""
+    fake, client, _ = cluster
+    post(client, "/mutate", asking(dry_run=True))
+    post(client, "/mutate", asking(owner=None))
+    for _ in range(3):
+        status, answer = post(client, "/mutate", asking())
+        assert status == 200 and answer["response"]["patch"]
+        warnings = answer["response"]["warnings"]
+        assert any(w.startswith("PVC llm-models not found in namespace llm") for w in warnings), warnings
+    # One Event per warning (the PVC, the downloader's Secret), not one per replica.
+    events = _wait_for_events(fake, len(warnings))
+    assert sorted(e["note"] for e in events) == sorted(f"{w} (pod llama-vllm-5d8f7-*)" for w in warnings)
+    assert {e["regarding"]["name"] for e in events} == {"llama-vllm-5d8f7"}
+    assert fake.count(r"/events", "POST") == len(warnings)
+
+
 def test_no_event_for_dry_runs_or_pods_without_a_controller(cluster: tuple) -> None:
     fake, client, _ = cluster
     post(client, "/validate", replica(dry_run=True))
@@ -105,3 +132,19 @@ def test_event_for_cuts_long_notes_to_what_the_api_server_takes() -> None:
     assert len(event["note"]) == 1024 and event["note"].endswith("...")
     assert event["eventTime"] == "2026-01-02T03:04:05.000000Z"
     assert event["metadata"]["name"].startswith("llama-vllm-5d8f7.")
+
+
+def test_a_bug_in_the_checks_of_mutate_costs_the_pod_no_injection(cluster: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks /mutate runs for a pod that skips /validate are advisory, as
+    /validate's are: a bug in them (our own code made to raise, not a client)
+    leaves the pod injected, with a warning, not refused."""
+    from webhook.admission import handlers
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(handlers, "review_pod", broken)
+    _, client, _ = cluster
+    status, answer = post(client, "/mutate", asking())
+    assert status == 200 and answer["response"]["allowed"] is True and answer["response"]["patch"]
+    assert answer["response"]["warnings"] == ["model-cache could not check this pod (webhook error; see its log)"]

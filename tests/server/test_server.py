@@ -236,7 +236,7 @@ def test_serve_without_certificate_says_how_to_make_one(tmp_path: Path) -> None:
 
     result = subprocess.run([MODEL_CACHE, "serve", "--cert", str(tmp_path / "nope.crt"), "--key", str(tmp_path / "nope.key")],
                             capture_output=True, text=True, timeout=30)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error (docs/cli.md, Exit codes): a file named on the command line is missing
     assert "model-cache certs generate" in result.stderr and "Traceback" not in result.stderr
 
 

@@ -12,12 +12,14 @@ from typing import Any
 
 from webhook.admission.envelope import Answer, allowed, denied, patched, skipped, would_deny
 from webhook.admission.patch import json_patch
-from webhook.admission.validating import review
+from webhook.admission.validating import review, review_pod
 from webhook.errors import Denied
 from webhook.facts import marker
 from webhook.facts.cluster import FactsSource
+from webhook.facts.use import describe
 from webhook.mutate import ModelResolver, after_native_sidecars, mutate_pod
-from webhook.objects import annotations_of, namespace_of
+from webhook.objects import annotations_of, namespace_of, validated_at_apply
+from webhook.validate.integrity import broken_injection
 from webhook.validate.warnings import clean_warning
 from webhook.vocabulary import NAME
 
@@ -42,10 +44,14 @@ def _deny(uid: str, message: str, warn_only: bool) -> Answer:
 
 
 def answer_mutation(request: dict[str, Any], policies: ModelResolver, facts: FactsSource | None = None,
-                    warn_only: bool = False) -> Answer:
+                    warn_only: bool = False, checks: bool = True) -> Answer:
     """The answer to one mutating review. FACTS, where given, let a strategy deny
     what cannot work in the pod's namespace (hostpath where Pod Security forbids
-    hostPath), with the fix."""
+    hostPath), with the fix. A pod made by a controller whose workload was
+    checked at apply time never reaches /validate: its warnings come from here
+    (the server writes them as Events on the controller); CHECKS=False leaves
+    them out (the server's way round a bug in them: advisory, they must not
+    cost the pod its injection)."""
     uid = request["uid"]
     if not is_pod_create(request):
         return skipped(uid)
@@ -56,24 +62,49 @@ def answer_mutation(request: dict[str, Any], policies: ModelResolver, facts: Fac
     except Denied as err:
         return _deny(uid, str(err), warn_only)
     if mutated is None or plan is None:
-        return _sidecars_first(uid, pod)
+        return _seen_again(uid, pod, namespace, policies, facts, warn_only, checks)
     strategy = plan.strategy
     keys = strategy.admission_lookups(namespace)
     if keys and facts is not None:
         denial = strategy.admission_denial(namespace, facts.gather(keys))
         if denial is not None:
             return _deny(uid, denial, warn_only)
-    return patched(uid, json_patch(pod, mutated), strategy.name)
+    answer = patched(uid, json_patch(pod, mutated), strategy.name)
+    return _warn_for_controller(answer, mutated, namespace, policies, facts) if checks else answer
 
 
-def _sidecars_first(uid: str, pod: dict[str, Any]) -> Answer:
-    """A pod we injected before, seen again because a later webhook changed
-    it: our init containers back after any native sidecar it appended."""
+def _seen_again(uid: str, pod: dict[str, Any], namespace: str, policies: ModelResolver,
+                facts: FactsSource | None, warn_only: bool, checks: bool) -> Answer:
+    """A pod that carries our marker: one we injected, seen again because a
+    later webhook changed it (reinvocationPolicy: IfNeeded), or made from a
+    template injected already. Denied if what we injected was broken since;
+    else our init containers go back after any native sidecar it appended."""
     mark = marker.read(pod)
-    moved = after_native_sidecars(pod) if mark is not None else None
-    if mark is None or moved is None:
+    if mark is None:
         return skipped(uid)
-    return patched(uid, json_patch(pod, moved), mark.strategy)
+    try:
+        model = policies.resolve(namespace, mark.model)
+    except Denied:
+        model = None  # a model gone from the policy: nothing to compare with (/validate warns on a bare pod)
+    if model is not None:
+        denial = broken_injection(pod, model, describe(pod, model, namespace))
+        if denial is not None:
+            return _deny(uid, denial, warn_only)
+    moved = after_native_sidecars(pod)
+    answer = skipped(uid) if moved is None else patched(uid, json_patch(pod, moved), mark.strategy)
+    return _warn_for_controller(answer, moved or pod, namespace, policies, facts) if checks else answer
+
+
+def _warn_for_controller(answer: Answer, pod: dict[str, Any], namespace: str, policies: ModelResolver,
+                         facts: FactsSource | None) -> Answer:
+    """ANSWER with the warnings /validate would give POD (as ANSWER leaves it),
+    for a pod that skips /validate; nobody reads them but the server's Events."""
+    if not validated_at_apply(pod):
+        return answer
+    outcome = review_pod(pod, namespace, policies, facts)
+    answer.warnings += outcome.warnings
+    answer.rules += [f.rule for f in outcome.findings]
+    return answer
 
 
 def answer_validation(request: dict[str, Any], policies: ModelResolver, facts: FactsSource | None,

@@ -23,6 +23,7 @@ from webhook.facts.use import CacheUse, describe
 from webhook.mutate import ModelResolver, mutate_pod
 from webhook.objects import annotations_of, dig, namespace_of
 from webhook.validate import rules
+from webhook.validate.integrity import broken_injection
 from webhook.validate.outcome import ValidationOutcome, outcome
 from webhook.validate.policy_configmap import review_policy_configmap
 from webhook.vocabulary import MIRROR, NAME, TEMPLATE_PATHS
@@ -80,7 +81,7 @@ def review_pod(pod: dict[str, Any], namespace: str, policies: ModelResolver,
             f'model "{mark.model}" is not in the model-cache policy for namespace {namespace}: checks skipped'
         ))])
     use = describe(pod, model, namespace)
-    denial = rules.denial_for(use)
+    denial = broken_injection(pod, model, use)
     if denial is not None:  # no lookups for a pod that is refused anyway
         return outcome(denial, [])
     result = rules.run_checks(use, model, gather(use, facts))

@@ -18,15 +18,12 @@ from webhook.vocabulary import POLICY_CONFIGMAP
 TIMEOUT = (5.0, 15.0)
 
 
-def fetch_policies(ref: str, into: Path | None = None) -> Path:
+def fetch_policies(ref: str, configuration: client.Configuration, into: Path | None = None) -> Path:
     """Writes the policy files of ConfigMap REF (`NAMESPACE/NAME`) into a directory
     and returns it; KubeAccessError naming the call when the cluster says no."""
     namespace, sep, name = ref.partition("/")
     if not sep or not namespace or not name:
         raise UsageError(f"--policy-configmap {ref!r}: expected NAMESPACE/NAME, e.g. {POLICY_CONFIGMAP}")
-    configuration = kube.load_configuration()
-    if configuration is None:
-        raise UsageError("--from-cluster: no kubeconfig found; set KUBECONFIG or MODEL_CACHE_KUBECONFIG")
     api = client.CoreV1Api(kube.api_client(configuration))
     try:
         response = api.read_namespaced_config_map(name, namespace, _preload_content=False, _request_timeout=TIMEOUT)

@@ -6,35 +6,27 @@ can gate on it."""
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
-from webhook.cli.inject import load_store, read_objects
+from webhook.inventory import NodeView
 from webhook.cli.output import emit
+from webhook.errors import EXIT_FINDINGS
 from webhook.explain import Verdict, explain_object
 from webhook.objects import pod_kinds
+from webhook.policy import PolicyStore
+from webhook.facts.cluster import FactsSource
 
 
-def _facts_from_cluster():  # type: ignore[no-untyped-def]
-    """The cluster's PVCs and Secrets (key names only), as the webhook reads them."""
-    from webhook.validate.lookups import create_facts_provider
-
-    return create_facts_provider()
-
-
-def _nodes_from_cluster() -> list:  # type: ignore[type-arg]
+def nodes_from_cluster(configuration: Any) -> list[NodeView]:
     """The cluster's Nodes as their agents publish them (webhook/inventory.py)."""
     import json
 
     from kubernetes import client as k8s
 
     from webhook.inventory import node_view
-    from webhook.kube import api_client, load_configuration
+    from webhook.kube import api_client
 
-    cfg = load_configuration()
-    if cfg is None:
-        return []
-    raw = k8s.CoreV1Api(api_client(cfg)).list_node(_preload_content=False)
+    raw = k8s.CoreV1Api(api_client(configuration)).list_node(_preload_content=False)
     return [node_view(n) for n in json.loads(raw.data)["items"]]
 
 
@@ -56,18 +48,19 @@ def verdict_document(v: Verdict) -> dict[str, Any]:
     return doc
 
 
-def run_explain(file: str, namespace: str | None, policies: Path, cluster_facts: bool = False,
-                downloader_image: str | None = None, output: str = "text") -> int:
-    store = load_store(policies, downloader_image)
-    facts = _facts_from_cluster() if cluster_facts else None
-    nodes = _nodes_from_cluster() if cluster_facts else None
-    verdicts = [v for obj in read_objects(file) for v in explain_object(obj, namespace, store, facts, nodes)]
-    failed = any(v.failed for v in verdicts)
+def run_explain(docs: list[dict[str, Any]], namespace: str, store: PolicyStore, facts: FactsSource | None = None,
+                output: str = "text", strict: bool = False, source: str = "the input",
+                nodes: list[NodeView] | None = None) -> int:
+    """STRICT: a validating warning is a finding too (exit 1). SOURCE: what
+    DOCS were read from, for the message when it holds no pod. NODES (the
+    cluster's, --from-cluster) add where a hostpath model already is."""
+    verdicts = [v for obj in docs for v in explain_object(obj, namespace, store, facts, nodes)]
+    failed = any(v.failed or (strict and v.warnings) for v in verdicts)
 
     def text() -> str:
         if not verdicts:
-            return f"{file}: no Pod or pod template ({', '.join(pod_kinds())})"
+            return f"{source}: no Pod or pod template ({', '.join(pod_kinds())})"
         return "\n".join(format_verdict(v) for v in verdicts)
 
     emit({"ok": not failed, "verdicts": [verdict_document(v) for v in verdicts]}, output, text)
-    return 1 if failed else 0
+    return EXIT_FINDINGS if failed else 0

@@ -18,12 +18,12 @@ import yaml
 
 from webhook.admission.shapes import pod_problem
 from webhook.cli.output import emit
-from webhook.errors import Denied, InjectError
+from webhook.errors import EXIT_FINDINGS, Denied, UsageError
 from webhook.explain import missed_trigger
 from webhook.mutate import mutate_pod
 from webhook.objects import PodTemplate, pod_templates
 from webhook.policy import PolicyStore
-from webhook.vocabulary import INJECTED, NAME
+from webhook.vocabulary import INJECTED, NAME, POLICIES_ENV
 
 
 @dataclass
@@ -76,28 +76,13 @@ def _inject(template: PodTemplate, store: PolicyStore, namespace: str | None) ->
 
 def load_store(policies: Path, downloader_image: str | None = None) -> PolicyStore:
     if not policies.is_dir():
-        raise InjectError(f"policy directory {policies} not found; pass --policies DIR (or --from-cluster)")
+        raise UsageError(f"policy directory {policies} not found; pass --policies DIR, set {POLICIES_ENV}=DIR, "
+                         "or read the cluster's with --from-cluster")
     store = PolicyStore(policies, downloader_image=downloader_image)
     ok, why = store.readiness()
     if not ok:
-        raise InjectError(why)
+        raise UsageError(f"{why}; `model-cache policy check {policies}` says what to fix")
     return store
-
-
-def read_objects(file: str) -> list[dict[str, Any]]:
-    """The Kubernetes objects of a multi-document YAML file, or - for stdin."""
-    try:
-        text = sys.stdin.read() if file == "-" else Path(file).read_text()
-    except OSError as err:
-        raise InjectError(f"cannot read {file}: {err.strerror}") from None
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as err:
-        raise InjectError(f"{file} is not valid YAML: {err}") from None
-    for doc in docs:
-        if not isinstance(doc, dict):
-            raise InjectError(f"{file}: every document must be a Kubernetes object (a mapping)")
-    return docs
 
 
 def _summary(injections: list[Injection]) -> str:
@@ -105,16 +90,13 @@ def _summary(injections: list[Injection]) -> str:
                      for i in injections)
 
 
-def run_inject(file: str, namespace: str | None, policies: Path, downloader_image: str | None = None,
-               output: str = "yaml") -> int:
-    store = load_store(policies, downloader_image)
-    docs = read_objects(file)
+def run_inject(docs: list[dict[str, Any]], namespace: str, store: PolicyStore, output: str = "yaml") -> int:
     injections = [i for doc in docs for i in inject_object(doc, store, namespace)]
     problems = [i.problem for i in injections if i.problem]
     if problems:
         for problem in problems:
             print(f"model-cache: {problem}", file=sys.stderr)
-        return InjectError.exit_code
+        return EXIT_FINDINGS
     if output == "yaml":
         yaml.safe_dump_all(docs, sys.stdout, sort_keys=False, default_flow_style=False)
     else:

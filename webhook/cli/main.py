@@ -10,11 +10,15 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from webhook import version
-from webhook.errors import ModelCacheError
-from webhook.vocabulary import DEFAULT_IMAGE, POLICY_CONFIGMAP
+from webhook.errors import EXIT_FINDINGS, EXIT_RUNTIME, EXIT_USAGE, ModelCacheError
+from webhook.vocabulary import DEFAULT_IMAGE, POLICIES_ENV, POLICY_CONFIGMAP
+
+if TYPE_CHECKING:
+    from webhook.cli.kubectl import Target
+    from webhook.policy import PolicyStore
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -33,31 +37,56 @@ def _cmd_certs_generate(args: argparse.Namespace) -> int:
 
 def _cmd_inject(args: argparse.Namespace) -> int:
     from webhook.cli.inject import run_inject
+    from webhook.cli.kubectl import Target, read_objects, refuse_namespace_mismatch
 
-    return run_inject(args.file, namespace=args.namespace, policies=_policies_dir(args),
-                      downloader_image=args.downloader_image, output=args.output)
+    docs = read_objects(args.files, args.recursive)
+    refuse_namespace_mismatch(docs, args.namespace)
+    target = Target.from_args(args)
+    return run_inject(docs, namespace=target.namespace(), store=_policy_store(args, target), output=args.output)
 
 
 def _cmd_policy_check(args: argparse.Namespace) -> int:
     from webhook.cli.policy_check import run_policy_check
 
-    return run_policy_check([Path(p) for p in args.paths], args.output)
+    return run_policy_check([Path(p) for p in args.paths], args.output, strict=args.strict)
 
 
-def _policies_dir(args: argparse.Namespace) -> Path:
-    if getattr(args, "from_cluster", False):
+def _policy_store(args: argparse.Namespace, target: "Target") -> "PolicyStore":
+    """The policies the answer is for: the cluster's (--from-cluster), else --policies,
+    else $MODEL_CACHE_POLICIES, else ./policies (a checkout's)."""
+    from webhook.cli.inject import load_store
+
+    if args.from_cluster:
         from webhook.cli.cluster_policies import fetch_policies
 
-        return fetch_policies(args.policy_configmap)
-    return Path(args.policies)
+        directory = fetch_policies(args.policy_configmap, target.configuration("--from-cluster"))
+    else:
+        directory = Path(args.policies or os.environ.get(POLICIES_ENV) or "policies")
+    return load_store(directory, args.downloader_image)
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     from webhook.cli.explain import run_explain
+    from webhook.cli.kubectl import Target, read_objects, refuse_namespace_mismatch
 
-    return run_explain(args.file, namespace=args.namespace, policies=_policies_dir(args),
-                       cluster_facts=args.from_cluster, downloader_image=args.downloader_image,
-                       output=args.output)
+    docs = read_objects(args.files, args.recursive)
+    refuse_namespace_mismatch(docs, args.namespace)
+    target = Target.from_args(args)
+    store = _policy_store(args, target)
+    facts = nodes = None
+    if args.from_cluster:
+        from webhook.cli.explain import nodes_from_cluster
+        from webhook.validate.lookups import create_facts_provider
+
+        facts = create_facts_provider(target.configuration("--from-cluster"))
+        nodes = nodes_from_cluster(target.configuration("--from-cluster"))
+    return run_explain(docs, namespace=target.namespace(), store=store, facts=facts, output=args.output,
+                       strict=args.strict, source=", ".join(args.files), nodes=nodes)
+
+
+EXIT_CODES = (f"exit codes: 0 nothing found; {EXIT_FINDINGS} findings (denied, missed, invalid; warnings "
+              f"with --strict); {EXIT_USAGE} usage (the command line, an unreadable -f or --policies, a namespace "
+              f"mismatch); {EXIT_RUNTIME} runtime (no kubeconfig, the API server unreachable or refusing)")
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -81,11 +110,13 @@ def _env_flag_off(name: str) -> bool:
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--policies", default="policies", help="directory of <namespace>.yaml policy files")
+    p.add_argument("--policies", metavar="DIR", default=os.environ.get(POLICIES_ENV) or "policies",
+                   help=f"directory of <namespace>.yaml policy files (default: env {POLICIES_ENV}, else ./policies)")
     p.add_argument("--cert", default="certs/tls.crt", help="serving certificate (PEM)")
     p.add_argument("--key", default="certs/tls.key", help="serving key (PEM)")
     p.add_argument("--port", type=int, default=8443, help="TLS port")
-    p.add_argument("--host", default="0.0.0.0", help="address to bind")
+    p.add_argument("--host", default="0.0.0.0",
+                   help="address to bind; 0.0.0.0 (every address) is what a pod needs, scripts/serve binds 127.0.0.1")
     p.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     p.add_argument("--worker-class", choices=["gevent", "gthread"], default="gevent",
                    help="gevent: a greenlet per connection, so idle and slow clients cannot starve the server; "
@@ -115,10 +146,12 @@ def _add_downloader_image(p: argparse.ArgumentParser) -> None:
 
 def _add_policy_source(p: argparse.ArgumentParser) -> None:
     _add_downloader_image(p)
-    p.add_argument("--policies", default="policies", help="directory of <namespace>.yaml policy files")
+    p.add_argument("--policies", metavar="DIR", default=None,
+                   help=f"directory of <namespace>.yaml policy files (default: env {POLICIES_ENV}, "
+                        "else ./policies)")
     p.add_argument("--from-cluster", action="store_true",
-                   help="read the policies from the cluster's ConfigMap (kubeconfig: MODEL_CACHE_KUBECONFIG, "
-                        "KUBECONFIG or ~/.kube/config) instead of --policies")
+                   help="read the policies from the cluster's ConfigMap (see --kubeconfig, --context) "
+                        "instead of --policies")
     p.add_argument("--policy-configmap", default=POLICY_CONFIGMAP, metavar="NS/NAME",
                    help="the ConfigMap --from-cluster reads")
 
@@ -143,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-n", "--namespace", default="model-cache", help="the Service's namespace")
     gen.set_defaults(func=_cmd_certs_generate)
 
+    from webhook.cli.kubectl import add_cluster_arguments, add_file_arguments
     from webhook.cli.output import add_output_argument
 
     for name, func, what, output, formats in (
@@ -153,20 +187,24 @@ def build_parser() -> argparse.ArgumentParser:
                                   "looks meant for model-cache would not be",
          "text", "text: for people; json, yaml: the verdicts for scripts"),
     ):
-        cmd = sub.add_parser(name, help=what, description=what, formatter_class=_Formatter)
-        cmd.add_argument("-f", "--file", required=True, help="YAML file, or - for stdin")
-        cmd.add_argument("-n", "--namespace", default="default", help="namespace for objects that name none")
+        cmd = sub.add_parser(name, help=what, description=what, epilog=EXIT_CODES, formatter_class=_Formatter)
+        add_file_arguments(cmd)
+        add_cluster_arguments(cmd)
         add_output_argument(cmd, formats, default=output)
         _add_policy_source(cmd)
+        if name == "explain":
+            cmd.add_argument("--strict", action="store_true",
+                             help="a validating warning is a finding too: exit 1")
         cmd.set_defaults(func=func)
 
     policy = sub.add_parser("policy", help="policy tools")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
     check = policy_sub.add_parser("check", help="validate policy files and directories of them; exit 1 on errors",
-                                  formatter_class=_Formatter)
+                                  epilog=EXIT_CODES, formatter_class=_Formatter)
     check.add_argument("paths", nargs="+", metavar="PATH", help="a <namespace>.yaml file or a directory of them")
     add_output_argument(check, "text: errors and warnings on stderr, a summary on stdout; "
                                "json, yaml: one report on stdout for scripts")
+    check.add_argument("--strict", action="store_true", help="a warning is a finding too: exit 1")
     check.set_defaults(func=_cmd_policy_check)
 
     from webhook.download.command import register as register_download_commands

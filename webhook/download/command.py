@@ -55,10 +55,11 @@ def _cmd_download(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_term)
     settings = Settings(
         source=args.source, dest=Path(args.dest), revision=args.revision or "main",
-        sha256=args.sha256, include=args.include or None, jobs=args.jobs, stall=args.stall_timeout,
+        sha256=args.sha256, size=args.size, include=args.include or None, jobs=args.jobs, stall=args.stall_timeout,
         heartbeat=args.heartbeat, stale_after=args.stale_after, progress_interval=args.progress_interval,
         poll=_env_float("MODEL_CACHE_POLL_SECONDS", 1.0),
         retries=int(_env_float("MODEL_CACHE_RETRIES", 8)), backoff=_env_float("MODEL_CACHE_RETRY_BACKOFF", 1.0),
+        dragonfly_socket=args.dragonfly_socket or None, dragonfly_if_unavailable=args.dragonfly_if_unavailable,
     )
     try:
         return run(settings)
@@ -106,6 +107,16 @@ def _sha256(text: str) -> str:
     return t
 
 
+def _size(text: str) -> int:
+    from webhook import quantity
+
+    try:
+        value = quantity.parse(text, "--size")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return int(value)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the `download` and `gc` sub-commands."""
     d = subparsers.add_parser(
@@ -116,6 +127,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--dest", required=True, help="the model's directory, <root>/<model>/<revision>")
     d.add_argument("--revision", default="main", help="hf branch, tag or commit (default: main)")
     d.add_argument("--sha256", type=_sha256, help="expected sha256 of an http(s) file or archive")
+    d.add_argument("--size", type=_size, metavar="QUANTITY",
+                   help="the model's size in the policy (e.g. 16Gi): an archive may unpack to this plus 5%%, no more")
     d.add_argument("--include", nargs="+", action="extend", metavar="GLOB",
                    help="only files matching one of these globs (hf, s3, file)")
     d.add_argument("--jobs", type=int, default=int(_env_float("MODEL_CACHE_JOBS", 16)),
@@ -127,7 +140,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--stale-after", type=float, default=_env_float("MODEL_CACHE_STALE_SECONDS", 60),
                    help="seconds without a heartbeat before a lock is taken over (default 60)")
     d.add_argument("--progress-interval", type=float, default=_env_float("MODEL_CACHE_PROGRESS_SECONDS", 5),
-                   help="seconds between progress lines (default 5)")
+                   help="seconds between progress lines, independent of --heartbeat (default 5); on a "
+                        "terminal, stderr shows a live bar instead")
+    d.add_argument("--dragonfly-socket", default=os.environ.get("MODEL_CACHE_DRAGONFLY_SOCKET"), metavar="PATH",
+                   help="fetch through the node's Dragonfly daemon (dfdaemon) at this socket: one origin download "
+                        "for all nodes (docs/dragonfly.md)")
+    d.add_argument("--dragonfly-if-unavailable", choices=("direct", "refuse"),
+                   default=os.environ.get("MODEL_CACHE_DRAGONFLY_IF_UNAVAILABLE", "direct"),
+                   help="the daemon missing or unhealthy: download straight from the origin (default), or fail")
     d.set_defaults(func=_cmd_download)
 
     g = subparsers.add_parser("gc", help="evict least recently used models from a cache volume",

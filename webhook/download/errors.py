@@ -20,6 +20,7 @@ EXIT_CHECKSUM = 6
 EXIT_NETWORK = 7
 EXIT_LOCK = 8
 EXIT_WONT_FIT = 9  # the volume is too small for the model even when empty: a restart cannot help
+EXIT_ARCHIVE_BUDGET = 10  # an archive unpacks to more than the policy's size allows
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports
 
 
@@ -52,6 +53,14 @@ class WontFitError(DiskFullError):
     larger volume (the policy's size) helps."""
 
     exit_code = EXIT_WONT_FIT
+
+
+class ArchiveTooLarge(DownloadError):
+    """An archive unpacks to more than the model's budget (the policy's
+    size, with its slack): a bomb, or a size written too small. Nothing is
+    published and what was unpacked is removed."""
+
+    exit_code = EXIT_ARCHIVE_BUDGET
 
 
 class WriteError(DownloadError):

@@ -20,13 +20,14 @@ from webhook.download.verify.checks import how_verified, summary
 from webhook.download.errors import WriteError
 from webhook.download.volume.checked_io import is_disk_full, tree_size, write_file_atomic
 from webhook.download.volume.lock import Lock, StaleWatch, break_lock, current_owner, holder_is_dead, read_lock
-from webhook.download.progress import Progress, Ticker, format_line, read_progress
+from webhook.download.progress import Progress, Ticker, format_line, read_progress, terminal_bar
 from webhook.download.volume.publish import Layout, build_marker, list_tree, publish, read_marker, touch_marker
 from webhook.download.progress import format_duration
 from webhook.download.remote import FileRecord
 from webhook.quantity import describe as format_bytes
 
 if TYPE_CHECKING:
+    from webhook.download.archive.budget import Budget
     from webhook.download.remote import Listing
     from webhook.download.fetching.transfer import Transfer
 
@@ -37,6 +38,7 @@ class Settings:
     dest: Path
     revision: str = "main"
     sha256: str | None = None
+    size: int | None = None        # the policy's size: an archive's budget, and whether a tar can be kept on the volume
     include: list[str] | None = None
     jobs: int = 16
     stall: float = 60.0            # seconds without a byte before a connection is retried
@@ -46,6 +48,8 @@ class Settings:
     poll: float = 1.0              # waiters' marker poll
     retries: int = 8
     backoff: float = 1.0
+    dragonfly_socket: str | None = None    # the node's dfdaemon socket: fetch through Dragonfly
+    dragonfly_if_unavailable: str = "direct"
     out: TextIO = field(default=sys.stdout)
 
 
@@ -167,23 +171,42 @@ def _clean_leftovers(layout: Layout) -> None:
 
 
 def _fetch(transfer: "Transfer", listing: "Listing", s: Settings, poll: Callable[[], None]) -> list[FileRecord]:
-    """The model's files in the partial directory, verified: fetched, or a
-    tar archive unpacked as it streams in, or a zip fetched and unpacked."""
-    from webhook.download.archive.unpack import is_streamed, unpack_zip
-    from webhook.download.fetching.scheduler import Scheduler
-    from webhook.download.archive.tar_stream import fetch_and_unpack
+    """The model's files in the partial directory, verified: fetched, or an
+    archive fetched and unpacked, or a tar unpacked as it streams in. An
+    archive refused (an unsafe member, past its budget) leaves nothing."""
+    from webhook.download.archive.unpack import Budget, UnsafeArchive
+    from webhook.download.errors import ArchiveTooLarge
+    from webhook.download.volume.checked_io import remove_tree
 
-    partial = transfer.partial
-    if listing.archive is not None and is_streamed(listing.archive):
-        say(s.out, f"unpacking the {listing.archive} archive as it streams in")
-        fetch_and_unpack(transfer, listing.files[0], partial, poll)
+    try:
+        return _fetch_archive(transfer, listing, s, poll, Budget(s.size, s.dest.parent.name)) \
+            if listing.archive is not None else _fetch_files(transfer, listing, poll)
+    except (UnsafeArchive, ArchiveTooLarge):
+        remove_tree(transfer.partial)
+        raise
+
+
+def _fetch_files(transfer: "Transfer", listing: "Listing", poll: Callable[[], None]) -> list[FileRecord]:
+    from webhook.download.fetching.scheduler import Scheduler
+
+    return Scheduler(transfer).run(listing.files, poll)
+
+
+def _fetch_archive(transfer: "Transfer", listing: "Listing", s: Settings, poll: Callable[[], None],
+                   budget: "Budget") -> list[FileRecord]:
+    from webhook.download.archive.tar_stream import fetch_and_unpack
+    from webhook.download.archive.unpack import keeps_archive, streaming_note, unpack_kept
+
+    partial, f = transfer.partial, listing.files[0]
+    assert listing.archive is not None
+    if not keeps_archive(listing.archive, f.size, s.size, partial):
+        say(s.out, f"unpacking the {listing.archive} archive as it streams in ({streaming_note(listing.archive)})")
+        fetch_and_unpack(transfer, f, partial, poll, budget, resumable=listing.archive == ".tar")
         return list_tree(partial)
-    records = Scheduler(transfer).run(listing.files, poll)
-    if listing.archive is None:
-        return records
-    archive = partial / listing.files[0].path
+    _fetch_files(transfer, listing, poll)  # resumable, in parts, verified before a member is read
+    archive = partial / f.path
     say(s.out, f"unpacking {format_bytes(archive.stat().st_size)} archive")
-    unpack_zip(archive, partial)
+    unpack_kept(listing.archive, archive, partial, budget)
     archive.unlink()  # room for nothing else in the publish's write-back
     return list_tree(partial)
 
@@ -200,7 +223,8 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
     progress = Progress()
     listing = None
     label = f"{layout.parent.name}/{s.dest.name}"
-    ticker = Ticker(label, progress, lock.heartbeat, s.heartbeat, s.progress_interval, layout.progress, s.out)
+    ticker = Ticker(label, progress, lock.heartbeat, s.heartbeat, s.progress_interval, layout.progress, s.out,
+                    bar=terminal_bar(label))
     ticker.start()
     started = time.monotonic()
 
@@ -210,7 +234,8 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
 
     try:
         say(s.out, f"downloading {s.source} (revision {s.revision}) into {s.dest}")
-        source = make_source(spec, revision=s.revision, sha256=s.sha256, include=s.include, stall=s.stall, jobs=s.jobs)
+        source = make_source(spec, revision=s.revision, sha256=s.sha256, include=s.include, stall=s.stall, jobs=s.jobs,
+                             dragonfly_socket=s.dragonfly_socket, dragonfly_if_unavailable=s.dragonfly_if_unavailable)
         listing = source.listing()
         poll()
         _clean_leftovers(layout)
@@ -263,7 +288,7 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
             pass
     took = time.monotonic() - started
     snap = progress.snapshot()
-    rate = snap.fetched / took / 1e6 if took > 0 else 0.0
+    rate = snap.fetched / took if took > 0 else 0.0
     say(s.out, f"{s.dest} is complete: {len(records)} files, {format_bytes(marker['total_size'])}; fetched "
-               f"{format_bytes(snap.fetched)} in {format_duration(took)} ({rate:.1f} MB/s)")
+               f"{format_bytes(snap.fetched)} in {format_duration(took)} ({format_bytes(rate)}/s)")
     return 0

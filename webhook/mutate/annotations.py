@@ -10,7 +10,8 @@ from webhook import quantity
 from webhook.errors import AnnotationError, QuantityError
 from webhook.policy.schema import is_valid_model_name
 from webhook.strategies import names as strategy_names
-from webhook.vocabulary import CONTAINERS, INJECTED, INPUTS, MOUNT_PATH, NAME, PREFIX, PRELOAD, SHM_SIZE, STRATEGY
+from webhook.vocabulary import (CONTAINERS, INJECTED, INPUTS, MOUNT_PATH, NAME, PREFIX, PRELOAD, SHM_SIZE, STRATEGY,
+                                 did_you_mean)
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,9 @@ def parse(annotations: Mapping[str, str] | None) -> InjectionRequest | None:
     # A typo such as model.cache/stratgy would otherwise be ignored in silence.
     unknown = sorted(k for k in annotations if k.startswith(PREFIX) and k not in INPUTS and k != INJECTED)
     if unknown:
+        guesses = [f"{key} (did you mean {guess}?)" if (guess := did_you_mean(key)) else key for key in unknown]
         raise AnnotationError(
-            f"unknown annotation {', '.join(unknown)}; model-cache reads {', '.join(INPUTS)}"
+            f"unknown annotation {', '.join(guesses)}; model-cache reads {', '.join(INPUTS)}"
         )
 
     def value(key: str, convert):  # type: ignore[no-untyped-def]

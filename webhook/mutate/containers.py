@@ -7,16 +7,29 @@ from __future__ import annotations
 from typing import Any
 
 from webhook.download.command import arguments as download_arguments
+from webhook.download.archive.unpack import archive_of
 from webhook.download.uri import scheme_of
 from webhook.mutate.plan import Plan
 from webhook.strategies.base import give_downloader_resources, init_container_mounts
 from webhook.strategies.image_source import image_reference
-from webhook.vocabulary import CREDENTIAL_KEYS, DOWNLOADER, NO_TOKEN_VOLUME, OCI_COPY, VOLUME_ROOT
+from webhook.vocabulary import (CREDENTIAL_KEYS, DOWNLOADER, DRAGONFLY_MOUNT, DRAGONFLY_VOLUME, NO_TOKEN_VOLUME, OCI_COPY,
+                                VOLUME_ROOT)
 
 
 def no_token_volume() -> dict[str, Any]:
     """The volume behind the injected init containers' token path: empty, and small."""
     return {"name": NO_TOKEN_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}}
+
+
+def dragonfly_volume(plan: Plan) -> dict[str, Any] | None:
+    """The directory of the node's dfdaemon socket, when the downloader goes
+    through Dragonfly. DirectoryOrCreate: on a node without the daemon the pod
+    still starts, and the downloader says so and follows ifUnavailable."""
+    p2p = plan.strategy.dragonfly(plan.model) if plan.preload else None
+    if p2p is None:
+        return None
+    directory = p2p.socketPath.rsplit("/", 1)[0] or "/"
+    return {"name": DRAGONFLY_VOLUME, "hostPath": {"path": directory, "type": "DirectoryOrCreate"}}
 
 
 def restricted_security_context(run_as_user: int | None) -> dict[str, Any]:
@@ -37,6 +50,14 @@ def downloader(plan: Plan) -> dict[str, Any]:
     spec, d = model.spec, model.defaults.downloader
     args = download_arguments(spec.source, f"{VOLUME_ROOT}/{model.cache_subpath}", spec.revision, spec.sha256,
                               spec.include)
+    if archive_of(spec.source) is not None:
+        args += ["--size", str(spec.size)]  # the unpacked archive's budget
+    mounts = init_container_mounts()
+    p2p = plan.strategy.dragonfly(model)
+    if p2p is not None:
+        args += ["--dragonfly-socket", f"{DRAGONFLY_MOUNT}/{p2p.socketPath.rsplit('/', 1)[1]}",
+                 "--dragonfly-if-unavailable", p2p.ifUnavailable]
+        mounts.append({"name": DRAGONFLY_VOLUME, "mountPath": DRAGONFLY_MOUNT, "readOnly": True})
 
     env: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -59,7 +80,7 @@ def downloader(plan: Plan) -> dict[str, Any]:
         "command": ["model-cache"],
         "args": args,
         "env": env,
-        "volumeMounts": init_container_mounts(),
+        "volumeMounts": mounts,
         "securityContext": restricted_security_context(d.runAsUser),
     }
     give_downloader_resources(container, model)

@@ -15,12 +15,12 @@ from webhook.errors import Denied
 from webhook.facts import marker
 from webhook.mutate import annotations
 from webhook.mutate.annotations import InjectionRequest
-from webhook.mutate.containers import downloader, no_token_volume, oci_copy
+from webhook.mutate.containers import downloader, dragonfly_volume, no_token_volume, oci_copy
 from webhook.mutate.plan import Plan, Pod, already_injected, make_plan
 from webhook.objects import annotations_of
 from webhook.policy import ResolvedModel
-from webhook.vocabulary import (CACHE_PATH_ENV, INJECTED_CONTAINERS, MIRROR, NO_TOKEN_VOLUME, SHM_PATH, SHM_VOLUME,
-                                VOLUME)
+from webhook.vocabulary import (CACHE_PATH_ENV, DRAGONFLY_VOLUME, INJECTED_CONTAINERS, MIRROR, NO_TOKEN_VOLUME, SHM_PATH,
+                                SHM_VOLUME, VOLUME)
 
 
 class ModelResolver(Protocol):
@@ -55,6 +55,9 @@ def apply_plan(pod: Pod, plan: Plan) -> Pod:
         injected.append(oci_copy(plan))
     if injected:
         volumes.append(no_token_volume())
+        p2p = dragonfly_volume(plan)
+        if p2p is not None:
+            volumes.append(p2p)
         init_containers = spec.setdefault("initContainers", [])
         position = _init_position(init_containers)
         init_containers[position:position] = injected
@@ -159,7 +162,7 @@ def mutate(pod: Pod, request: InjectionRequest, model: ResolvedModel) -> tuple[P
         if volumes[VOLUME] == _model_volume(plan):
             return None, plan
         raise _volume_clash(VOLUME)
-    for name in (SHM_VOLUME, NO_TOKEN_VOLUME):
+    for name in (SHM_VOLUME, NO_TOKEN_VOLUME, DRAGONFLY_VOLUME):
         if name in volumes:
             raise _volume_clash(name)
     _check_container_names(pod)

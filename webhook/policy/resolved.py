@@ -74,6 +74,12 @@ class ResolvedModel:
         return self.spec.revision or "main"
 
     @property
+    def has_revisions(self) -> bool:
+        """Only the Hub has revisions; any other source is read as it is, and
+        "main" is then no more than the name of its cache directory."""
+        return self.spec.source.lower().startswith("hf://")
+
+    @property
     def size_bytes(self) -> Decimal:
         return quantity.parse(self.spec.size)
 

@@ -14,6 +14,7 @@ from webhook.download.uri import parse_source, scheme_of
 from webhook.grammar import AbsolutePath, EnvMap, ObjectName, Quantity, Section
 from webhook.strategies import names as strategy_names, unfit_source, with_settings
 from webhook.strategies.image_source import OCI_SCHEME
+from webhook.strategies.hostpath import DragonflySettings
 
 
 # Model names and revisions become path components and annotation values.
@@ -89,6 +90,7 @@ class ModelSpec(Section):
     strategy: StrategyName | None = None
     ociPath: AbsolutePath | None = None
     prewarm: PrewarmSettings | None = None
+    dragonfly: DragonflySettings | None = None  # hostpath only: over the namespace's hostPath.dragonfly
 
     @model_validator(mode="after")
     def _source_fits_strategy(self) -> "ModelSpec":

@@ -37,6 +37,7 @@ from webhook.validate.lookups import create_facts_provider
 
 log = logging.getLogger("webhook.app")
 JSON = "application/json"
+CHECK_FAILED = "model-cache could not check this pod (webhook error; see its log)"
 
 
 def create_app(policies: Path | str, certfile: str | None = None, keyfile: str | None = None,
@@ -76,21 +77,29 @@ class Reviews:
 
     def mutate(self, req: dict[str, Any]) -> admission.Answer:
         try:
-            return admission.answer_mutation(req, self.store, self.facts, warn_only=self.warn_only)
+            answer = admission.answer_mutation(req, self.store, self.facts, warn_only=self.warn_only)
         except Exception:  # noqa: BLE001 - a bug must still give the API server an answer
             log.exception("mutation failed", extra={"uid": req["uid"]})
-            return answers.errored(
-                req["uid"], f"model-cache failed on this pod (a bug; see the webhook log for uid {req['uid']})")
+            try:  # without the advisory checks of a pod that skips /validate, as /validate would fail open
+                answer = admission.answer_mutation(req, self.store, self.facts, self.warn_only, checks=False)
+            except Exception:  # noqa: BLE001 - the mutation itself failed
+                return answers.errored(
+                    req["uid"], f"model-cache failed on this pod (a bug; see the webhook log for uid {req['uid']})")
+            answer.warnings.append(CHECK_FAILED)
+        self._record(req, answer)  # the warnings of a pod that skips /validate
+        return answer
+
+    def _record(self, req: dict[str, Any], answer: admission.Answer) -> None:
+        if self.recorder is not None and answer.warnings and is_pod_create(req):
+            self.recorder.record(req, answer.warnings)
 
     def validate(self, req: dict[str, Any]) -> admission.Answer:
         try:
             answer = admission.answer_validation(req, self.store, self.facts, warn_only=self.warn_only)
         except Exception:  # noqa: BLE001 - never fail a pod for a bug in an advisory check
             log.exception("validation failed", extra={"uid": req["uid"]})
-            answer = answers.allowed(req["uid"], ["model-cache could not check this pod (webhook error; see its log)"],
-                                     result="error")
-        if self.recorder is not None and answer.warnings and is_pod_create(req):
-            self.recorder.record(req, answer.warnings)
+            answer = answers.allowed(req["uid"], [CHECK_FAILED], result="error")
+        self._record(req, answer)
         return answer
 
 

@@ -7,7 +7,10 @@ events` are where a model team looks when a rollout misbehaves. The template
 was checked when the Deployment was applied, but the cluster changes after:
 a PVC shrinks or goes, a Secret loses a key.
 
-Side effects and admission: the validating webhook declares
+Who writes them: /validate for the pods it is sent, /mutate for the pods
+of ReplicaSets, StatefulSets, DaemonSets and Jobs, which skip /validate
+(their workload was checked at apply time; docs/validation.md).
+Side effects and admission: both pod webhooks declare
 `sideEffects: NoneOnDryRun`, and no Event is written for a dry-run request.
 Events go out from a bounded queue on one background thread, never on the
 request path; the same warning about the same controller is written at most

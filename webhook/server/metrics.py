@@ -47,8 +47,9 @@ WARN_ONLY_DENIALS = Counter(
 def record(endpoint: str, answer: "Answer") -> None:
     """Counts one answered review, its warnings by rule and a warn-only denial."""
     REVIEWS.labels(endpoint=endpoint, result=answer.result, strategy=answer.strategy).inc()
-    if endpoint == "validate":
-        for rule in answer.rules:
+    for rule in answer.rules:
+        # A warn-only denial of /mutate is counted below, not as a warning.
+        if endpoint == "validate" or rule != "warn-only-denial":
             WARNINGS.labels(rule=rule).inc()
     if answer.would_deny:
         WARN_ONLY_DENIALS.labels(endpoint=endpoint).inc()

@@ -1,4 +1,4 @@
-"""The storage strategies, one module each (pvc, hostpath, memory, oci, image),
+"""The storage strategies, one module each,
 in the order the docs and messages list them. The policy schema (each
 strategy's settings), the mutation, the validating half, explain and the
 generated docs read them from here; a new strategy is a new module and one
@@ -10,13 +10,13 @@ from types import MappingProxyType
 from typing import Mapping
 
 from webhook.facts.model import ModelView
-from webhook.strategies import hostpath, image, memory, oci, pvc
+from webhook.strategies import hostpath, image, memory, nfs, oci, pvc
 from webhook.strategies.base import Strategy, either
 from webhook.strategies.image_source import OCI_SCHEME
 
 
 REGISTRY: Mapping[str, Strategy] = MappingProxyType({
-    s.name: s for s in (pvc.STRATEGY, hostpath.STRATEGY, memory.STRATEGY, oci.STRATEGY, image.STRATEGY)
+    s.name: s for s in (pvc.STRATEGY, hostpath.STRATEGY, memory.STRATEGY, oci.STRATEGY, image.STRATEGY, nfs.STRATEGY)
 })
 
 

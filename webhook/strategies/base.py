@@ -64,6 +64,12 @@ class Strategy:
     def place(self, spec: dict[str, Any], model: ModelView) -> None:
         """Adds to SPEC's scheduling what this strategy's cache asks for (nothing by default)."""
 
+    def dragonfly(self, model: ModelView) -> Any | None:
+        """The Dragonfly settings its downloads follow (DragonflySettings of
+        hostpath: the model's over the namespace's), or None: straight from the
+        origin. Only a strategy whose volume is the node's takes them."""
+        return None
+
     def grow_downloader(self, container: dict[str, Any], model: ModelView) -> None:
         """Changes the downloader container (its resources) for this strategy."""
 

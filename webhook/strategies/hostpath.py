@@ -7,7 +7,7 @@ ask that its pods be pinned to the cache nodes."""
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from webhook.facts.cluster import ClusterFacts, LookupKey, NamespaceInfo, namespace_key
 from webhook.facts.finding import Finding
@@ -19,7 +19,21 @@ from webhook.grammar import AbsolutePath, Section, setting
 from webhook.inventory import label_key
 from webhook.strategies.placement import add_cache_affinity
 from webhook.strategies.base import Strategy, downloader_uid, give_downloader_resources, init_container_mounts
-from webhook.vocabulary import PREPARE, PSA_ENFORCE, VOLUME_ROOT
+from webhook.vocabulary import DRAGONFLY_SOCKET, PREPARE, PSA_ENFORCE, VOLUME_ROOT
+
+
+class DragonflySettings(Section):
+    """hostpath downloads through the node's Dragonfly daemon (docs/dragonfly.md):
+    one origin download for all nodes. Per namespace under hostPath, per model
+    beside its source; merged field by field."""
+
+    enabled: bool | None = setting("bool", "turn it on")
+    socketPath: AbsolutePath | None = setting(
+        "absolute path", "dfdaemon's download socket as the node sees it; its directory is mounted read-only into "
+        "the downloader only")
+    ifUnavailable: Literal["direct", "refuse"] | None = setting(
+        "`direct` or `refuse`", "the daemon missing or unhealthy: download straight from the origin (one log line "
+        "says so), or fail the init container (the kubelet retries it)")
 
 
 class HostPathSettings(Section):
@@ -30,6 +44,9 @@ class HostPathSettings(Section):
     requireNodePinning: bool | None = setting(
         "bool", "warn when a `hostpath` pod has no nodeSelector or node affinity (its replicas would land on nodes "
         "with a cold cache)")
+    dragonfly: DragonflySettings | None = setting(
+        "map", "send `hostpath` downloads through the node's Dragonfly daemon (dfdaemon): one origin download for "
+        "all nodes, peers serving each other ([dragonfly.md](dragonfly.md))")
     agent: bool | None = setting(
         "bool", "the node agent ([agent.md](agent.md)) runs on the hostpath nodes and makes the cache's directories "
         "the downloader's: `hostpath` pods get no `model-cache-prepare` init container (no root container). Set it "
@@ -51,8 +68,9 @@ class HostPath(Strategy):
     name = "hostpath"
     settings_key = "hostPath"
     settings_model = HostPathSettings
-    builtin_settings = MappingProxyType({"path": "/var/lib/model-cache", "requireNodePinning": False, "agent": False,
-                                         "cacheAffinityWeight": 50})
+    builtin_settings = MappingProxyType({
+        "path": "/var/lib/model-cache", "requireNodePinning": False, "agent": False, "cacheAffinityWeight": 50,
+        "dragonfly": {"enabled": False, "socketPath": DRAGONFLY_SOCKET, "ifUnavailable": "direct"}})
     volume_doc = "`hostPath` (`DirectoryOrCreate`) from the policy"
     init_doc = ("writes `<model>/<revision>/`, after `model-cache-prepare` (root, only CHOWN and FOWNER) "
                 "makes `<model>/` the downloader's")
@@ -73,6 +91,13 @@ class HostPath(Strategy):
         prewarm = model.spec.prewarm
         add_cache_affinity(spec, label_key(model.name, model.revision), self.settings(model).cacheAffinityWeight or 0,
                            required=bool(prewarm and prewarm.required))
+
+    def dragonfly(self, model: ModelView) -> DragonflySettings | None:
+        base = self.settings(model).dragonfly or DragonflySettings()
+        own = getattr(model.spec, "dragonfly", None)
+        merged = {**base.model_dump(exclude_none=True), **(own.model_dump(exclude_none=True) if own else {})}
+        settings = DragonflySettings.model_validate(merged)
+        return settings if settings.enabled else None
 
     def admission_lookups(self, namespace: str) -> tuple[LookupKey, ...]:
         return (namespace_key(namespace),)

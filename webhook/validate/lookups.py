@@ -267,11 +267,12 @@ def _unavailable(key: LookupKey, failure: kube.ApiFailure) -> Unavailable:
     return Unavailable(f"API server answered {failure.status} {kube.first_line(failure.reason, 80)}")
 
 
-def create_facts_provider() -> FactsProvider | None:
+def create_facts_provider(configuration: k8s.Configuration | None = None) -> FactsProvider | None:
     """Called once per worker when the app is created; None means no cluster lookups
     (no in-cluster config, MODEL_CACHE_KUBECONFIG, KUBECONFIG or ~/.kube/config):
-    the checks that need the cluster are then skipped without a warning."""
-    configuration = load_configuration()
+    the checks that need the cluster are then skipped without a warning.
+    CONFIGURATION: the one the caller chose (explain's --kubeconfig, --context)."""
+    configuration = configuration or load_configuration()
     if configuration is None:
         return None
     settings = Settings.from_env()

@@ -25,7 +25,10 @@ pod = {
     "spec": {"containers": [{"name": "server", "image": os.environ["TEST_IMAGE"], "command": ["true"],
                              "securityContext": restricted}]},
 }
-config.load_incluster_config()
+try:
+    config.load_incluster_config()
+except config.ConfigException:  # run by hand, outside a pod: the kubeconfig's credentials
+    config.load_kube_config()
 try:
     resp = client.CoreV1Api().create_namespaced_pod(namespace, pod, dry_run="All", _preload_content=False)
 except ApiException as err:

@@ -5,6 +5,11 @@
 {{- default "model-cache" .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* The webhook's ServiceAccount: serviceAccount.name, else the fullname. */}}
+{{- define "model-cache.serviceAccountName" -}}
+{{- default (include "model-cache.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
 {{/* The webhook's namespace: namespace.name, else the release's. */}}
 {{- define "model-cache.namespace" -}}
 {{- default .Release.Namespace .Values.namespace.name -}}
@@ -129,11 +134,10 @@ annotations:
 {{/* The model `helm test` asks for: tests.model, else the first model of the
      test namespace's policy file, else of _default.yaml, among the chart's
      policy files (inline or the examples). Empty when none is known. */}}
-{{- define "model-cache.testModel" -}}
-{{- if .Values.tests.model -}}
-{{- .Values.tests.model -}}
-{{- else if not .Values.policies.existingConfigMap -}}
+{{/* The policy files the chart installs, as {name: text}: policies.files, else the examples; {} with existingConfigMap. */}}
+{{- define "model-cache.policyTexts" -}}
 {{- $texts := dict -}}
+{{- if not .Values.policies.existingConfigMap -}}
 {{- if .Values.policies.files -}}
 {{- range $name, $content := .Values.policies.files -}}
 {{- $_ := set $texts $name (kindIs "string" $content | ternary $content (toYaml $content)) -}}
@@ -143,8 +147,40 @@ annotations:
 {{- $_ := set $texts (base $path) ($.Files.Get $path) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- toYaml $texts -}}
+{{- end -}}
+
+{{/* helm test's namespace: tests.namespace, else `default` when _default.yaml
+     has models, else the first <namespace>.yaml that has some. */}}
+{{- define "model-cache.testNamespace" -}}
+{{- if .Values.tests.namespace -}}
+{{- .Values.tests.namespace -}}
+{{- else -}}
+{{- $texts := include "model-cache.policyTexts" . | fromYaml -}}
 {{- $found := "" -}}
-{{- range $file := list (printf "%s.yaml" .Values.tests.namespace) "_default.yaml" -}}
+{{- if (fromYaml (get $texts "_default.yaml" | default "{}")).models -}}
+{{- $found = "default" -}}
+{{- else -}}
+{{- range $file := keys $texts | sortAlpha -}}
+{{- if and (not $found) (ne $file "_default.yaml") (fromYaml (get $texts $file)).models -}}
+{{- $found = trimSuffix ".yaml" $file -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $found | default "default" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* helm test's model: tests.model, else the first model of the test
+     namespace's file, else of _default.yaml. */}}
+{{- define "model-cache.testModel" -}}
+{{- if .Values.tests.model -}}
+{{- .Values.tests.model -}}
+{{- else -}}
+{{- $texts := include "model-cache.policyTexts" . | fromYaml -}}
+{{- $found := "" -}}
+{{- range $file := list (printf "%s.yaml" (include "model-cache.testNamespace" $)) "_default.yaml" -}}
 {{- if and (not $found) (hasKey $texts $file) -}}
 {{- $models := (fromYaml (get $texts $file)).models | default dict -}}
 {{- if $models -}}{{- $found = keys $models | sortAlpha | first -}}{{- end -}}

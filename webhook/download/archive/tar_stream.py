@@ -6,8 +6,9 @@ checked after the last byte, before anything is published.
 Within one run a broken connection resumes where it stopped (a Range with
 If-Range, the stream continues as if nothing happened); an origin that
 answers with the whole file instead, or a changed object, makes the unpack
-start again from an empty directory. A killed run starts from the
-beginning: a tar stream cannot be entered half-way.
+start again from an empty directory. After a kill, a plain tar resumes
+where its bytes on the volume end (tar_resume.py); a compressed stream
+cannot be entered half-way and starts from the beginning.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterator
 
-from webhook.download.archive.unpack import clear_except_scratch, unpack_tar_stream
+from webhook.download.archive.tar_resume import Checkpoints, Invalid, State, unpack_resumable
+from webhook.download.archive.unpack import Budget, clear_except_scratch, unpack_tar_stream
 from webhook.download.errors import ChecksumError, DownloadError, NetworkError, TransientError
 from webhook.download.remote import Body, RemoteFile
 from webhook.download.lines import emit
@@ -131,18 +133,52 @@ class ResumableStream:
             return chunk
 
 
-def fetch_and_unpack(t: Transfer, f: RemoteFile, target: Path, poll: Callable[[], None]) -> str | None:
+def _resume_point(t: Transfer, f: RemoteFile, target: Path, checkpoints: Checkpoints,
+                  stream: ResumableStream) -> State | None:
+    """The checkpoint a killed run left, replayed into STREAM's hash and
+    rewound to, or None (then the unpack starts from an empty directory)."""
+    state = checkpoints.load()
+    if state is None or not state.validator:
+        return None
+    hasher = f.new_hasher()
+    try:
+        checkpoints.rewind(state)
+        if hasher is not None:
+            checkpoints.replay(state, hasher)
+    except (Invalid, OSError) as why:
+        emit(f"model-cache: {f.path}: the last run's checkpoint cannot be used ({why}); unpacking from the start")
+        return None
+    stream.pos, stream.hasher, stream.validator = state.offset, hasher, state.validator
+    t.progress.add(state.offset, fetched=False)
+    emit(f"model-cache: {f.path}: resuming at byte {state.offset} ({len(state.members)} members on the volume)")
+    return state
+
+
+def fetch_and_unpack(t: Transfer, f: RemoteFile, target: Path, poll: Callable[[], None],
+                     budget: Budget | None = None, resumable: bool = False) -> str | None:
     """Streams the tar archive F into TARGET and verifies it; returns its
     digest (None when there is nothing to check it against). Raises ChecksumError when the
     digest is wrong twice; TARGET then holds no verified content, and the
-    caller publishes nothing."""
+    caller publishes nothing. RESUMABLE (a plain tar): checkpoints are kept
+    and a killed run's are used (tar_resume.py)."""
+    budget = budget or Budget(None, "")
+    checkpoints = Checkpoints(target) if resumable else None
     restarts = 0
+    first = True
     while True:
-        clear_except_scratch(target)
         stream = ResumableStream(t, f, poll)
+        state = _resume_point(t, f, target, checkpoints, stream) if first and checkpoints is not None else None
+        first = False
+        if state is None:
+            if checkpoints is not None:
+                checkpoints.drop()
+            clear_except_scratch(target)
         try:
             try:
-                unpack_tar_stream(stream, target)
+                if checkpoints is not None:
+                    unpack_resumable(stream, target, budget, checkpoints, state, lambda: stream.validator, f.size)
+                else:
+                    unpack_tar_stream(stream, target, budget)
             except DownloadError:
                 if f.expected_digest() is None:
                     raise

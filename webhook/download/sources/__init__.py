@@ -8,7 +8,20 @@ from webhook.download.uri import SourceSpec
 
 
 def make_source(spec: SourceSpec, *, revision: str, sha256: str | None, include: list[str] | None,
-                stall: float, jobs: int) -> Source:
+                stall: float, jobs: int, dragonfly_socket: str | None = None,
+                dragonfly_if_unavailable: str = "direct") -> Source:
+    """The origin's source; through the node's Dragonfly daemon when
+    DRAGONFLY_SOCKET names its socket (sources/dragonfly.py)."""
+    source = _origin(spec, revision=revision, sha256=sha256, include=include, stall=stall, jobs=jobs)
+    if dragonfly_socket is None:
+        return source
+    from webhook.download.sources.dragonfly import DragonflySource
+
+    return DragonflySource(source, dragonfly_socket, dragonfly_if_unavailable, scheme=spec.scheme)
+
+
+def _origin(spec: SourceSpec, *, revision: str, sha256: str | None, include: list[str] | None,
+            stall: float, jobs: int) -> Source:
     if spec.scheme == "http":
         from webhook.download.sources.http import HttpSource
 

@@ -1,0 +1,155 @@
+"""The README's quick starts, run as written (issue 29: the Helm one failed at
+`helm test` and no test ran it). Each command of the README's Helm and
+kustomize blocks runs through bash, from the checkout, with `helm` and
+`kubectl` on PATH and KUBECONFIG naming a real kube-apiserver (tests/apiserver).
+
+That control plane has no kubelet and no Service network, so the commands
+that need a running pod cannot run here, and are named below rather than
+skipped in silence: `rollout status` and `logs -f` are left out, and
+`helm test` is run as what its hook does: the hook's ServiceAccount and RBAC
+are applied from `helm get hooks`, the webhook runs beside the API server
+from the ConfigMap the chart installed (reached by URL, the one change to
+what the chart installed), and the hook pod's own program
+(files/helm-test.py) runs with the hook pod's environment, as its
+ServiceAccount."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from tests.deploy.render import CHART, REPO, need_helm
+from tests.helpers import cannot_run, free_port
+
+NEEDS_A_NODE = ("rollout status", "logs ")  # they wait for a running pod
+
+
+def readme_block(containing: str) -> list[str]:
+    """The commands of the README's sh block that holds CONTAINING, continuation lines joined."""
+    blocks = re.findall(r"```sh\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    (block,) = [b for b in blocks if containing in b]
+    commands = re.sub(r"\\\n\s*", "", block).splitlines()
+    return [c.split("  #", 1)[0].strip() for c in commands if c.strip()]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tests.apiserver.controlplane import running_control_plane, why_not
+
+    reason = why_not()
+    if reason:
+        cannot_run(reason)
+    with running_control_plane(tmp_path_factory.mktemp("quickstart-control-plane")) as cp:
+        yield cp
+
+
+@pytest.fixture(scope="module")
+def shell_env(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    from tests.apiserver.controlplane import KUBECTL
+
+    bin_dir = tmp_path_factory.mktemp("bin")
+    (bin_dir / "helm").symlink_to(need_helm())
+    (bin_dir / "kubectl").symlink_to(KUBECTL or "kubectl")
+    home = tmp_path_factory.mktemp("home")
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(home), "KUBECONFIG": str(cluster.kubeconfig),
+            "HELM_CACHE_HOME": str(home / "helm-cache"), "HELM_CONFIG_HOME": str(home / "helm-config"),
+            "HELM_DATA_HOME": str(home / "helm-data")}
+
+
+def sh(command: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=timeout)
+    assert out.returncode == 0, f"{command}\n{out.stdout}\n{out.stderr}"
+    return out
+
+
+def run_helm_test_as_its_hook(cluster: Any, env: dict[str, str], root: Path) -> str:
+    """What `helm test model-cache -n model-cache` does once its pod runs."""
+    from tests.apiserver.served import Webhook, service_account_kubeconfig
+
+    hooks = [d for d in yaml.safe_load_all(sh("helm get hooks model-cache -n model-cache", env).stdout) if d]
+    pod = next(d for d in hooks if d["kind"] == "Pod")
+    rbac = [d for d in hooks if d["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac))
+
+    # The webhook, as the chart's Deployment runs it, beside the API server.
+    port = free_port()
+    for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
+        config = yaml.safe_load(cluster.kubectl("get", kind, "model-cache", "-o", "yaml").stdout)
+        path = "/mutate" if kind.startswith("mutating") else "/validate"
+        patch = [{"op": "replace", "path": f"/webhooks/{i}/clientConfig",
+                  "value": {"url": f"https://127.0.0.1:{port}{path}"}} for i in range(len(config["webhooks"]))]
+        cluster.kubectl("patch", kind, "model-cache", "--type=json", "-p", yaml.safe_dump(patch))
+    policies = root / "policies"
+    policies.mkdir()
+    configmap = yaml.safe_load(cluster.kubectl("get", "configmap", "model-cache-policies", "-n", "model-cache",
+                                               "-o", "yaml").stdout)
+    for key, text in configmap["data"].items():
+        (policies / key).write_text(text)
+    sa = service_account_kubeconfig(cluster, root / "webhook.kubeconfig", "model-cache", "model-cache")
+    webhook = Webhook(cluster, root, port, sa, "")
+    webhook.launch()
+    try:
+        webhook.wait_ready()
+        (container,) = pod["spec"]["containers"]
+        hook_env = {e["name"]: e["value"] for e in container["env"]}
+        test_sa = service_account_kubeconfig(cluster, root / "test.kubeconfig", "model-cache",
+                                             pod["spec"]["serviceAccountName"])
+        python = str(Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin" / "python")
+        from tests.apiserver.controlplane import wait_for
+
+        # The API server's webhook client takes up the patched configuration asynchronously.
+        result: dict[str, subprocess.CompletedProcess[str]] = {}
+
+        def passes() -> bool:
+            result["last"] = subprocess.run(
+                [python, "-c", (CHART / "files" / "helm-test.py").read_text()], capture_output=True, text=True,
+                timeout=60, env={**hook_env, "KUBECONFIG": str(test_sa), "PATH": "/usr/bin:/bin"})
+            return result["last"].returncode == 0
+
+        wait_for("helm test's program to pass", passes, timeout=60)
+        return result["last"].stdout
+    finally:
+        webhook.stop()
+
+
+def test_the_helm_quick_start(cluster: Any, shell_env: dict[str, str], tmp_path: Path) -> None:
+    commands = readme_block("helm install model-cache charts/model-cache")
+    assert "helm test model-cache -n model-cache" in commands
+    for command in commands:
+        if command.startswith("helm test"):
+            out = run_helm_test_as_its_hook(cluster, shell_env, tmp_path)
+            # The policies replaced the examples: the test asks in llm, for llm's first model.
+            assert out.splitlines()[-1].startswith(
+                "ok: a dry-run pod asking for model llama-3-8b in namespace llm was injected: "
+                "model.cache/injected=pvc/llama-3-8b/"), out
+            # The validating half's warnings come through too: the example's PVC is not in this cluster.
+            assert 'warning: 299 - "PVC llm-models not found in namespace llm' in out
+        else:
+            out = sh(command, shell_env).stdout
+            if command.startswith("helm install"):
+                assert "helm test model-cache -n model-cache" in out
+                assert "A dry-run pod asking for model llama-3-8b in namespace llm comes back injected" in out
+                assert "EXAMPLE policies" not in out
+    sh("helm uninstall model-cache -n model-cache --wait", shell_env)
+
+
+def test_the_kustomize_quick_start(cluster: Any, shell_env: dict[str, str]) -> None:
+    commands = readme_block("kubectl apply -k manifests/")
+    ran = []
+    for command in commands:
+        if any(needs in command for needs in NEEDS_A_NODE):
+            continue
+        sh(command, shell_env, timeout=300)
+        ran.append(command)
+        if command.startswith("kubectl apply -k"):
+            assert cluster.kubectl("get", "deployment", "model-cache", "-n", "model-cache", "-o", "name").stdout.strip()
+    assert ran == ["kubectl apply -k manifests/", "kubectl delete -k manifests/"]
+    gone = cluster.kubectl("get", "mutatingwebhookconfiguration", "model-cache", check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr
