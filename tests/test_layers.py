@@ -166,6 +166,7 @@ def test_the_checks_find_a_real_cycle_and_a_real_private_import(tmp_path: Path) 
 LAYERS = (
     "webhook", "errors", "vocabulary", "logs", "pydantic_errors",  # words and errors, shared by all
     "quantity", "objects",  # Kubernetes quantities; objects read as plain dicts
+    "inventory",  # what a node holds: the agent's Node labels and annotation, read by placement and explain
     "grammar",  # a policy's value grammars (paths, names, quantities)
     "download",  # the downloader (also the one URI grammar)
     "kube", "certs",  # the kubernetes client; certificates
@@ -177,6 +178,7 @@ LAYERS = (
     "admission",  # AdmissionReview in and out; the handlers and the validating review
     "explain",  # why a template would or would not be injected
     "server",  # the shell: Flask, gunicorn, TLS, metrics
+    "agent",  # the node agent: uses download/, kube, policy; only its command imports it
     "cli",  # `model-cache`
 )
 

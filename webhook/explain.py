@@ -16,6 +16,7 @@ from typing import Any
 from webhook.admission.shapes import pod_problem
 from webhook.admission.validating import review_template
 from webhook.errors import Denied
+from webhook.inventory import NodeView, candidates_holding, holders_line
 from webhook.facts.cluster import FactsSource
 from webhook.mutate import ModelResolver, mutate_pod
 from webhook.objects import Path, PodTemplate, annotations_of, dig, pod_templates
@@ -47,6 +48,9 @@ class Verdict:
     hints: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     injected: str | None = None  # the model.cache/injected value it would get
+    # For a node-local cache (hostpath) with the cluster's Nodes at hand:
+    # "3 of 5 candidate nodes hold llama-3-8b@abc123 (a, b, c)".
+    placement: str | None = None
 
     @property
     def subject(self) -> str:
@@ -81,13 +85,14 @@ def _mapping_keys(value: Any) -> list[str]:
 
 
 def explain_object(obj: dict[str, Any], namespace: str | None, policies: ModelResolver,
-                   facts: FactsSource | None = None) -> list[Verdict]:
-    """A verdict for every Pod and pod template in OBJ."""
-    return [explain_template(t, namespace, policies, facts) for t in pod_templates(obj)]
+                   facts: FactsSource | None = None, nodes: list[NodeView] | None = None) -> list[Verdict]:
+    """A verdict for every Pod and pod template in OBJ; NODES (the cluster's,
+    as their agents publish them) add where the model already is."""
+    return [explain_template(t, namespace, policies, facts, nodes) for t in pod_templates(obj)]
 
 
 def explain_template(template: PodTemplate, namespace: str | None, policies: ModelResolver,
-                     facts: FactsSource | None = None) -> Verdict:
+                     facts: FactsSource | None = None, nodes: list[NodeView] | None = None) -> Verdict:
     meta = _mapping(template.owner.get("metadata"))
     ns = meta.get("namespace") or namespace or "default"
     verdict = Verdict(str(template.owner.get("kind", "object")), ns, str(meta.get("name", "(unnamed)")),
@@ -128,6 +133,10 @@ def explain_template(template: PodTemplate, namespace: str | None, policies: Mod
                                          else ", no downloader (preload off)")
     ))
     verdict.warnings = review_template(pod, ns, policies, facts).warnings
+    if nodes is not None and plan.strategy.node_local:
+        selector = _mapping(_mapping(pod.get("spec")).get("nodeSelector"))
+        candidates, holders = candidates_holding(nodes, selector, plan.model.name, plan.model.revision)
+        verdict.placement = holders_line(candidates, holders, plan.model.name, plan.model.revision)
     return verdict
 
 

@@ -139,6 +139,8 @@ class ControlPlane:
     kubeconfig: Path
     procs: list[Proc] = field(default_factory=list)
     kubelet_token: str = ""
+    # node name -> the token of its kubelet (system:node:<name>)
+    kubelet_tokens: dict[str, str] = field(default_factory=dict)
 
     def audit_events(self) -> list[dict[str, Any]]:
         lines = (self.root / "audit.log").read_text().splitlines()
@@ -219,18 +221,22 @@ def loopback_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def start_control_plane(root: Path, controller_manager_flags: tuple[str, ...] = ()) -> ControlPlane:
+def start_control_plane(root: Path, controller_manager_flags: tuple[str, ...] = (),
+                        node_names: tuple[str, ...] = (NODE_NAME,)) -> ControlPlane:
     """CONTROLLER_MANAGER_FLAGS are added to kube-controller-manager's command
-    (bench/bench_apiserver.py raises its client rate limits)."""
+    (bench/bench_apiserver.py raises its client rate limits). NODE_NAMES get a
+    kubelet token each; names other than this machine's resolve to 127.0.0.1
+    for the API server alone (a private /etc/hosts in its own mount
+    namespace), so that logs and exec reach each kubelet on loopback."""
     bins = bins_dir()
     root.mkdir(parents=True, exist_ok=True)
     sa_key, sa_pub = _service_account_keys(root)
     token = secrets.token_hex(16)
     tokens = root / "tokens.csv"
     # The kubelet of tests/node is user system:node:<hostname> in group system:nodes.
-    kubelet_token = secrets.token_hex(16)
-    tokens.write_text(f'{token},admin,admin-uid,"system:masters"\n'
-                      f'{kubelet_token},system:node:{NODE_NAME},node-uid,"system:nodes"\n')
+    kubelet_tokens = {name: secrets.token_hex(16) for name in node_names}
+    tokens.write_text(f'{token},admin,admin-uid,"system:masters"\n' + "".join(
+        f'{t},system:node:{name},node-{name}-uid,"system:nodes"\n' for name, t in kubelet_tokens.items()))
     tokens.chmod(0o600)
     etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
     procs: list[Proc] = []
@@ -253,6 +259,7 @@ def start_control_plane(root: Path, controller_manager_flags: tuple[str, ...] = 
         audit_policy = root / "audit-policy.yaml"
         audit_policy.write_text(AUDIT_POLICY)
         api = spawn("kube-apiserver", [
+            *_with_hosts(root, [n for n in node_names if n != NODE_NAME]),
             str(bins / "kube-apiserver"),
             "--etcd-servers", f"http://127.0.0.1:{etcd_port}",
             "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
@@ -297,17 +304,30 @@ def start_control_plane(root: Path, controller_manager_flags: tuple[str, ...] = 
             *controller_manager_flags,
         ], root / "kube-controller-manager.log")
         procs.append(kcm)
-        return ControlPlane(root, url, ca, kubeconfig, procs, kubelet_token=kubelet_token)
+        return ControlPlane(root, url, ca, kubeconfig, procs, kubelet_token=next(iter(kubelet_tokens.values()), ""),
+                            kubelet_tokens=kubelet_tokens)
     except BaseException:
         for p in reversed(procs):
             p.stop()
         raise
 
 
+def _with_hosts(root: Path, names: list[str]) -> list[str]:
+    """The command prefix that runs a program with NAMES on 127.0.0.1 in a
+    private copy of /etc/hosts (nothing for no names): the host's file stays as it is."""
+    if not names:
+        return []
+    hosts = root / "hosts"
+    hosts.write_text(Path("/etc/hosts").read_text() + "".join(f"127.0.0.1 {n}\n" for n in names))
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            f'mount --bind "{hosts}" /etc/hosts && exec "$@"', "with-hosts"]
+
+
 @contextmanager
-def running_control_plane(root: Path, controller_manager_flags: tuple[str, ...] = ()) -> Iterator[ControlPlane]:
+def running_control_plane(root: Path, controller_manager_flags: tuple[str, ...] = (),
+                          node_names: tuple[str, ...] = (NODE_NAME,)) -> Iterator[ControlPlane]:
     """A control plane for the length of the block, stopped in reverse order of start."""
-    cp = start_control_plane(root, controller_manager_flags)
+    cp = start_control_plane(root, controller_manager_flags, node_names)
     try:
         yield cp
     finally:

@@ -23,9 +23,12 @@ from tests.apiserver.pods import simple_pod
 from tests.apiserver.served import Webhook, install
 from tests.download.origin import Origin
 from tests.helpers import deployment, free_port, pod_template
-from tests.node.node import Image, Node, build_images, start_node
+from tests.node.node import Image, Node, NodeSet, build_images, describe_pods, node_names, start_nodes
 
 SERVER = "server"  # the model-server container of every test workload
+AGENT_OVERLAY = Path(__file__).resolve().parent / "agent"
+AGENT_SELECTOR = "app.kubernetes.io/component=agent"
+AGENT_NS = "model-cache-agent"
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
@@ -47,7 +50,7 @@ def sha256(data: bytes) -> str:
 @dataclass
 class Cluster:
     cp: ControlPlane
-    node: Node
+    fleet: NodeSet
     webhook: Webhook
     root: Path
     origin: Origin = field(init=False)
@@ -67,6 +70,15 @@ class Cluster:
     def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
         self.origin.stop()
         self._moto.stop()
+
+    @property
+    def node(self) -> Node:
+        """The first node (the only one of a single-node cluster)."""
+        return self.fleet.nodes[0]
+
+    @property
+    def nodes(self) -> list[Node]:
+        return self.fleet.nodes
 
     @property
     def images(self) -> dict[str, Image]:
@@ -186,15 +198,59 @@ class Cluster:
         pod = dict(pod, metadata=dict(pod["metadata"], name=name, labels={"app": name}))
         self.cp.core.create_namespaced_pod(namespace, pod)
 
+    # --- the node agent ---------------------------------------------------------
+
+    def install_agent(self, quota: str = "") -> None:
+        """manifests/components/agent through tests/node/agent (the image
+        built here, the API server on loopback), applied or re-applied with
+        QUOTA; returns when a current agent runs Ready on every node."""
+        text = self.cp.kubectl("kustomize", str(AGENT_OVERLAY)).stdout
+        port = self.cp.url.rsplit(":", 1)[1]
+        text = (text.replace("AGENT_IMAGE", self.images["model-cache"].reference)
+                .replace("API_PORT", f'"{port}"').replace("QUOTA_VALUE", f'"{quota}"'))
+        self.cp.kubectl("apply", "-f", "-", input=text)
+        self.wait_agents()
+
+    def wait_agents(self, timeout: float = 120) -> dict[str, k8s.V1Pod]:
+        """Node name -> its agent pod, once the DaemonSet's current pods all run Ready."""
+        def ready() -> dict[str, k8s.V1Pod] | None:
+            ds = self.apps.read_namespaced_daemon_set("model-cache-agent", AGENT_NS)
+            st = ds.status
+            if (st.observed_generation or 0) < ds.metadata.generation or st.updated_number_scheduled != len(self.nodes) \
+                    or st.number_ready != len(self.nodes) or st.number_available != len(self.nodes):
+                return None
+            pods = [p for p in self.cp.core.list_namespaced_pod(AGENT_NS, label_selector=AGENT_SELECTOR).items
+                    if p.metadata.deletion_timestamp is None and p.status.phase == "Running"]
+            by_node = {p.spec.node_name: p for p in pods}
+            return by_node if len(by_node) == len(self.nodes) == len(pods) else None
+
+        try:
+            return wait_for("an agent Ready on every node", ready, timeout=timeout, every=0.5)
+        except RuntimeError as err:
+            raise AssertionError(f"{err}\n{describe_pods(self.cp, AGENT_NS, AGENT_SELECTOR)}\n"
+                                 f"{self.fleet.logs()}") from None
+
+    def agent_log(self, node: str) -> str:
+        pod = self.wait_agents()[node]
+        return self.cp.core.read_namespaced_pod_log(pod.metadata.name, AGENT_NS, container="agent")
+
+    def node_labels(self, node: str) -> dict[str, str]:
+        return dict(self.cp.core.read_node(node).metadata.labels or {})
+
+    def label_node(self, node: str, labels: dict[str, str | None]) -> None:
+        self.cp.core.patch_node(node, {"metadata": {"labels": labels}})
+
 
 @contextmanager
-def running_cluster(root: Path) -> Iterator[Cluster]:
+def running_cluster(root: Path, nodes: int = 1) -> Iterator[Cluster]:
     """The whole of it for the length of the block, stopped in reverse order:
-    the images built (or reused), the control plane, the node, the webhook
-    installed as in tests/apiserver, the origins."""
+    the images built (or reused), the control plane, NODES nodes (one, or a
+    fleet of node-a, node-b, ...), the webhook installed as in
+    tests/apiserver, the origins."""
     images = build_images()
-    with running_control_plane(root / "cp") as cp:
-        node = start_node(cp, root / "node", images)
+    names = node_names(nodes)
+    with running_control_plane(root / "cp", node_names=names) as cp:
+        fleet = start_nodes(cp, root, images, names)
         try:
             (root / "webhook").mkdir()
             hook = install(cp, root / "webhook")
@@ -202,9 +258,9 @@ def running_cluster(root: Path) -> Iterator[Cluster]:
             # installed Deployment (whose image is a registry's) runs nowhere.
             cp.kubectl("scale", "deployment/model-cache", "-n", "model-cache", "--replicas=0")
             try:
-                with Cluster(cp, node, hook, root) as cluster:
+                with Cluster(cp, fleet, hook, root) as cluster:
                     yield cluster
             finally:
                 hook.stop()
         finally:
-            node.stop()
+            fleet.stop()

@@ -7,6 +7,13 @@ containerd and the kubelet run in one private mount namespace
 /var/log and /run and of their own values on the sysctls the kubelet would
 otherwise set on the host: every mount they make goes away with them and the
 host's settings stay as they were (shared/notes/real-node.md).
+
+The same code starts one node or several (a fleet, shared/notes/multi-node.md):
+each has its own state directory and mount namespace, its own cgroup root
+(`cgroupRoot: /node-a`, so that the kubelets do not take each other's pods
+for orphans), name, ports and CNI subnet, and its own directory bind-mounted
+behind the hostPath cache path: the same policy path is a different disk on
+each node, as on a real fleet. One kube-scheduler serves them all.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +43,13 @@ NODE_TOOLS = ("containerd", "containerd-shim-runc-v2", "ctr", "pause", "cni/loop
 KUBELET_SYSCTLS = {"vm/overcommit_memory": "1", "vm/panic_on_oom": "0", "kernel/panic": "10",
                    "kernel/panic_on_oops": "1"}
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-# One node per host at a time: two kubelets would share /sys/fs/cgroup/*/kubepods
-# and kill each other's containers. A second test run (or bench/bench_node.py)
-# waits for the first.
+# Where the policies of the fleet tests keep hostpath models, as in the
+# policy's default: on each node, its own directory is mounted there.
+CACHE_PATH = "/var/lib/model-cache"
+FLEET = ("node-a", "node-b", "node-c")
+# One node set per host at a time: two sets would share the cgroup roots
+# /node-a.. and kill each other's containers. A second test run (or
+# bench/bench_node.py) waits for the first.
 HOST_LOCK = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "model-cache" / "node.lock"
 HOST_LOCK_WAIT = 1200.0
 
@@ -97,6 +109,10 @@ done
 mount --bind "$state/varlib" /var/lib
 mount --bind "$state/varlog" /var/log
 mount --bind "$state/run" /run
+# This node's own disk behind the hostPath cache path (kubelet and containerd
+# resolve hostPath volumes in this namespace).
+mkdir -p {cache_path}
+mount --bind "$state/cache" {cache_path}
 echo $$ > "$state/namespace.pid"
 "$state/bin/containerd" --config "$state/containerd.toml" >"$state/containerd.log" 2>&1 &
 echo $! > "$state/containerd.pid"
@@ -116,17 +132,19 @@ class Node:
     cp: ControlPlane
     state: Path
     images: dict[str, Image]
+    name: str = NODE_NAME
+    cgroup: str = "node-a"  # its cgroupRoot, under every /sys/fs/cgroup/<controller>
     procs: list[Proc] = field(default_factory=list)
-    lock_fd: int | None = None
-
-    @property
-    def name(self) -> str:
-        return NODE_NAME
 
     @property
     def host_var_lib(self) -> Path:
         """What the node's /var/lib is on the host (hostPath volumes live there)."""
         return self.state / "varlib"
+
+    @property
+    def cache(self) -> Path:
+        """The host directory behind CACHE_PATH on this node."""
+        return self.state / "cache"
 
     def ctr(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
         sock = self.state / "run" / "containerd" / "containerd.sock"
@@ -137,22 +155,43 @@ class Node:
         return "\n".join(p.tail(60) for p in self.procs) + "\n" + _tail(self.state / "containerd.log", 40)
 
     def stop(self) -> None:
-        """The scheduler first (nothing new is placed), then the pods' tasks,
-        the kubelet, containerd and the shims they left; last whatever still
-        runs in the kubepods cgroups, and the cgroups themselves."""
-        for p in self.procs:
-            if p.name == "kube-scheduler":
-                p.stop()
+        """The pods' tasks, the kubelet, containerd and the shims they left;
+        last whatever still runs in its cgroups, and the cgroups themselves."""
         try:
             for task in self.ctr("tasks", "list", "-q", timeout=30).stdout.split():
                 self.ctr("tasks", "kill", "-s", "SIGKILL", task, timeout=30, check=False)
         except (subprocess.SubprocessError, OSError):
             pass  # containerd already gone: the cgroup sweep below catches what runs
+        for p in self.procs:
+            p.stop(grace=15)
+        _kill_shims(self.state)
+        _remove_cgroups(self.cgroup)
+
+
+@dataclass
+class NodeSet:
+    """Nodes started together, with the one scheduler that places pods on them."""
+
+    nodes: list[Node]
+    scheduler: Proc | None = None
+    lock_fd: int | None = None
+
+    def logs(self) -> str:
+        return "\n".join(n.logs() for n in self.nodes) + ("\n" + self.scheduler.tail(30) if self.scheduler else "")
+
+    def stop(self) -> None:
+        """The scheduler first (nothing new is placed), then every node."""
         try:
-            for p in self.procs:
-                p.stop(grace=15)
-            _kill_shims(self.state)
-            _remove_cgroups()
+            if self.scheduler is not None:
+                self.scheduler.stop()
+            errors = []
+            for node in self.nodes:
+                try:
+                    node.stop()
+                except (RuntimeError, OSError) as err:
+                    errors.append(err)
+            if errors:
+                raise errors[0]
         finally:
             if self.lock_fd is not None:
                 os.close(self.lock_fd)  # releases the host's node lock
@@ -175,58 +214,114 @@ def _host_lock() -> int:
             time.sleep(1)
 
 
-def start_node(cp: ControlPlane, state: Path, images: dict[str, Image]) -> Node:
+def node_names(count: int) -> tuple[str, ...]:
+    """One node keeps this machine's name (its /etc/hosts resolves it);
+    several are node-a, node-b, ..."""
+    return (NODE_NAME,) if count == 1 else FLEET[:count]
+
+
+def start_nodes(cp: ControlPlane, root: Path, images: dict[str, Image], names: tuple[str, ...]) -> NodeSet:
+    """NAMES as nodes (state under ROOT/<name>, or ROOT/node for the single
+    node of old), started side by side, Ready and untainted when this returns."""
+    k8s_bins = bins_dir()
+    cp.kubectl("create", "clusterrolebinding", "nodes-system-node", "--clusterrole=system:node",
+               "--group=system:nodes", check=False)
+    nodes = NodeSet([], lock_fd=_host_lock())
+    try:
+        for i, name in enumerate(names):
+            state = root / ("node" if len(names) == 1 else name)
+            nodes.nodes.append(_launch_node(cp, state, images, name, i))
+        for node in nodes.nodes:
+            wait_for(f"containerd's socket on {node.name}", (node.state / "containerd.ready").exists,
+                     procs=tuple(node.procs), timeout=60)
+        # Each node imports its own copy, as a real node pulls its own.
+        threads = [threading.Thread(target=_import_images, args=(n,)) for n in nodes.nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for node in nodes.nodes:
+            if not (node.state / "images.loaded").exists():
+                raise RuntimeError(f"importing the images into {node.name} failed:\n{node.logs()}")
+        nodes.scheduler = spawn("kube-scheduler", [
+            str(k8s_bins / "kube-scheduler"), "--kubeconfig", str(cp.kubeconfig),
+            "--authentication-kubeconfig", str(cp.kubeconfig), "--authorization-kubeconfig", str(cp.kubeconfig),
+            "--bind-address", "127.0.0.1", "--secure-port", str(free_port()), "--leader-elect=false", "--v", "1",
+        ], root / "kube-scheduler.log")
+        procs = tuple(p for n in nodes.nodes for p in n.procs) + (nodes.scheduler,)
+        for node in nodes.nodes:
+            wait_for(f"node {node.name} Ready and schedulable", lambda: _ready(cp, node.name), procs=procs,
+                     timeout=120)
+        return nodes
+    except BaseException:
+        nodes.stop()
+        raise
+
+
+def _import_images(node: Node) -> None:
+    try:
+        for image in node.images.values():
+            node.ctr("images", "import", str(image.archive))
+    except subprocess.CalledProcessError as err:
+        (node.state / "images.failed").write_text(err.stderr or "")
+        return
+    (node.state / "images.loaded").touch()
+
+
+def _launch_node(cp: ControlPlane, state: Path, images: dict[str, Image], name: str, index: int) -> Node:
+    """Node number INDEX: containerd started, the kubelet waiting for the images."""
     k8s_bins, node_bins = bins_dir(), node_bins_dir()
     state.mkdir(parents=True, exist_ok=True)
-    for d in ("varlib", "varlog", "run", "sysctl", "bin", "cni-conf", "cni-bin"):
+    for d in ("varlib", "varlog", "run", "sysctl", "bin", "cni-conf", "cni-bin", "cache"):
         (state / d).mkdir(exist_ok=True)
-    for name in ("containerd", "containerd-shim-runc-v2", "ctr"):
-        shutil.copy2(node_bins / name, state / "bin" / name)
+    for binary in ("containerd", "containerd-shim-runc-v2", "ctr"):
+        shutil.copy2(node_bins / binary, state / "bin" / binary)
     shutil.copy2(k8s_bins / "kubelet", state / "bin" / "kubelet")
     for plugin in ("loopback", "host-local", "isolated"):
         shutil.copy2(node_bins / "cni" / plugin, state / "cni-bin" / plugin)
     (state / "cni-conf" / "10-isolated.conflist").write_text(json.dumps({
         "cniVersion": "1.0.0", "name": "isolated",
-        "plugins": [{"type": "isolated", "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]],
+        "plugins": [{"type": "isolated", "ipam": {"type": "host-local",
+                                                   "ranges": [[{"subnet": f"10.244.{index}.0/24"}]],
                                                    "dataDir": str(state / "cni-ipam")}}],
     }))
     registries = state / "registries" / "_default"
     registries.mkdir(parents=True, exist_ok=True)
     (registries / "hosts.toml").write_text('server = "http://127.0.0.1:9"\n')
     (state / "containerd.toml").write_text(_containerd_config(state, images["pause"].reference))
-    kubelet_port, healthz_port = free_port(), free_port()
-    (state / "kubelet.yaml").write_text(yaml.safe_dump(_kubelet_config(kubelet_port, healthz_port)))
-    write_kubeconfig(state / "kubelet.kubeconfig", cp.url, cp.ca, cp.kubelet_token, f"system:node:{NODE_NAME}")
-    cp.kubectl("create", "clusterrolebinding", "nodes-system-node", "--clusterrole=system:node",
-               "--group=system:nodes", check=False)
+    cgroup = f"node-{chr(ord('a') + index)}"
+    _make_cgroup_root(cgroup)
+    (state / "kubelet.yaml").write_text(yaml.safe_dump(_kubelet_config(free_port(), free_port(), cgroup)))
+    write_kubeconfig(state / "kubelet.kubeconfig", cp.url, cp.ca, cp.kubelet_tokens[name], f"system:node:{name}")
     script = state / "node.sh"
     sysctls = " ".join(f"{k}={v}" for k, v in KUBELET_SYSCTLS.items())
-    script.write_text(NODE_SCRIPT.format(sysctls=sysctls, node=NODE_NAME))
+    script.write_text(NODE_SCRIPT.format(sysctls=sysctls, node=name, cache_path=CACHE_PATH))
     env = {"PATH": f"{state / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
-    node = Node(cp, state, images, lock_fd=_host_lock())
-    try:
-        proc = spawn("node (containerd + kubelet)", ["unshare", "--mount", "--propagation", "private",
-                                                     "sh", str(script), str(state)], state / "kubelet.log", env=env)
-        node.procs.append(proc)
-        wait_for("containerd's socket", (state / "containerd.ready").exists, procs=(proc,), timeout=60)
-        for image in images.values():
-            node.ctr("images", "import", str(image.archive))
-        (state / "images.loaded").touch()
-        scheduler = spawn("kube-scheduler", [
-            str(k8s_bins / "kube-scheduler"), "--kubeconfig", str(cp.kubeconfig),
-            "--authentication-kubeconfig", str(cp.kubeconfig), "--authorization-kubeconfig", str(cp.kubeconfig),
-            "--bind-address", "127.0.0.1", "--secure-port", str(free_port()), "--leader-elect=false", "--v", "1",
-        ], state / "kube-scheduler.log")
-        node.procs.append(scheduler)
-        wait_for(f"node {NODE_NAME} Ready and schedulable", lambda: _ready(cp), procs=tuple(node.procs), timeout=120)
-        return node
-    except BaseException:
-        node.stop()
-        raise
+    node = Node(cp, state, images, name=name, cgroup=cgroup)
+    node.procs.append(spawn(f"node {name} (containerd + kubelet)",
+                            ["unshare", "--mount", "--propagation", "private", "sh", str(script), str(state)],
+                            state / "kubelet.log", env=env))
+    return node
 
 
-def _ready(cp: ControlPlane) -> bool:
-    node = cp.core.read_node(NODE_NAME)
+def _make_cgroup_root(name: str) -> None:
+    """The kubelet wants its cgroupRoot to exist under every controller
+    ("cgroup [node-a] has some missing paths"); cpuset's needs its cpus and
+    mems before anything can join it."""
+    for controller in _controllers():
+        d = controller / name
+        d.mkdir(exist_ok=True)
+        for key in ("cpuset.cpus", "cpuset.mems"):
+            if (controller / key).exists() and not (d / key).read_text().strip():
+                (d / key).write_text((controller / key).read_text())
+
+
+def _controllers() -> list[Path]:
+    return [c for c in CGROUP_ROOT.iterdir() if c.is_dir() and not c.is_symlink()]
+
+
+def _ready(cp: ControlPlane, name: str) -> bool:
+    node = cp.core.read_node(name)
     ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
     tainted = any(t.effect == "NoSchedule" for t in node.spec.taints or [])
     return ready and not tainted
@@ -268,7 +363,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
 """
 
 
-def _kubelet_config(port: int, healthz_port: int) -> dict[str, Any]:
+def _kubelet_config(port: int, healthz_port: int, cgroup: str) -> dict[str, Any]:
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
         "address": "127.0.0.1", "port": port, "readOnlyPort": 0,
@@ -276,6 +371,10 @@ def _kubelet_config(port: int, healthz_port: int) -> dict[str, Any]:
         "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
         "authorization": {"mode": "AlwaysAllow"},  # listens on loopback only
         "cgroupDriver": "cgroupfs",
+        # Its own root: kubelets sharing /kubepods kill each other's containers.
+        "cgroupRoot": f"/{cgroup}", "cgroupsPerQOS": True,
+        # Else every kubelet writes its KUBE-* chains into the host's iptables.
+        "makeIPTablesUtilChains": False,
         "failCgroupV1": False,  # this machine runs cgroup v1
         "failSwapOn": False,
         "containerRuntimeEndpoint": "unix:///run/containerd/containerd.sock",
@@ -308,11 +407,11 @@ def _kill_shims(state: Path) -> None:
                 pass
 
 
-def _remove_cgroups() -> None:
-    """Whatever still runs in the kubepods cgroups the kubelet made (a pod
-    sandbox's pause, once its shim is gone, is reparented to PID 1 and lives
-    on) is killed; then the trees go, depth first. One deadline for all."""
-    tops = [c / "kubepods" for c in CGROUP_ROOT.iterdir() if (c / "kubepods").is_dir()]
+def _remove_cgroups(root: str) -> None:
+    """Whatever still runs in the cgroups under ROOT (a pod sandbox's pause,
+    once its shim is gone, is reparented to PID 1 and lives on) is killed;
+    then the trees go, depth first, ROOT itself last. One deadline for all."""
+    tops = [c / root for c in _controllers() if (c / root).is_dir()]
     deadline = time.monotonic() + 30
     while True:
         pids = {int(pid) for top in tops for tasks in top.rglob("tasks")
@@ -373,7 +472,7 @@ def downloader_log(cp: ControlPlane, namespace: str, pod: str) -> str:
     return cp.core.read_namespaced_pod_log(pod, namespace, container="model-cache-download")
 
 
-def wait_pods_running(cp: ControlPlane, namespace: str, selector: str, count: int, node: Node,
+def wait_pods_running(cp: ControlPlane, namespace: str, selector: str, count: int, node: Node | NodeSet,
                       timeout: float = 240) -> list[k8s.V1Pod]:
     def running() -> list[k8s.V1Pod] | None:
         pods = cp.core.list_namespaced_pod(namespace, label_selector=selector).items

@@ -107,9 +107,9 @@ def test_an_unknown_field_gets_the_closest_one_and_no_repo_path() -> None:
         "allowedStrategies, mountPath, shmSize, downloader, env, pvcHeadroomPercent, "
         + ", ".join(s.settings_key for s in strategies.with_settings()),
         "ml.yaml: models.m.revison: unknown field; did you mean 'revision'? fields here: source, revision, size, "
-        "sha256, authSecretName, include, strategy, ociPath, dragonfly",
+        "sha256, authSecretName, include, strategy, ociPath, prewarm, dragonfly",
         "ml.yaml: models.m.zzz: unknown field; fields here: source, revision, size, sha256, authSecretName, include, "
-        "strategy, ociPath, dragonfly",
+        "strategy, ociPath, prewarm, dragonfly",
         "ml.yaml: modles: unknown field; did you mean 'models'? fields here: apiVersion, kind, defaults, models"]
     assert not any("policies/" in e or ".md" in e for e in report.errors)
 
@@ -159,7 +159,7 @@ def test_output_json_and_yaml(tmp_path: Path) -> None:
             {"path": f"{tmp_path}/ml.yaml", "code": "invalid", "message": "models.branch.size: required field is missing"},
             {"path": f"{tmp_path}/ml.yaml", "code": "invalid",
              "message": "models.branch.sise: unknown field; did you mean 'size'? fields here: source, revision, size, "
-                        "sha256, authSecretName, include, strategy, ociPath, dragonfly"},
+                        "sha256, authSecretName, include, strategy, ociPath, prewarm, dragonfly"},
             {"path": f"{tmp_path}/missing", "code": "not-found", "message": "no such file or directory"}],
         "warnings": []}
     as_yaml = subprocess.run([MODEL_CACHE, "policy", "check", "--output", "yaml", str(tmp_path / "ml.yaml"),

@@ -73,13 +73,15 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     refuse_namespace_mismatch(docs, args.namespace)
     target = Target.from_args(args)
     store = _policy_store(args, target)
-    facts = None
+    facts = nodes = None
     if args.from_cluster:
+        from webhook.cli.explain import nodes_from_cluster
         from webhook.validate.lookups import create_facts_provider
 
         facts = create_facts_provider(target.configuration("--from-cluster"))
+        nodes = nodes_from_cluster(target.configuration("--from-cluster"))
     return run_explain(docs, namespace=target.namespace(), store=store, facts=facts, output=args.output,
-                       strict=args.strict, source=", ".join(args.files))
+                       strict=args.strict, source=", ".join(args.files), nodes=nodes)
 
 
 EXIT_CODES = (f"exit codes: 0 nothing found; {EXIT_FINDINGS} findings (denied, missed, invalid; warnings "
@@ -208,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     from webhook.download.command import register as register_download_commands
 
     register_download_commands(sub)
+    from webhook.cli import agent, status
+
+    agent.register(sub, _Formatter)
+    status.register(sub, _Formatter)
     return parser
 
 

@@ -11,6 +11,20 @@ import os
 import sys
 
 
+def arguments(source: str, dest: str, revision: str | None = None, sha256: str | None = None,
+              include: list[str] | None = None) -> list[str]:
+    """`model-cache download`'s arguments for one model: the one spelling of
+    the command line, for the injected init container and the agent's prewarm."""
+    args = ["download", "--source", source, "--dest", dest]
+    if revision:
+        args += ["--revision", revision]
+    if sha256:
+        args += ["--sha256", sha256]
+    if include:
+        args += ["--include", *include]
+    return args
+
+
 def _env_float(name: str, default: float) -> float:
     try:
         return float(os.environ.get(name, default))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from webhook.download.command import arguments as download_arguments
 from webhook.download.archive.unpack import archive_of
 from webhook.download.uri import scheme_of
 from webhook.mutate.plan import Plan
@@ -47,13 +48,8 @@ def restricted_security_context(run_as_user: int | None) -> dict[str, Any]:
 def downloader(plan: Plan) -> dict[str, Any]:
     model = plan.model
     spec, d = model.spec, model.defaults.downloader
-    args = ["download", "--source", spec.source, "--dest", f"{VOLUME_ROOT}/{model.cache_subpath}"]
-    if spec.revision:
-        args += ["--revision", spec.revision]
-    if spec.sha256:
-        args += ["--sha256", spec.sha256]
-    if spec.include:
-        args += ["--include", *spec.include]
+    args = download_arguments(spec.source, f"{VOLUME_ROOT}/{model.cache_subpath}", spec.revision, spec.sha256,
+                              spec.include)
     if archive_of(spec.source) is not None:
         args += ["--size", str(spec.size)]  # the unpacked archive's budget
     mounts = init_container_mounts()

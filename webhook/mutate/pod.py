@@ -62,6 +62,8 @@ def apply_plan(pod: Pod, plan: Plan) -> Pod:
         position = _init_position(init_containers)
         init_containers[position:position] = injected
 
+    strategy.place(spec, model)
+
     if strategy.oci_source and model.spec.authSecretName:
         pull_secrets = spec.setdefault("imagePullSecrets", [])
         if {"name": model.spec.authSecretName} not in pull_secrets:

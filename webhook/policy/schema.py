@@ -66,6 +66,14 @@ class _SharedDefaults(Section):
     pvcHeadroomPercent: float | None = Field(default=None, ge=0, le=1000)
 
 
+class PrewarmSettings(Section):
+    """Nodes (by label) whose agent keeps the model downloaded before any pod asks."""
+
+    nodeSelector: dict[str, str] = Field(min_length=1)
+    # Pods of the model may run only on nodes that hold it (a required node affinity).
+    required: bool = False
+
+
 # Each strategy's own section (`pvc:`, `hostPath:`), named and typed by the strategy.
 PolicyDefaults = create_model(  # type: ignore[call-overload]
     "PolicyDefaults", __base__=_SharedDefaults, __doc__=_SharedDefaults.__doc__,
@@ -81,6 +89,7 @@ class ModelSpec(Section):
     include: list[str] | None = None
     strategy: StrategyName | None = None
     ociPath: AbsolutePath | None = None
+    prewarm: PrewarmSettings | None = None
     dragonfly: DragonflySettings | None = None  # hostpath only: over the namespace's hostPath.dragonfly
 
     @model_validator(mode="after")

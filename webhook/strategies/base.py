@@ -35,6 +35,7 @@ class Strategy:
     downloads: bool = False  # the downloader init container fills the volume (unless preload is off)
     copies: bool = False  # an init container copies the model image's files into the volume
     oci_source: bool = False  # the model is an oci:// image, pulled with the model's authSecretName
+    node_local: bool = False  # the cache is the node's own: pods are placed by what the nodes hold
 
     def settings(self, model: ModelView) -> Any:
         """Its section of MODEL's merged defaults (an instance of settings_model)."""
@@ -59,6 +60,9 @@ class Strategy:
         returns init containers to run before the downloader. Asked only when
         the downloader is injected."""
         return []
+
+    def place(self, spec: dict[str, Any], model: ModelView) -> None:
+        """Adds to SPEC's scheduling what this strategy's cache asks for (nothing by default)."""
 
     def dragonfly(self, model: ModelView) -> Any | None:
         """The Dragonfly settings its downloads follow (DragonflySettings of

@@ -13,7 +13,11 @@ from webhook.facts.cluster import ClusterFacts, LookupKey, NamespaceInfo, namesp
 from webhook.facts.finding import Finding
 from webhook.facts.model import ModelView
 from webhook.facts.use import CacheUse
+from pydantic import field_validator
+
 from webhook.grammar import AbsolutePath, Section, setting
+from webhook.inventory import label_key
+from webhook.strategies.placement import add_cache_affinity
 from webhook.strategies.base import Strategy, downloader_uid, give_downloader_resources, init_container_mounts
 from webhook.vocabulary import DRAGONFLY_SOCKET, PREPARE, PSA_ENFORCE, VOLUME_ROOT
 
@@ -43,6 +47,21 @@ class HostPathSettings(Section):
     dragonfly: DragonflySettings | None = setting(
         "map", "send `hostpath` downloads through the node's Dragonfly daemon (dfdaemon): one origin download for "
         "all nodes, peers serving each other ([dragonfly.md](dragonfly.md))")
+    agent: bool | None = setting(
+        "bool", "the node agent ([agent.md](agent.md)) runs on the hostpath nodes and makes the cache's directories "
+        "the downloader's: `hostpath` pods get no `model-cache-prepare` init container (no root container). Set it "
+        "only where the agent runs")
+    cacheAffinityWeight: int | None = setting(
+        "integer, 0 to 100", "weight of the preferred node affinity the webhook adds to a `hostpath` pod toward the "
+        "nodes whose agent reports the model at its revision (label `cache.model.cache/<model>-<digest>`), beside "
+        "the pod's own affinity; `0` turns it off. A model's `prewarm.required` makes it a required one")
+
+    @field_validator("cacheAffinityWeight")
+    @classmethod
+    def _weight(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value <= 100:
+            raise ValueError(f"cacheAffinityWeight {value} must be 0 to 100 (a node affinity weight; 0: off)")
+        return value
 
 
 class HostPath(Strategy):
@@ -50,13 +69,14 @@ class HostPath(Strategy):
     settings_key = "hostPath"
     settings_model = HostPathSettings
     builtin_settings = MappingProxyType({
-        "path": "/var/lib/model-cache", "requireNodePinning": False,
+        "path": "/var/lib/model-cache", "requireNodePinning": False, "agent": False, "cacheAffinityWeight": 50,
         "dragonfly": {"enabled": False, "socketPath": DRAGONFLY_SOCKET, "ifUnavailable": "direct"}})
     volume_doc = "`hostPath` (`DirectoryOrCreate`) from the policy"
     init_doc = ("writes `<model>/<revision>/`, after `model-cache-prepare` (root, only CHOWN and FOWNER) "
                 "makes `<model>/` the downloader's")
     serving_doc = "mount it read-only at the mount path (`subPath`)"
     downloads = True
+    node_local = True  # placed by what the nodes hold: place()
 
     def volume(self, model: ModelView) -> dict[str, Any]:
         return {"hostPath": {"path": self.settings(model).path, "type": "DirectoryOrCreate"}}
@@ -64,7 +84,13 @@ class HostPath(Strategy):
     def give_write_access(self, spec: dict[str, Any], model: ModelView) -> list[dict[str, Any]]:
         # The kubelet creates the directory root-owned (0755) and applies no
         # fsGroup to hostPath volumes: without this the downloader cannot write.
-        return [prepare(model)]
+        # The node agent, where it runs, has made it the downloader's already.
+        return [] if self.settings(model).agent else [prepare(model)]
+
+    def place(self, spec: dict[str, Any], model: ModelView) -> None:
+        prewarm = model.spec.prewarm
+        add_cache_affinity(spec, label_key(model.name, model.revision), self.settings(model).cacheAffinityWeight or 0,
+                           required=bool(prewarm and prewarm.required))
 
     def dragonfly(self, model: ModelView) -> DragonflySettings | None:
         base = self.settings(model).dragonfly or DragonflySettings()

@@ -189,3 +189,14 @@ annotations:
 {{- $found -}}
 {{- end -}}
 {{- end -}}
+
+{{- define "model-cache.agentSelectorLabels" -}}
+app.kubernetes.io/name: model-cache
+app.kubernetes.io/component: agent
+{{- end -}}
+
+{{/* The agent's namespace: its hostPath needs the privileged Pod Security
+     level, which the webhook's (restricted) namespace must not have. */}}
+{{- define "model-cache.agentNamespace" -}}
+{{- .Values.agent.namespace.name -}}
+{{- end -}}
