@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webhook.download.verify.checks import SIZE_ONLY as _SIZE_ONLY
-from webhook.download.volume.publish import MARKER, read_marker
+from webhook.download.volume.gc import complete_models
 from webhook.inventory import Holding
 
 
@@ -37,23 +37,10 @@ def _verified(marker: dict) -> bool:
 def scan(root: Path, prewarmed: frozenset[tuple[str, str]] = frozenset()) -> list[Held]:
     """Complete models under ROOT; anything without a complete marker (a
     partial download, a lock, another program's files) is not a holding."""
-    out: list[Held] = []
     if not root.is_dir():
-        return out
-    for model in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for rev in sorted(model.iterdir()):
-            if not rev.is_dir() or rev.name.startswith(".") or rev.name.endswith(".partial"):
-                continue
-            marker = read_marker(rev)
-            if marker is None:
-                continue
-            try:
-                used = (rev / MARKER).stat().st_mtime
-            except OSError:
-                continue
-            holding = Holding(model=model.name, revision=rev.name, size=int(marker.get("total_size", 0)),
+        return []
+    return [Held(rev, Holding(model=rev.parent.name, revision=rev.name, size=int(marker.get("total_size", 0)),
                               verified=_verified(marker),
                               lastUsed=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(used)),
-                              prewarmed=(model.name, rev.name) in prewarmed)
-            out.append(Held(rev, holding, used))
-    return out
+                              prewarmed=(rev.parent.name, rev.name) in prewarmed), used)
+            for rev, marker, used in complete_models(root)]

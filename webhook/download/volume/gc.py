@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Iterator, TextIO
 
 from webhook.download.volume.lock import Lock, break_lock, current_owner, read_lock
 from webhook.download.volume.publish import MARKER, Layout, read_marker
@@ -50,22 +50,29 @@ def _lock_is_live(lock: Path) -> bool:
         return False
 
 
-def scan(root: Path) -> list[Entry]:
-    """Complete models under root/<model>/<revision>/."""
-    entries = []
+def complete_models(root: Path) -> Iterator[tuple[Path, dict, float]]:
+    """Each complete model under root/<model>/<revision>/, with its marker and
+    its last use (the marker's mtime). A directory without a complete marker (a
+    partial download, a lock, another program's files) is never yielded, so
+    never touched. Read by `gc` and by the node agent's inventory."""
     for model in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for rev in sorted(model.iterdir()):
             if not rev.is_dir() or rev.name.startswith(".") or rev.name.endswith(".partial"):
                 continue
             marker = read_marker(rev)
             if marker is None:
-                continue  # incomplete, or not ours: never touched
+                continue
             try:
                 used = (rev / MARKER).stat().st_mtime
             except OSError:
                 continue
-            entries.append(Entry(rev, int(marker.get("total_size", 0)), used, _lock_is_live(Layout(rev).lock)))
-    return entries
+            yield rev, marker, used
+
+
+def scan(root: Path) -> list[Entry]:
+    """Complete models under root/<model>/<revision>/."""
+    return [Entry(rev, int(marker.get("total_size", 0)), used, _lock_is_live(Layout(rev).lock))
+            for rev, marker, used in complete_models(root)]
 
 
 def choose(entries: list[Entry], max_size: int, min_age: float, now: float) -> tuple[list[Entry], int]:
