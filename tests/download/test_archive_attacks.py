@@ -135,8 +135,8 @@ def test_a_sparse_member_within_budget_stays_sparse(volume: Volume) -> None:
 def test_modes_000_become_readable_and_searchable(volume: Volume) -> None:
     unpack_tar(tar_of([(member("locked", DIR, mode=0), b""), (member("locked/w.bin", mode=0), b"weights"),
                        (member("top.bin", mode=0o6777), b"top")]), volume.target)
-    assert stat.S_IMODE((volume.target / "locked").stat().st_mode) == 0o700
-    assert stat.S_IMODE((volume.target / "locked" / "w.bin").stat().st_mode) == 0o600
+    assert stat.S_IMODE((volume.target / "locked").stat().st_mode) == 0o755
+    assert stat.S_IMODE((volume.target / "locked" / "w.bin").stat().st_mode) == 0o644
     assert stat.S_IMODE((volume.target / "top.bin").stat().st_mode) == 0o755
     assert (volume.target / "locked" / "w.bin").read_bytes() == b"weights"
 
@@ -206,3 +206,17 @@ def test_a_truncated_tar_is_damaged(volume: Volume) -> None:
     with pytest.raises(DownloadError, match="damaged"):
         unpack_tar(data[: len(data) // 2], volume.target)
     assert volume.unchanged(), volume.changes()
+
+
+def test_a_zip_member_of_mode_0600_is_readable_by_the_serving_containers(volume: Volume) -> None:
+    """Python's writestr says 0600; the serving containers read the model under
+    their own uid, so every file is readable and every directory searchable by all
+    (a memory pod's server crash-looped on PermissionError on the real node)."""
+    buf_path = volume.target / ".model-cache-tmp" / "download" / "archive.zip"
+    with zipfile.ZipFile(buf_path, "w") as z:
+        z.writestr("weights/model.safetensors", b"w")
+        z.writestr(zipfile.ZipInfo("weights/"), b"")
+    assert zipfile.ZipFile(buf_path).getinfo("weights/model.safetensors").external_attr >> 16 == 0o600
+    unpack_zip(buf_path, volume.target, Budget(None, "m"))
+    assert stat.S_IMODE((volume.target / "weights" / "model.safetensors").stat().st_mode) == 0o644
+    assert stat.S_IMODE((volume.target / "weights").stat().st_mode) == 0o755

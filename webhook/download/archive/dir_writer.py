@@ -14,12 +14,16 @@ from webhook.download.archive.names import Parts, UnsafeArchive, shown
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-FILE_BITS, DIR_BITS = 0o600, 0o700  # always there: the owner reads (and rewrites) files, searches directories
+# Always there: every file readable and every directory searchable by all, as
+# the downloader's own files are. The serving containers read the model under
+# their own uid, often not the downloader's (a zip written by Python's
+# writestr says 0600; tarfile keeps a 000 mode before 3.11.4).
+FILE_BITS, DIR_BITS = 0o644, 0o755
 
 
 def file_mode(mode: int) -> int:
     """No setuid/setgid/sticky, no write for group and others, and readable
-    by the owner (tarfile keeps a 000 mode before 3.11.4)."""
+    by everyone."""
     return (mode & 0o755) | FILE_BITS
 
 
