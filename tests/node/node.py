@@ -460,11 +460,23 @@ def _tail(path: Path, lines: int) -> str:
 
 
 def pod_report(cp: ControlPlane, namespace: str, pod: str, container: str) -> dict[str, Any]:
-    """The MODEL-REPORT line the model-server container printed."""
-    text = cp.core.read_namespaced_pod_log(pod, namespace, container=container)
-    for line in text.splitlines():
-        if line.startswith("MODEL-REPORT "):
-            return json.loads(line.removeprefix("MODEL-REPORT "))
+    """The MODEL-REPORT line the model-server container printed. A container
+    just Ready may not have its log line read back yet (seen: an empty log
+    from a Running pod), so the log is read until the line is there."""
+    text = ""
+
+    def report() -> dict[str, Any] | None:
+        nonlocal text
+        text = cp.core.read_namespaced_pod_log(pod, namespace, container=container)
+        for line in text.splitlines():
+            if line.startswith("MODEL-REPORT "):
+                return json.loads(line.removeprefix("MODEL-REPORT "))
+        return None
+
+    try:
+        return wait_for(f"MODEL-REPORT in {namespace}/{pod}/{container}", report, timeout=30, every=0.5)
+    except RuntimeError:
+        pass
     raise AssertionError(f"no MODEL-REPORT in the log of {namespace}/{pod}/{container}:\n{text[-2000:]}")
 
 
