@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,6 +241,35 @@ class Cluster:
 
     def label_node(self, node: str, labels: dict[str, str | None]) -> None:
         self.cp.core.patch_node(node, {"metadata": {"labels": labels}})
+
+
+def downloader_pids(dest: str) -> list[int]:
+    """The downloader processes writing DEST (the path in the pod), seen from the host."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"download" in argv and dest.encode() in argv and any(a.endswith(b"model-cache") for a in argv):
+            pids.append(int(entry.name))
+    return pids
+
+
+@contextmanager
+def downloader_killed_half_way(cluster: "Cluster", path: str, size: int, dest: str) -> Iterator[None]:
+    """Around the making of a pod: the origin's GET that reaches half of the
+    SIZE bytes at PATH hangs there; once it does, the downloader writing DEST
+    is SIGKILLed (bytes on disk, more due), and the origin answers again."""
+    cluster.origin.release_stall.clear()
+    cluster.origin.stall_at[path] = size // 2
+    yield
+    wait_for("half of it served", lambda: cluster.origin.served[path] >= size // 2, timeout=180)
+    for pid in wait_for("the downloader's process", lambda: downloader_pids(dest), timeout=30):
+        os.kill(pid, signal.SIGKILL)
+    cluster.origin.release_stall.set()
 
 
 @contextmanager

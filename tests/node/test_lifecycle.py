@@ -5,13 +5,9 @@ restricted Pod Security level."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-from pathlib import Path
 from typing import Any
 
-from tests.apiserver.controlplane import wait_for
-from tests.node.cluster import SERVER, Cluster, seeded, sha256
+from tests.node.cluster import SERVER, Cluster, downloader_killed_half_way, seeded, sha256
 from tests.node.node import downloader_log, pod_report, wait_pods_running
 from tests.node.test_strategies import MiB, model_files
 
@@ -87,37 +83,15 @@ def test_restricted_namespace_runs_the_injected_pod_non_root_and_fills_the_cache
     assert mounts[SERVER][token].startswith("kube-api-access-")
 
 
-def _downloader_pids(dest: str) -> list[int]:
-    """The downloader processes writing DEST, seen from the host."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"download" in argv and dest.encode() in argv and any(a.endswith(b"model-cache") for a in argv):
-            pids.append(int(entry.name))
-    return pids
-
-
 def test_a_downloader_killed_half_way_resumes_and_the_model_ends_verified(cluster: Cluster) -> None:
     path, size = "/killed/weights.bin", 24 * MiB
     data = seeded("killed", size)
     cluster.origin.files[path] = data
-    # The first GET hangs half-way: the kill comes while bytes are on disk and more are due.
-    cluster.origin.stall_at[path] = size // 2
     ns = cluster.namespace("node-killed", {"llama": {
         "source": f"{cluster.origin.url}{path}", "sha256": sha256(data), "size": "32Mi"}})
     cluster.local_pvc(ns)
-    cluster.deploy(ns, "llama", cluster.model_pod("llama"), replicas=1)
-
-    wait_for("half the model served", lambda: cluster.origin.served[path] >= size // 2, timeout=180)
-    pids = wait_for("the downloader's process", lambda: _downloader_pids("/model-cache/llama/main"), timeout=30)
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-    cluster.origin.release_stall.set()
+    with downloader_killed_half_way(cluster, path, size, "/model-cache/llama/main"):
+        cluster.deploy(ns, "llama", cluster.model_pod("llama"), replicas=1)
 
     (pod,) = wait_pods_running(cluster.cp, ns, "app=llama", 1, cluster.node)
     status = next(s for s in pod.status.init_container_statuses if s.name == "model-cache-download")

@@ -10,16 +10,11 @@ restarts it, and the origin sends little more than the archive once.
 
 from __future__ import annotations
 
-import os
-import signal
-
 import pytest
 
-from tests.apiserver.controlplane import wait_for
 from tests.helpers import tar_archive
-from tests.node.cluster import SERVER, Cluster, seeded, sha256
+from tests.node.cluster import SERVER, Cluster, downloader_killed_half_way, seeded, sha256
 from tests.node.node import downloader_log, pod_report, wait_pods_running
-from tests.node.test_lifecycle import _downloader_pids
 from tests.node.test_strategies import MiB, model_files
 
 pytestmark = pytest.mark.timeout(600)
@@ -31,23 +26,15 @@ GOAL = 1.1  # origin bytes / archive after a kill (the issue's goal)
 
 def _kill_half_way(cluster: Cluster, ns: str, model: str, path: str, archive: bytes, **settings: str) -> str:
     """Deploys a pod of MODEL from the archive at PATH, kills its downloader
-    when the origin has sent half the archive (the GET then hangs there, so
-    the kill comes while bytes are due), and returns the running pod's name."""
+    when the origin has sent half the archive, checks what the running pod
+    reads and what the origin sent, and returns the downloader's log."""
     cluster.origin.files[path] = archive
-    cluster.origin.release_stall.clear()
-    cluster.origin.stall_at[path] = len(archive) // 2
     ns = cluster.namespace(ns, {model: {"source": f"{cluster.origin.url}{path}", "sha256": sha256(archive),
                                         **settings}})
     if settings.get("strategy") != "memory":
         cluster.local_pvc(ns)
-    cluster.deploy(ns, "asr", cluster.model_pod(model), replicas=1)
-
-    wait_for("half the archive served", lambda: cluster.origin.served[path] >= len(archive) // 2, timeout=180)
-    dest = f"/model-cache/{model}/main"
-    pids = wait_for("the downloader's process", lambda: _downloader_pids(dest), timeout=30)
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-    cluster.origin.release_stall.set()
+    with downloader_killed_half_way(cluster, path, len(archive), f"/model-cache/{model}/main"):
+        cluster.deploy(ns, "asr", cluster.model_pod(model), replicas=1)
 
     (pod,) = wait_pods_running(cluster.cp, ns, "app=asr", 1, cluster.node)
     status = next(s for s in pod.status.init_container_statuses if s.name == "model-cache-download")
