@@ -48,3 +48,34 @@ def test_socket_that_does_not_answer_is_unavailable(origin: Origin, dl_env: dict
     assert code == 0, out
     assert "does not answer" in out and "downloading straight from the origin" in out, out
     assert model_files(dest) == repo.files
+
+
+def test_a_daemon_whose_download_service_is_not_serving_is_unavailable(
+        origin: Origin, dl_env: dict[str, str], tmp_path: Path) -> None:
+    """A gRPC server on the socket whose health service says NOT_SERVING for
+    the download service (a daemon starting up or shutting down): refused
+    with the health status, nothing fetched."""
+    from concurrent import futures
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    from webhook.download.sources.dragonfly import HEALTH_SERVICE
+
+    sock_path = tmp_path / "starting" / "dfdaemon.sock"
+    sock_path.parent.mkdir()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    servicer.set(HEALTH_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    server.add_insecure_port(f"unix://{sock_path}")
+    server.start()
+    try:
+        hub_model(origin, "starting", big=1 * MiB)
+        dest = tmp_path / "starting-model" / "main"
+        code, out = finish(start(env_for(dl_env, origin), "starting", dest, *through(sock_path, "refuse")))
+    finally:
+        server.stop(grace=None)
+    assert code == 7, out
+    assert "answers but is not serving (health NOT_SERVING)" in out and "ifUnavailable: refuse" in out, out
+    assert weights_served(origin, "starting") == 0

@@ -94,19 +94,17 @@ class DaemonClient:
         grpc = self._grpc
         if not os.path.exists(self.socket_path):
             raise DaemonUnavailable(f"no socket at {self.socket_path}")
-        # grpc.health.v1.Health/Check for the download service (SERVING once the
-        # daemon is up, not just its socket), encoded by hand: the request's
-        # field 1 is the service name, the answer `status: SERVING` is field 1 = 1
-        # (no dependency on grpcio-health-checking).
-        check = self.channel.unary_unary("/grpc.health.v1.Health/Check",
-                                         request_serializer=lambda b: b, response_deserializer=lambda b: b)
-        service = HEALTH_SERVICE.encode()
+        # The download service's health (SERVING once the daemon is up, not just its socket).
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
         try:
-            answer = check(b"\x0a" + bytes([len(service)]) + service, timeout=CONNECT_TIMEOUT)
+            answer = health_pb2_grpc.HealthStub(self.channel).Check(
+                health_pb2.HealthCheckRequest(service=HEALTH_SERVICE), timeout=CONNECT_TIMEOUT)
         except grpc.RpcError as err:
             raise DaemonUnavailable(f"{self.socket_path} does not answer: {_rpc_reason(err)}") from None
-        if answer != b"\x08\x01":
-            raise DaemonUnavailable(f"{self.socket_path} answers but is not serving (health {answer!r})")
+        if answer.status != health_pb2.HealthCheckResponse.SERVING:
+            status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+            raise DaemonUnavailable(f"{self.socket_path} answers but is not serving (health {status})")
 
     def download(self, request) -> "Iterator":  # noqa: ANN001 - a DownloadTaskRequest
         return self.stub.DownloadTask(request)
