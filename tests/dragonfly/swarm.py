@@ -35,9 +35,11 @@ SCHEDULER_PORT = 8002
 # (resource/standard/seed_peer.go, SeedPeerRefreshInterval): a task started
 # before the first refresh that saw the seed goes to the origin without it.
 SEED_REFRESH = 30.0
-# Back-to-source peers the scheduler allows per task beyond the first
-# (scheduler.backToSourceCount; CanBackToSource is `len <= count`): the seed
-# plus at most one other peer. Dragonfly's default is 200.
+# The scheduler's back-to-source limit per task (scheduler.backToSourceCount,
+# at least 1): a peer may go to the origin while at most this many of the
+# task's peers are there (CanBackToSource is `len <= count`), so 2 at a time;
+# a peer that finishes or leaves (a killed seed) makes room. Dragonfly's
+# default is 200.
 BACK_TO_SOURCE_COUNT = 1
 
 

@@ -85,7 +85,11 @@ class DaemonClient:
         self._grpc = grpc
         self.channel = grpc.insecure_channel(
             f"unix://{socket_path}",
-            options=[("grpc.max_receive_message_length", MAX_MESSAGE),
+            # gRPC's default :authority for a unix socket is the socket's
+            # path, percent-encoded, which dfdaemon's HTTP/2 server (hyper)
+            # refuses with RST_STREAM(PROTOCOL_ERROR) on every call.
+            options=[("grpc.default_authority", "localhost"),
+                     ("grpc.max_receive_message_length", MAX_MESSAGE),
                      ("grpc.max_send_message_length", MAX_MESSAGE)])
         self.stub = stubs.DfdaemonDownloadStub(self.channel)
 
