@@ -8,7 +8,8 @@
 # The base, pinned by digest so that a rebuild starts from the same bytes
 # (the tag beside it says what it is; refresh both together:
 #   docker buildx imagetools inspect python:3.12-slim-bookworm --format '{{json .Manifest.Digest}}').
-# Any Debian-based image with python (and python -m venv, useradd). tests/node
+# Any Debian-based image with python (and python -m venv, useradd) and libstdc++
+# (grpcio's extension, for hostpath through Dragonfly; every python:*-slim has it). tests/node
 # builds this Dockerfile with a base made by mmdebstrap (Debian 12, Python
 # 3.11.2, the oldest Python the project claims): scripts/node-images.
 ARG BASE_IMAGE=python:3.12-slim-bookworm@sha256:782412e85d0f0984994c290652577d4018aff08145c85b262bb63dc0c7522254

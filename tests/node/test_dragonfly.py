@@ -18,6 +18,8 @@ from tests.node.node import downloader_log, pod_report, wait_pods_running
 from tests.node.test_strategies import model_files
 
 MiB = 1024 * 1024
+# A swarm's start and the scheduler's seed refresh (30 s) come on top of the node's.
+pytestmark = pytest.mark.timeout(600)
 
 
 def test_hostpath_through_the_nodes_dfdaemon(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> None:
