@@ -258,15 +258,40 @@ def downloader_pids(dest: str) -> list[int]:
     return pids
 
 
+def drained(port: int) -> bool:
+    """Whether every established TCP connection to or from PORT (hostNetwork
+    pods share this network namespace) has nothing queued: what a server
+    sent has been read by its client, not parked in socket buffers."""
+    open_conns = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, remote, state, queues = fields[1], fields[2], fields[3], fields[4]
+            if state != "01" or port not in (int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16)):
+                continue
+            open_conns += 1
+            tx, rx = (int(q, 16) for q in queues.split(":"))
+            if tx or rx:
+                return False
+    return open_conns > 0
+
+
 @contextmanager
 def downloader_killed_half_way(cluster: "Cluster", path: str, size: int, dest: str) -> Iterator[None]:
     """Around the making of a pod: the origin's GET that reaches half of the
-    SIZE bytes at PATH hangs there; once it does, the downloader writing DEST
-    is SIGKILLed (bytes on disk, more due), and the origin answers again."""
+    SIZE bytes at PATH hangs there; once it does and the downloader has read
+    what was sent (a loaded machine leaves megabytes in socket buffers, which
+    a kill loses and the origin counts), the downloader writing DEST is
+    SIGKILLed (bytes on disk, more due), and the origin answers again."""
     cluster.origin.release_stall.clear()
     cluster.origin.stall_at[path] = size // 2
     yield
     wait_for("half of it served", lambda: cluster.origin.served[path] >= size // 2, timeout=180)
+    wait_for("the downloader to read what was served", lambda: drained(cluster.origin.port), timeout=60)
     for pid in wait_for("the downloader's process", lambda: downloader_pids(dest), timeout=30):
         os.kill(pid, signal.SIGKILL)
     cluster.origin.release_stall.set()
