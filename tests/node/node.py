@@ -414,8 +414,7 @@ def _remove_cgroups(root: str) -> None:
     tops = [c / root for c in _controllers() if (c / root).is_dir()]
     deadline = time.monotonic() + 30
     while True:
-        pids = {int(pid) for top in tops for tasks in top.rglob("tasks")
-                for pid in _read_lines(tasks)}
+        pids = {int(pid) for top in tops for d in _subdirs(top) for pid in _read_lines(d / "tasks")}
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -436,10 +435,15 @@ def _read_lines(path: Path) -> list[str]:
         return []
 
 
+def _subdirs(top: Path) -> list[Path]:
+    """TOP and every directory under it that exists while it is walked: the
+    kubelet and containerd remove cgroups of their own at the same time
+    (pathlib's rglob raises on a directory that goes away; os.walk skips it)."""
+    return [Path(dirpath) for dirpath, _dirs, _files in os.walk(top)]
+
+
 def _depth_first(top: Path) -> list[Path]:
-    if not top.is_dir():
-        return []
-    return sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True) + [top]
+    return sorted(_subdirs(top), key=lambda p: len(p.parts), reverse=True)
 
 
 def _removed(d: Path) -> bool:
