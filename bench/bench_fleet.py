@@ -29,6 +29,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.bench_node import wait_running  # noqa: E402
 from tests.apiserver.controlplane import wait_for  # noqa: E402
 from tests.node.cluster import Cluster, running_cluster, seeded, sha256  # noqa: E402
 from tests.node.node import CACHE_PATH, why_not  # noqa: E402
@@ -60,7 +61,7 @@ def run(cluster: Cluster, state: str, size: int) -> dict[str, Any]:
     if state in ("warm-1", "affinity"):
         first = dict(pod, spec=dict(pod["spec"], nodeSelector={"kubernetes.io/hostname": "node-a"}))
         cluster.run_pod(ns, "first", first)
-        _wait_running(cluster, ns, "app=first", 1, time.monotonic())
+        wait_running(cluster, ns, 1, time.monotonic(), "app=first")
         cluster.cp.core.delete_namespaced_pod("first", ns, grace_period_seconds=0)
         wait_for(f"node-a's agent reporting {model}", lambda: key in cluster.node_labels("node-a"), timeout=120)
     if state == "prewarmed":
@@ -69,7 +70,7 @@ def run(cluster: Cluster, state: str, size: int) -> dict[str, Any]:
     served = cluster.origin.served[path]
     start = time.monotonic()
     cluster.deploy(ns, "llm", pod, replicas=REPLICAS)
-    running = _wait_running(cluster, ns, "app=llm", REPLICAS, start)
+    running = wait_running(cluster, ns, REPLICAS, start)
     pods = cluster.cp.core.list_namespaced_pod(ns, label_selector="app=llm").items
     return {
         "state": state, "replicas": REPLICAS, "model_mib": size / MiB,
@@ -79,20 +80,6 @@ def run(cluster: Cluster, state: str, size: int) -> dict[str, Any]:
         "origin_served_x": round((cluster.origin.served[path] - served) / size, 3),
         "origin_before_x": round(served / size, 3),
     }
-
-
-def _wait_running(cluster: Cluster, ns: str, selector: str, count: int, start: float) -> dict[str, float]:
-    running: dict[str, float] = {}
-    deadline = start + 1800
-    while len(running) < count and time.monotonic() < deadline:
-        for p in cluster.cp.core.list_namespaced_pod(ns, label_selector=selector).items:
-            if p.metadata.name not in running and p.status.phase == "Running" and all(
-                    s.ready for s in p.status.container_statuses or []):
-                running[p.metadata.name] = time.monotonic() - start
-        time.sleep(0.2)
-    if len(running) < count:
-        raise SystemExit(f"{ns}: only {len(running)} of {count} replicas Running after 30 min")
-    return running
 
 
 def main() -> int:

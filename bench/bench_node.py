@@ -44,14 +44,14 @@ def run(cluster: Cluster, strategy: str, size: int, replicas: int) -> dict[str, 
     pod["spec"]["containers"][0]["resources"]["limits"]["memory"] = "256Mi"
     start = time.monotonic()
     cluster.deploy(ns, "llm", pod, replicas=replicas)
-    running = _wait_running(cluster, ns, replicas, start, {})
+    running = wait_running(cluster, ns, replicas, start)
     fetched = {name: "nothing to download" not in downloader_log(cluster.cp, ns, name) for name in running}
     times = sorted(running.values())
     # Later replicas (a scale-up once the model is there): the fast path, or another download.
     served = cluster.origin.served[path]
     start = time.monotonic()
     cluster.apps.patch_namespaced_deployment_scale("llm", ns, {"spec": {"replicas": replicas + SCALE_UP}})
-    later = _wait_running(cluster, ns, replicas + SCALE_UP, start, dict.fromkeys(running, 0.0))
+    later = wait_running(cluster, ns, replicas + SCALE_UP, start, running=dict.fromkeys(running, 0.0))
     later_times = sorted(t for name, t in later.items() if name not in running)
     return {
         "strategy": strategy, "replicas": replicas, "model_mib": size / MiB,
@@ -64,10 +64,14 @@ def run(cluster: Cluster, strategy: str, size: int, replicas: int) -> dict[str, 
     }
 
 
-def _wait_running(cluster: Cluster, ns: str, count: int, start: float, running: dict[str, float]) -> dict[str, float]:
+def wait_running(cluster: Cluster, ns: str, count: int, start: float, selector: str = "app=llm",
+                 running: dict[str, float] | None = None) -> dict[str, float]:
+    """Pod name -> seconds from START to Running and Ready, for COUNT pods of
+    SELECTOR in NS; RUNNING holds the pods already counted (their times kept)."""
+    running = dict(running or {})
     deadline = start + 1800
     while len(running) < count and time.monotonic() < deadline:
-        for p in cluster.cp.core.list_namespaced_pod(ns, label_selector="app=llm").items:
+        for p in cluster.cp.core.list_namespaced_pod(ns, label_selector=selector).items:
             if p.metadata.name not in running and p.status.phase == "Running" and all(
                     s.ready for s in p.status.container_statuses or []):
                 running[p.metadata.name] = time.monotonic() - start
