@@ -73,6 +73,12 @@ def sh(command: str, env: dict[str, str], timeout: float = 180) -> subprocess.Co
     return out
 
 
+def sh_started(command: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """COMMAND started as sh runs it, for one that waits on what the test does next; output merged."""
+    return subprocess.Popen(["bash", "-euo", "pipefail", "-c", command], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 def helm_test_with_a_stand_in_kubelet(command: str, cluster: Any, env: dict[str, str], root: Path) -> str:
     """Runs COMMAND (the README's `helm test`, as written) while the test
     plays the kubelet for the pod it creates: the pod's own program
@@ -102,8 +108,7 @@ def helm_test_with_a_stand_in_kubelet(command: str, cluster: Any, env: dict[str,
     helm = None
     try:
         webhook.wait_ready()
-        helm = subprocess.Popen(["bash", "-euo", "pipefail", "-c", command], cwd=REPO, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        helm = sh_started(command, env)
 
         def hook_pod() -> dict[str, Any] | None:
             pods = yaml.safe_load(cluster.kubectl("get", "pods", "-n", "model-cache", "-o", "yaml").stdout)["items"]
@@ -178,8 +183,7 @@ def rollout_with_a_stand_in_kubelet(command: str, cluster: Any, env: dict[str, s
     deployment = json.loads(cluster.kubectl("get", "deployment", "model-cache", "-n", "model-cache",
                                             "-o", "json").stdout)
     selector = ",".join(f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items())
-    rollout = subprocess.Popen(["bash", "-euo", "pipefail", "-c", command], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rollout = sh_started(command, env)
     try:
         def report_ready() -> bool:
             pods = json.loads(cluster.kubectl("get", "pods", "-n", "model-cache", "-l", selector,
