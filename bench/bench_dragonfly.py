@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))  # run as a script: bench/ is a package of the che
 from bench.ports import free_port  # noqa: E402
 from tests.download.origin import HubRepo, Origin  # noqa: E402
 from tests.dragonfly.netns import Net, in_ns, why_not as netns_why_not  # noqa: E402
-from tests.dragonfly.swarm import BACK_TO_SOURCE_COUNT, Swarm, why_not  # noqa: E402
+from tests.dragonfly.swarm import BACK_TO_SOURCE_COUNT, CANDIDATE_PARENT_LIMIT, Swarm, why_not  # noqa: E402
 
 MC = str(Path(sys.executable).with_name("model-cache"))
 MiB = 1 << 20
@@ -61,8 +61,25 @@ def make_repo(size: int) -> HubRepo:
     """The same bytes in every process that asks (the origin runs in a process of its own)."""
     import random
 
-    return HubRepo(COMMIT, {WEIGHTS: random.Random(28).randbytes(size), "config.json": b'{"bench": true}'},
+    rng = random.Random(28)
+    chunk = 64 * MiB  # randbytes takes at most 2**31 bits at once
+    body = b"".join(rng.randbytes(min(chunk, size - at)) for at in range(0, size, chunk))
+    return HubRepo(COMMIT, {WEIGHTS: body, "config.json": b'{"bench": true}'},
                    lfs={WEIGHTS})
+
+
+def cpu_times() -> tuple[int, int]:
+    """The machine's (busy, total) CPU ticks so far, all cores (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def cpu_busy(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of all cores busy between two cpu_times(): near 1.0, the
+    run measured the machine's CPU, not the links."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total else 0.0
 
 
 def serve_origin(host: str, size: int) -> None:
@@ -194,6 +211,7 @@ class Bench:
         # The swarm's hosts join the origin's bridge, a namespace each.
         links = _SharedNet(self.links) if self.links is not None else None
         sw = Swarm(root / "dragonfly", back_to_source_count=self.args.back_to_source, links=links,
+                   candidate_parent_limit=self.args.candidate_parents,
                    link_mbps=self.args.node_mbps, seed_mbps=self.args.seed_mbps)
         try:
             sw.start_scheduler()
@@ -202,6 +220,7 @@ class Bench:
             sw.wait_seed_known()
             self.reset()
             dests = [root / d.name / "cache" / "bench" / "main" for d in nodes]
+            cpu0 = cpu_times()
             t0 = time.monotonic()
             procs = [self.download(dest, "--dragonfly-socket", str(d.socket), "--dragonfly-if-unavailable", "direct",
                                    ns=d.ns) for d, dest in zip(nodes, dests)]
@@ -220,6 +239,7 @@ class Bench:
                     sw.kill(nodes[0])
                     print(f"  killed node1's dfdaemon at origin bytes {self.origin_bytes() / self.size:.2f}x", flush=True)
                 time.sleep(0.05)
+            busy = cpu_busy(cpu0, cpu_times())
             codes = [p.returncode for p in procs]
             ok = [c == 0 and self.right(dest) for c, dest in zip(codes, dests)]
             served = {d.name: sw.bytes_uploaded(d) for d in [sw.daemons["seed"], *nodes] if d.alive()}
@@ -228,7 +248,7 @@ class Bench:
                 "slowest_s": max(t for t in times if t is not None), "t1_s": t1,
                 "times_s": [round(t, 1) for t in times if t is not None],
                 "served_to_peers_mib": {k: round(v / MiB) for k, v in served.items()},
-                "sha256_right": sum(ok), "exit_codes": codes,
+                "sha256_right": sum(ok), "exit_codes": codes, "cpu_busy": round(busy, 2),
             }
             result["slowest_over_t1"] = result["slowest_s"] / t1
             for i, p in enumerate(procs):
@@ -242,7 +262,7 @@ class Bench:
         what = {None: "", "seed": " (seed SIGKILLed at 0.25x)", "daemon": " (node1's dfdaemon SIGKILLed at 0.5x)"}[r["kill"]]
         print(f"N={r['n']}{what}: origin bytes {r['origin_x']:.3f}x the model, slowest {r['slowest_s']:.1f} s = "
               f"{r['slowest_over_t1']:.2f}x T1 ({r['t1_s']:.1f} s), sha256 right on {r['sha256_right']}/{r['n']}; "
-              f"times {r['times_s']}; served to peers (MiB) {r['served_to_peers_mib']}", flush=True)
+              f"times {r['times_s']}; machine CPU busy {r['cpu_busy']:.0%}; served to peers (MiB) {r['served_to_peers_mib']}", flush=True)
         print("  " + json.dumps(r), flush=True)
 
 
@@ -255,6 +275,8 @@ def main() -> int:
     ap.add_argument("--latency-ms", type=float, default=10.0)
     ap.add_argument("--back-to-source", type=int, default=BACK_TO_SOURCE_COUNT,
                     help="the scheduler's backToSourceCount (Dragonfly's default: 200)")
+    ap.add_argument("--candidate-parents", type=int, default=CANDIDATE_PARENT_LIMIT,
+                    help="the scheduler's candidateParentLimit: parents offered to each peer")
     ap.add_argument("--netns", action="store_true", help="a network namespace per host, links capped by tc (root)")
     ap.add_argument("--node-mbps", type=float, default=None, help="with --netns: each node's link, MB/s each way")
     ap.add_argument("--seed-mbps", type=float, default=None, help="with --netns: the seed's link (default: --node-mbps)")
@@ -278,7 +300,7 @@ def main() -> int:
                  f"loopback: origin link {args.link_mbps} MB/s, {args.conn_mbps} MB/s per connection, "
                  f"{args.latency_ms} ms; peers uncapped")
         print(f"model: {b.size / MiB:.0f} MiB ({WEIGHTS}) + config.json; {links}; backToSourceCount "
-              f"{args.back_to_source}", flush=True)
+              f"{args.back_to_source}, candidateParentLimit {args.candidate_parents}", flush=True)
         t1 = b.t1()
         for n in args.nodes:
             b.report(b.swarm_run(n, t1))

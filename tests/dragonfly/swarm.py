@@ -41,6 +41,8 @@ SEED_REFRESH = 30.0
 # a peer that finishes or leaves (a killed seed) makes room. Dragonfly's
 # default is 200.
 BACK_TO_SOURCE_COUNT = 1
+# Parents the scheduler offers each peer (schedulerClusterConfig.candidateParentLimit).
+CANDIDATE_PARENT_LIMIT = 1
 
 
 def bins_dir() -> Path:
@@ -123,6 +125,7 @@ class Swarm:
     bins: Path = field(default_factory=bins_dir)
     net: str = field(default_factory=_free_net)
     back_to_source_count: int = BACK_TO_SOURCE_COUNT
+    candidate_parent_limit: int = CANDIDATE_PARENT_LIMIT
     # Hosts with capped links (a namespace each, tests/dragonfly/netns.py)
     # instead of loopback addresses; LINK_MBPS caps each daemon's link both ways.
     links: Net | None = None
@@ -160,7 +163,7 @@ class Swarm:
             "metrics": {"enable": False},
         }
         dyn = {"applications": [], "seedPeerClusterConfig": {"loadLimit": 2000},
-               "schedulerClusterConfig": {"candidateParentLimit": 3, "filterParentLimit": 15},
+               "schedulerClusterConfig": {"candidateParentLimit": self.candidate_parent_limit, "filterParentLimit": 15},
                "schedulerClusterClientConfig": {"loadLimit": 200}}
         (d / "scheduler.yaml").write_text(yaml.safe_dump(cfg))
         (d / "dyn.yaml").write_text(yaml.safe_dump(dyn))
