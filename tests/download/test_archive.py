@@ -1,6 +1,7 @@
-"""Archives from a real local origin: tar unpacked as it streams in (never on
-the volume), verified before anything is published, resumed inside a run;
-zip kept beside its contents, with the volume size that needs; the same
+"""Archives from a real local origin: tar unpacked as it streams in when the
+volume has no room to keep it, verified before anything is published,
+resumed inside a run; zip (and a tar with room) kept beside its contents,
+with the volume size that needs and what a full volume says; the same
 checks under the oldest Python the project claims (Debian 12's 3.11.2)."""
 
 from __future__ import annotations
@@ -115,6 +116,24 @@ def test_a_zip_needs_room_for_itself_and_its_contents(origin: Origin, dl_env, tm
     r = run_download(dl_env, source, enough / "asr" / "main")
     assert r.returncode == 0, r.stderr
     assert model_files(enough / "asr" / "main") == files
+
+
+def test_a_kept_tar_that_fills_the_volume_says_it_was_kept(origin: Origin, dl_env, tmpfs,
+                                                         termination_log: Path) -> None:
+    """A tar with room beside its contents is fetched whole, then unpacked:
+    when its contents still fill the volume (here: many one-byte files, a
+    page each on tmpfs), the message says the archive was kept, not streamed."""
+    files = {f"tokens/{i:04d}.txt": b"x" for i in range(400)}
+    archive = tar_archive(files, "w")
+    origin.files["/vocab.tar"] = archive
+    size = BOOKKEEPING + (16 << 10)
+    small = tmpfs(len(archive) + size + BOOKKEEPING)
+    r = run_download(dl_env, f"{origin.url}/vocab.tar", small / "vocab" / "main", "--size", str(size))
+    assert r.returncode == 9, r.stderr
+    assert "archive (kept beside its contents while it is unpacked) filled the volume" in r.stderr, r.stderr
+    assert "streamed" not in r.stderr, r.stderr
+    assert termination_log.read_text() == r.stderr.strip()
+    assert not (small / "vocab" / "main").exists()
 
 
 @pytest.mark.skipif(not OLDEST_PYTHON.exists() and os.environ.get("CI") != "true", reason=WHY_NO_OLDEST)

@@ -171,7 +171,8 @@ def _clean_leftovers(layout: Layout) -> None:
             pass
 
 
-def _fetch(transfer: "Transfer", listing: "Listing", s: Settings, poll: Callable[[], None]) -> list[FileRecord]:
+def _fetch(transfer: "Transfer", listing: "Listing", s: Settings, poll: Callable[[], None],
+           keep_archive: bool) -> list[FileRecord]:
     """The model's files in the partial directory, verified: fetched, or an
     archive fetched and unpacked, or a tar unpacked as it streams in. An
     archive refused (an unsafe member, past its budget) leaves nothing."""
@@ -180,7 +181,7 @@ def _fetch(transfer: "Transfer", listing: "Listing", s: Settings, poll: Callable
     from webhook.download.volume.checked_io import remove_tree
 
     try:
-        return _fetch_archive(transfer, listing, s, poll, Budget(s.size, s.dest.parent.name)) \
+        return _fetch_archive(transfer, listing, s, poll, Budget(s.size, s.dest.parent.name), keep_archive) \
             if listing.archive is not None else _fetch_files(transfer, listing, poll)
     except (UnsafeArchive, ArchiveTooLarge):
         remove_tree(transfer.partial)
@@ -194,13 +195,13 @@ def _fetch_files(transfer: "Transfer", listing: "Listing", poll: Callable[[], No
 
 
 def _fetch_archive(transfer: "Transfer", listing: "Listing", s: Settings, poll: Callable[[], None],
-                   budget: "Budget") -> list[FileRecord]:
+                   budget: "Budget", keep: bool) -> list[FileRecord]:
     from webhook.download.archive.tar_stream import fetch_and_unpack
-    from webhook.download.archive.unpack import keeps_archive, streaming_note, unpack_kept
+    from webhook.download.archive.unpack import streaming_note, unpack_kept
 
     partial, f = transfer.partial, listing.files[0]
     assert listing.archive is not None
-    if not keeps_archive(listing.archive, f.size, s.size, partial):
+    if not keep:
         say(s.out, f"unpacking the {listing.archive} archive as it streams in ({streaming_note(listing.archive)})")
         fetch_and_unpack(transfer, f, partial, poll, budget, resumable=listing.archive == ".tar")
         return list_tree(partial)
@@ -213,7 +214,7 @@ def _fetch_archive(transfer: "Transfer", listing: "Listing", s: Settings, poll: 
 
 
 def download(s: Settings, layout: Layout, lock: Lock) -> int:
-    from webhook.download.archive.unpack import is_streamed
+    from webhook.download.archive.unpack import is_streamed, keeps_archive
     from webhook.download.remote import FetchOptions
     from webhook.download.sources import make_source
     from webhook.download.volume.space import VolumeSpace, not_enough_before_start, ran_out
@@ -223,6 +224,7 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
     spec = parse_source(s.source)
     progress = Progress()
     listing = None
+    keep_archive = False  # an archive fetched whole onto the volume before it is unpacked
     label = f"{layout.parent.name}/{s.dest.name}"
     ticker = Ticker(label, progress, lock.heartbeat, s.heartbeat, s.progress_interval, layout.progress, s.out,
                     bar=terminal_bar(label))
@@ -263,7 +265,9 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
         transfer = Transfer(source, layout.partial, progress,
                             FetchOptions(jobs=s.jobs, retries=s.retries, backoff=s.backoff))
         try:
-            records = _fetch(transfer, listing, s, poll)
+            if listing.archive is not None:
+                keep_archive = keeps_archive(listing.archive, listing.files[0].size, s.size, layout.partial)
+            records = _fetch(transfer, listing, s, poll, keep_archive)
         except ChecksumError as err:
             if not isinstance(err.mismatch, known_bad.Mismatch):
                 raise
@@ -282,7 +286,8 @@ def download(s: Settings, layout: Layout, lock: Lock) -> int:
             raise ran_out(layout.parent, layout.partial, VolumeSpace.of(layout.parent),
                           model_size=listing.total if listing is not None and listing.archive is None else None,
                           archive=listing.archive if listing is not None else None,
-                          archive_size=listing.total if listing is not None else None) from None
+                          archive_size=listing.total if listing is not None else None,
+                          archive_kept=keep_archive) from None
         if err.errno not in (errno.EACCES, errno.EPERM) and err.errno is not None:
             raise WriteError(
                 f"writing {err.filename or layout.partial} failed: {os.strerror(err.errno)} "

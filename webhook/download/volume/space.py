@@ -68,12 +68,13 @@ def not_enough_before_start(where: Path, need: int, total: int, space: VolumeSpa
 
 
 def ran_out(where: Path, partial: Path, space: VolumeSpace, *, model_size: int | None,
-            archive: str | None, archive_size: int | None) -> DiskFullError:
-    """ENOSPC while downloading or unpacking into PARTIAL."""
+            archive: str | None, archive_size: int | None, archive_kept: bool) -> DiskFullError:
+    """ENOSPC while downloading or unpacking into PARTIAL (ARCHIVE_KEPT: the
+    archive was fetched whole onto the volume, not streamed)."""
     ours = disk_usage(partial)
     never = space.used - ours <= slack(space.capacity)  # nothing but this download on a full volume
     if archive is not None:
-        kept = "kept beside its contents while it is unpacked" if archive.endswith(".zip") else \
+        kept = "kept beside its contents while it is unpacked" if archive_kept else \
             "streamed: only its contents are kept"
         size = format_bytes(archive_size, round_up=True) if archive_size is not None else "unknown-size"
         what = (f"unpacking the {size} {archive} archive ({kept}) filled the volume of {where}: "
@@ -85,6 +86,6 @@ def ran_out(where: Path, partial: Path, space: VolumeSpace, *, model_size: int |
                 f"{format_bytes(space.capacity)} in all, {format_bytes(space.free)} free")
     if never:
         return WontFitError(f"{what}: the model can never fit on it, restarts will not help; {_fix()}")
-    later = "the next start streams it again" if archive is not None and not archive.endswith(".zip") else \
+    later = "the next start streams it again" if archive is not None and not archive_kept else \
         f"the partial download is kept in {partial} and resumes on the next start"
     return DiskFullError(f"{what}; {later}: free space (model-cache gc) or {_fix()}")
