@@ -12,6 +12,7 @@ import pytest
 from webhook.agent.eviction import choose
 from webhook.agent.holdings import Held, scan
 from webhook.agent.node import in_use
+from webhook.agent.prewarm import download_args
 from webhook.agent.prepare import prepare
 from webhook.agent.wishes import wishes
 from webhook.inventory import (INVENTORY_ANNOTATION, LABEL_PREFIX, Holding, candidates_holding, holders_line,
@@ -100,6 +101,20 @@ def test_wishes_prewarm_what_the_node_selector_matches_under_this_root() -> None
     assert w.prewarmed == {("warm", "r1")} and w.models == {"warm", "cold"}
     assert wishes(policies, Path("/var/lib/model-cache"), {"pool": "cpu"}).prewarm == ()
     assert wishes(policies, Path("/elsewhere"), {"pool": "gpu"}).models == frozenset()
+
+
+def test_a_prewarmed_archive_is_held_to_its_budget_as_a_pods_download_is() -> None:
+    """The agent runs the downloader on the node's own disk: an archive it
+    prewarms gets the policy's size as its unpacking budget (`--size`), as an
+    injected downloader does, or a crafted archive could fill the node."""
+    text = POLICY + '  asr: {source: "https://o/asr.tar.gz", size: 2Gi, strategy: hostpath}\n'
+    policy = parse_policy(text, "team.yaml")
+    defaults = merge_defaults(policy.defaults)
+    root = Path("/var/lib/model-cache")
+    archive = download_args(ResolvedModel("asr", "team", policy.models["asr"], defaults, "team.yaml"), root)
+    assert archive[archive.index("--size") + 1] == "2Gi", archive
+    plain = download_args(ResolvedModel("warm", "team", policy.models["warm"], defaults, "team.yaml"), root)
+    assert "--size" not in plain, plain
 
 
 def test_scan_publishes_complete_models_only(tmp_path: Path) -> None:

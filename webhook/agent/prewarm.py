@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 def download_args(model: ResolvedModel, root: Path) -> list[str]:
     """`model-cache download` for MODEL into ROOT/<model>/<revision>, as a pod's downloader runs it."""
     spec = model.spec
-    return arguments(spec.source, str(root / model.cache_subpath), spec.revision, spec.sha256, spec.include)
+    return arguments(spec.source, str(root / model.cache_subpath), spec.revision, spec.sha256, spec.include,
+                     spec.size)
 
 
 @dataclass

@@ -12,9 +12,13 @@ import sys
 
 
 def arguments(source: str, dest: str, revision: str | None = None, sha256: str | None = None,
-              include: list[str] | None = None) -> list[str]:
+              include: list[str] | None = None, size: str | None = None) -> list[str]:
     """`model-cache download`'s arguments for one model: the one spelling of
-    the command line, for the injected init container and the agent's prewarm."""
+    the command line, for the injected init container and the agent's prewarm.
+    SIZE (the policy's `size`) becomes `--size` for an archive source: the
+    budget its contents may unpack to."""
+    from webhook.download.archive.unpack import archive_of
+
     args = ["download", "--source", source, "--dest", dest]
     if revision:
         args += ["--revision", revision]
@@ -22,6 +26,8 @@ def arguments(source: str, dest: str, revision: str | None = None, sha256: str |
         args += ["--sha256", sha256]
     if include:
         args += ["--include", *include]
+    if size is not None and archive_of(source) is not None:
+        args += ["--size", str(size)]
     return args
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from webhook.download.command import arguments as download_arguments
-from webhook.download.archive.unpack import archive_of
 from webhook.download.uri import scheme_of
 from webhook.mutate.plan import Plan
 from webhook.strategies.base import give_downloader_resources, init_container_mounts
@@ -49,9 +48,7 @@ def downloader(plan: Plan) -> dict[str, Any]:
     model = plan.model
     spec, d = model.spec, model.defaults.downloader
     args = download_arguments(spec.source, f"{VOLUME_ROOT}/{model.cache_subpath}", spec.revision, spec.sha256,
-                              spec.include)
-    if archive_of(spec.source) is not None:
-        args += ["--size", str(spec.size)]  # the unpacked archive's budget
+                              spec.include, spec.size)
     mounts = init_container_mounts()
     p2p = plan.strategy.dragonfly(model)
     if p2p is not None:
