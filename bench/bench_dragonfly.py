@@ -10,7 +10,9 @@ bench/throttle_proxy.py (a link cap and a per-connection cap, as a remote
 origin).
 
     .venv/bin/python bench/bench_dragonfly.py --nodes 4 8 --size-mib 512 --link-mbps 50 --workdir /tmp/mc-dfbench
-    .venv/bin/python bench/bench_dragonfly.py --netns --node-mbps 50 --link-mbps 50 ...   # capped links (root)
+    .venv/bin/python bench/bench_dragonfly.py --netns --nodes 4 8 --size-mib 256 --link-mbps 8 --node-mbps 16 \
+        --kills --workdir /tmp/mc-dfbench          # capped links (root): the figures of docs/benchmarks.md
+    ... --candidate-parents 3                       # Dragonfly's default parent limit, to compare
 
 --netns puts the origin, the seed and every node in a network namespace of
 its own (tests/dragonfly/netns.py), each link capped both ways with tc: the
@@ -22,7 +24,8 @@ exchange pieces as fast as memory.
 Reports, per N: origin bytes / model size, the slowest node's time / T1 (one
 node downloading straight from the same origin, no Dragonfly), each node's
 time and bytes served to its peers (the daemons' upload metrics), and
-whether every node's sha256 is right. Then, with --kills, N=4 again with the
+whether every node's sha256 is right, and how busy the machine's CPU was
+(near 100%, the run measured the cores, not the links). Then, with --kills, N=4 again with the
 seed SIGKILLed once the origin has sent a quarter of the model, and with one
 daemon SIGKILLed once the origin has sent half (its downloader falls back to
 the origin, the policy's ifUnavailable: direct).

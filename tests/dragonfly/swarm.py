@@ -41,7 +41,10 @@ SEED_REFRESH = 30.0
 # a peer that finishes or leaves (a killed seed) makes room. Dragonfly's
 # default is 200.
 BACK_TO_SOURCE_COUNT = 1
-# Parents the scheduler offers each peer (schedulerClusterConfig.candidateParentLimit).
+# Parents the scheduler offers each peer (schedulerClusterConfig.candidateParentLimit;
+# Dragonfly's default 3). With 1 the nodes that start together form a chain
+# instead of all waiting on the seed's upload (docs/dragonfly.md, measured by
+# bench/bench_dragonfly.py --candidate-parents).
 CANDIDATE_PARENT_LIMIT = 1
 
 
