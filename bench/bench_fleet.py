@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.bench_node import wait_running  # noqa: E402
 from tests.apiserver.controlplane import wait_for  # noqa: E402
-from tests.node.cluster import Cluster, running_cluster, seeded, sha256  # noqa: E402
+from tests.node.cluster import Cluster, on_node, running_cluster, seeded, sha256  # noqa: E402
 from tests.node.node import CACHE_PATH, why_not  # noqa: E402
 from webhook.inventory import label_key  # noqa: E402
 
@@ -59,8 +59,7 @@ def run(cluster: Cluster, state: str, size: int) -> dict[str, Any]:
     pod["spec"]["containers"][0]["resources"]["limits"]["memory"] = "256Mi"
     key = label_key(model, "main")
     if state in ("warm-1", "affinity"):
-        first = dict(pod, spec=dict(pod["spec"], nodeSelector={"kubernetes.io/hostname": "node-a"}))
-        cluster.run_pod(ns, "first", first)
+        cluster.run_pod(ns, "first", on_node(pod, "node-a"))
         wait_running(cluster, ns, 1, time.monotonic(), "app=first")
         cluster.cp.core.delete_namespaced_pod("first", ns, grace_period_seconds=0)
         wait_for(f"node-a's agent reporting {model}", lambda: key in cluster.node_labels("node-a"), timeout=120)

@@ -45,6 +45,11 @@ def seeded(name: str, size: int) -> bytes:
     return bytes(out[:size])
 
 
+def on_node(pod: dict[str, Any], node: str) -> dict[str, Any]:
+    """POD pinned to NODE (by its hostname label), a copy: POD is left as it was."""
+    return dict(pod, spec=dict(pod["spec"], nodeSelector={"kubernetes.io/hostname": node}))
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

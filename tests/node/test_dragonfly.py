@@ -14,9 +14,8 @@ import pytest
 
 from tests.dragonfly.swarm import running_swarm, why_not
 from tests.helpers import cannot_run
-from tests.node.cluster import SERVER, Cluster, seeded, sha256
+from tests.node.cluster import SERVER, Cluster, on_node, seeded, sha256
 from tests.node.node import CACHE_PATH, downloader_log, pod_report, wait_pods_running
-from tests.node.test_fleet import on_node
 from tests.node.test_strategies import model_files
 
 MiB = 1024 * 1024
@@ -42,7 +41,7 @@ def test_hostpath_through_each_nodes_dfdaemon(fleet: Cluster, tmp_path_factory: 
         served = []
         for node in nodes:
             name = f"reader-{node.name}"
-            fleet.run_pod(ns, name, on_node(fleet, fleet.model_pod("w"), node.name))
+            fleet.run_pod(ns, name, on_node(fleet.model_pod("w"), node.name))
             (pod,) = wait_pods_running(fleet.cp, ns, f"app={name}", 1, fleet.fleet)
             assert pod.spec.node_name == node.name
             log = downloader_log(fleet.cp, ns, pod.metadata.name)

@@ -15,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.apiserver.controlplane import wait_for, write_kubeconfig
 from tests.helpers import MODEL_CACHE
-from tests.node.cluster import AGENT_NS, SERVER, Cluster, seeded, sha256
+from tests.node.cluster import AGENT_NS, SERVER, Cluster, on_node, seeded, sha256
 from tests.node.node import CACHE_PATH, downloader_log, pod_report, wait_pods_running
 from tests.node.test_strategies import MiB, NOTHING_TO_DOWNLOAD, model_files
 from webhook.inventory import INVENTORY_ANNOTATION, label_key, read_holdings
@@ -47,11 +47,6 @@ def holds(cluster: Cluster, node: str, model: str, revision: str = "main") -> bo
     return label_key(model, revision) in cluster.node_labels(node)
 
 
-def on_node(cluster: Cluster, pod: dict[str, Any], node: str) -> dict[str, Any]:
-    pod["spec"]["nodeSelector"] = {"kubernetes.io/hostname": node}
-    return pod
-
-
 def test_eviction_takes_the_least_recently_used_and_spares_a_model_in_use(agents: Cluster) -> None:
     """On node-c, under a quota of two models and a bit: m0 (oldest, in use),
     m1 (used, then idle), m2 (newest, idle): a fourth, m3, goes over; m1 goes,
@@ -65,13 +60,13 @@ def test_eviction_takes_the_least_recently_used_and_spares_a_model_in_use(agents
     cluster.install_agent(quota=str(held_before + 3 * size + size // 2))
     try:
         for name in ("m0", "m1", "m2"):
-            cluster.run_pod(ns, name, on_node(cluster, cluster.model_pod(name), node))
+            cluster.run_pod(ns, name, on_node(cluster.model_pod(name), node))
             wait_pods_running(cluster.cp, ns, f"app={name}", 1, cluster.fleet)
             if name != "m0":
                 cluster.cp.core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
         wait_for("m0, m1, m2 on node-c's labels", lambda: all(holds(cluster, node, m) for m in ("m0", "m1", "m2")),
                  timeout=60)
-        cluster.run_pod(ns, "m3", on_node(cluster, cluster.model_pod("m3"), node))
+        cluster.run_pod(ns, "m3", on_node(cluster.model_pod("m3"), node))
         wait_pods_running(cluster.cp, ns, "app=m3", 1, cluster.fleet)
 
         wait_for("m1 evicted from node-c", lambda: not holds(cluster, node, "m1"), timeout=60)
@@ -84,7 +79,7 @@ def test_eviction_takes_the_least_recently_used_and_spares_a_model_in_use(agents
 
         path_m1 = models["m1"][0]
         served = cluster.origin.served[path_m1]
-        cluster.run_pod(ns, "m1-again", on_node(cluster, cluster.model_pod("m1"), node))
+        cluster.run_pod(ns, "m1-again", on_node(cluster.model_pod("m1"), node))
         (pod,) = wait_pods_running(cluster.cp, ns, "app=m1-again", 1, cluster.fleet)
         assert cluster.origin.served[path_m1] == served + size, "the evicted model was not fetched again, once"
         assert model_files(pod_report(cluster.cp, ns, pod.metadata.name, SERVER)) == {
