@@ -8,6 +8,7 @@ its modules and its entry point, only from the wheel."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -23,12 +24,28 @@ from tests.helpers import POLICIES, REPO
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 
 
+def source_copy(into: Path) -> Path:
+    """The checkout's files (tracked, or new and not ignored) copied to INTO.
+    Built in place, setuptools makes its sdist tree, egg-info and build/ in
+    the checkout itself, so two workers each building it (this module's
+    tests may land on both) removed each other's files mid-build."""
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        src = REPO / name
+        if src.is_file():
+            (into / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, into / name)
+    return into
+
+
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
+    source = source_copy(tmp_path_factory.mktemp("source"))
     # No --sdist/--wheel: the sdist, then the wheel from it, as the release
-    # builds them; so a stale build/ in the checkout cannot slip into the wheel.
-    proc = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(REPO)],
+    # builds them; so a stale build/ cannot slip into the wheel.
+    proc = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(source)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
