@@ -66,6 +66,7 @@ def test_the_wheel_and_sdist_hold_every_module(dist: Path) -> None:
     with tarfile.open(sdist) as tf:
         inside = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
     assert package_modules() | {"pyproject.toml", "README.md", "LICENSE"} <= inside
+    assert not [n for n in inside if n.startswith("tests/")], "the sdist ships no tests (MANIFEST.in prunes them)"
 
 
 def test_the_wheel_in_a_fresh_venv_explains_outside_a_checkout(dist: Path, tmp_path: Path) -> None:
