@@ -29,7 +29,7 @@ from tests.apiserver.controlplane import Proc, spawn, wait_for
 from tests.dragonfly.netns import Net, in_ns
 from tests.helpers import REPO
 
-BINARIES = ("scheduler", "dfdaemon", "dfget")
+BINARIES = ("scheduler", "dfdaemon")
 SCHEDULER_PORT = 8002
 # The scheduler refreshes its list of seed peers on this fixed ticker
 # (resource/standard/seed_peer.go, SeedPeerRefreshInterval): a task started
