@@ -18,7 +18,7 @@ from tests.server_process import RunningServer, start_server, stop_server
 __all__ = ["MODEL_CACHE", "RunningServer", "start_server", "stop_server"]
 
 # MODEL_CACHE_DRAGONFLY=0 (outside CI) leaves out Dragonfly's swarm tests, as
-# scripts/test then leaves out their 48 min cold build; without the binaries
+# scripts/test then leaves out their 47 min cold build; without the binaries
 # they skip with the reason (a failure under CI=true).
 _no_dragonfly = os.environ.get("MODEL_CACHE_DRAGONFLY") == "0" and os.environ.get("CI") != "true"
 collect_ignore = ["dragonfly", "node/test_dragonfly.py"] if _no_dragonfly else []
