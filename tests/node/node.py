@@ -385,11 +385,6 @@ def _kubelet_config(port: int, healthz_port: int, cgroup: str) -> dict[str, Any]
         "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
         "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
         "syncFrequency": "5s", "fileCheckFrequency": "5s",
-        # A failing container restarts after 1 s, not 10 s doubling to 5 min
-        # (KubeletCrashLoopBackOffMax, beta and on since 1.35): the test that
-        # counts a downloader's restarts waited on the back-off (37 s, now 10 s
-        # on its own). Whether it restarts is the kubelet's as ever.
-        "crashLoopBackOff": {"maxContainerRestartPeriod": "1s"},
         "serializeImagePulls": False,
     }
 
