@@ -13,6 +13,7 @@ import socket
 import ssl
 import sys
 import tarfile
+import time
 import uuid
 import zipfile
 from pathlib import Path
@@ -193,6 +194,19 @@ def mark_real_cluster_tests(config: pytest.Config, items: list[pytest.Item], dir
             item.add_marker(pytest.mark.xdist_group(group))
         if reason:
             item.add_marker(pytest.mark.unavailable(reason))
+
+
+def complete_model(root: Path, name: str, size: int, used_ago: float) -> Path:
+    """ROOT/NAME/main as the downloader leaves a finished model: one file of
+    SIZE bytes and its completion marker, last used USED_AGO seconds ago."""
+    dest = root / name / "main"
+    dest.mkdir(parents=True)
+    (dest / "w.bin").write_bytes(b"x" * size)
+    marker = dest / ".model-cache.json"
+    marker.write_text(json.dumps({"complete": True, "total_size": size, "files": [{"path": "w.bin", "size": size}]}))
+    t = time.time() - used_ago
+    os.utime(marker, (t, t))
+    return dest
 
 
 def tar_archive(files: dict[str, bytes], mode: str = "w:gz") -> bytes:

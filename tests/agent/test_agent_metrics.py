@@ -5,13 +5,8 @@ then fails its Node, and the pass errors are counted, not fatal."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
-import sys
-import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,47 +14,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.apiserver.controlplane import wait_for
+from tests.apiserver.controlplane import Proc, spawn, wait_for
 from tests.fakes.apiserver import FakeApiServer
-from tests.helpers import REPO
-from webhook.download.volume.publish import MARKER
+from tests.helpers import MODEL_CACHE, complete_model
 
 NODE = "gpu-1"
-
-
-def complete_model(root: Path, model: str, size: int, used: float) -> None:
-    rev = root / model / "main"
-    rev.mkdir(parents=True)
-    (rev / "w").write_bytes(b"x" * size)
-    (rev / MARKER).write_text(json.dumps({"complete": True, "total_size": size, "files": [
-        {"path": "w", "size": size, "verified": "sha256"}]}))
-    os.utime(rev / MARKER, (used, used))
-
-
-class Agent:
-    """`model-cache agent` as a process; its log lines gathered as they come."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "webhook.cli", "agent", *args], cwd=REPO, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-
-    def metrics_url(self) -> str:
-        def port() -> str | None:
-            found = [m.group(1) for line in self.lines if (m := re.search(r"metrics on 127\.0\.0\.1:(\d+)", line))]
-            assert self.proc.poll() is None, "".join(self.lines)
-            return found[0] if found else None
-        return f"http://127.0.0.1:{wait_for('the agent to log its metrics port', port, timeout=30)}/metrics"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -70,35 +29,42 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 @pytest.fixture
-def agent(tmp_path: Path) -> Iterator[tuple[Agent, FakeApiServer, Path]]:
+def agent(tmp_path: Path) -> Iterator[tuple[Proc, FakeApiServer, Path]]:
     with FakeApiServer(tmp_path / "apiserver") as fake:
         fake.put("nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE, "labels": {}}})
         root = tmp_path / "cache"
-        now = time.time()
-        complete_model(root, "old", 600, now - 7200)
-        complete_model(root, "recent", 500, now - 3600)
+        complete_model(root, "old", 600, used_ago=7200)
+        complete_model(root, "recent", 500, used_ago=3600)
         policies = tmp_path / "policies"
         policies.mkdir()
-        env = {**os.environ, "MODEL_CACHE_KUBECONFIG": str(fake.write_kubeconfig(tmp_path / "kubeconfig"))}
-        env.pop("KUBERNETES_SERVICE_HOST", None)
-        running = Agent(["--node", NODE, "--root", str(root), "--policies", str(policies), "--quota", "1000",
-                         "--min-age", "0", "--interval", "0.2", "--metrics-host", "127.0.0.1", "--metrics-port", "0",
-                         "--uid", str(os.getuid())], env)
+        env = {"MODEL_CACHE_KUBECONFIG": str(fake.write_kubeconfig(tmp_path / "kubeconfig"))}
+        running = spawn("agent", [MODEL_CACHE, "agent", "--node", NODE, "--root", str(root), "--policies",
+                                  str(policies), "--quota", "1000", "--min-age", "0", "--interval", "0.2",
+                                  "--metrics-host", "127.0.0.1", "--metrics-port", "0", "--uid", str(os.getuid())],
+                        tmp_path / "agent.log", env)
         try:
             yield running, fake, root
         finally:
             running.stop()
 
 
+def metrics_url(agent: Proc) -> str:
+    """The agent's /metrics, on the free port it logs."""
+    def port() -> str | None:
+        found = re.search(r"metrics on 127\.0\.0\.1:(\d+)", agent.log.read_text(errors="replace"))
+        return found.group(1) if found else None
+    return f"http://127.0.0.1:{wait_for('the agent to log its metrics port', port, timeout=30, procs=(agent,))}/metrics"
+
+
 def test_metrics_count_evictions_and_what_the_node_holds_then_failed_passes(agent) -> None:  # type: ignore[no-untyped-def]
     running, fake, root = agent
-    url = running.metrics_url()
+    url = metrics_url(running)
     node = (("node", NODE),)
 
     def evicted() -> dict | None:
         seen = scrape(url)
         return seen if seen.get(("model_cache_agent_evictions_total", node)) == 1 else None
-    seen = wait_for("the agent to evict the least recently used model", evicted, timeout=30)
+    seen = wait_for("the agent to evict the least recently used model", evicted, timeout=30, procs=(running,))
     assert not (root / "old" / "main").exists() and (root / "recent" / "main").is_dir()
     assert seen[("model_cache_agent_evicted_bytes_total", node)] == 600
     assert seen[("model_cache_agent_models", node)] == 1
@@ -108,5 +74,6 @@ def test_metrics_count_evictions_and_what_the_node_holds_then_failed_passes(agen
 
     fake.fail(f"^/api/v1/nodes/{NODE}$", 500)
     wait_for("the failed passes to be counted",
-             lambda: scrape(url).get(("model_cache_agent_sync_errors_total", node), 0) >= 2, timeout=30)
-    assert running.proc.poll() is None, "the agent exited on the API server's 500: " + "".join(running.lines)
+             lambda: scrape(url).get(("model_cache_agent_sync_errors_total", node), 0) >= 2, timeout=30,
+             procs=(running,))
+    assert running.popen.poll() is None, "the agent exited on the API server's 500\n" + running.tail()

@@ -8,19 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.helpers import MODEL_CACHE, REPO
+from tests.helpers import MODEL_CACHE, REPO, complete_model
 from webhook.download.volume.gc import Entry, choose
-
-
-def _model(root: Path, name: str, size: int, used_ago: float) -> Path:
-    dest = root / name / "main"
-    dest.mkdir(parents=True)
-    (dest / "w.bin").write_bytes(b"x" * size)
-    marker = dest / ".model-cache.json"
-    marker.write_text(json.dumps({"complete": True, "total_size": size, "files": [{"path": "w.bin", "size": size}]}))
-    t = time.time() - used_ago
-    os.utime(marker, (t, t))
-    return dest
 
 
 def _gc(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -30,11 +19,11 @@ def _gc(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_evicts_least_recently_used_first_and_respects_locks_and_age(tmp_path: Path) -> None:
     root = tmp_path / "cache"
-    old = _model(root, "old", 4000, used_ago=10 * 86400)
-    locked = _model(root, "locked", 4000, used_ago=9 * 86400)
+    old = complete_model(root, "old", 4000, used_ago=10 * 86400)
+    locked = complete_model(root, "locked", 4000, used_ago=9 * 86400)
     (locked.parent / "main.lock").write_text("{}")  # being downloaded again / evicted by another gc
-    mid = _model(root, "mid", 4000, used_ago=5 * 86400)
-    fresh = _model(root, "fresh", 4000, used_ago=60)  # younger than --min-age
+    mid = complete_model(root, "mid", 4000, used_ago=5 * 86400)
+    fresh = complete_model(root, "fresh", 4000, used_ago=60)  # younger than --min-age
     partial = root / "dl" / "main.partial"
     partial.mkdir(parents=True)  # a download in progress is never touched
     (partial / "x").write_bytes(b"y" * 10000)
@@ -56,7 +45,7 @@ def test_evicts_least_recently_used_first_and_respects_locks_and_age(tmp_path: P
 
 
 def test_download_fast_path_refreshes_last_use(tmp_path: Path) -> None:
-    dest = _model(tmp_path, "m", 10, used_ago=86400)
+    dest = complete_model(tmp_path, "m", 10, used_ago=86400)
     r = subprocess.run([MODEL_CACHE, "download", "--source", "file:///nowhere",
                         "--dest", str(dest)], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -86,7 +75,7 @@ def test_abandoned_lock_does_not_pin_a_model_forever(tmp_path: Path) -> None:
     # A downloader killed between its publish and its unlock leaves a lock
     # that nobody heart-beats; after an hour gc treats it as abandoned.
     root = tmp_path / "cache"
-    dest = _model(root, "m", 5000, used_ago=10 * 86400)
+    dest = complete_model(root, "m", 5000, used_ago=10 * 86400)
     lock = dest.parent / "main.lock"
     lock.write_text(json.dumps({"token": "gone", "pid": 1, "host": "x"}))
     t = time.time() - 2 * 3600
