@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import requests
 
+from tests.apiserver.controlplane import wait_for
 from tests.server_process import RunningServer, start_server, stop_server
 from tests.helpers import apply_response, assert_schema_valid, pod_review
 from tests.validate import pods
@@ -72,11 +73,11 @@ def settled(review: Callable[[], dict[str, Any]], done: Callable[[dict[str, Any]
     as the hanging namespace's test makes one) leaves its review unchecked and
     fills the cache for the next (webhook/validate/lookups.py): on a loaded
     machine the first answer may be that one."""
-    deadline = time.monotonic() + seconds
-    while not done(answer := review()):
-        assert time.monotonic() < deadline, answer
-        time.sleep(0.05)
-    return answer
+    def check() -> dict[str, Any]:
+        answer = review()
+        assert done(answer), answer  # wait_for retries, and names the last answer if it times out
+        return answer
+    return wait_for("the review's lookups to be back", check, timeout=seconds, every=0.05)
 
 
 def checked(http: requests.Session, webhook: RunningServer, obj: dict[str, Any], **where: str) -> dict[str, Any]:
